@@ -1,0 +1,55 @@
+/**
+ * Typed errors. Their `name` is what Step Functions Retry/Catch match on, so keep
+ * names stable.
+ */
+
+/** Base for all domain errors; `name` is the class name. */
+export class FtsError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** Input (settings, spec, workflow input, CLI flag, catalog row) that breaks the rules. */
+export class ValidationError extends FtsError {
+  constructor(message: string, readonly issues: string[] = [message]) {
+    super(message);
+  }
+}
+
+/** Another writer changed the catalog since it was read; nothing was written. */
+export class CatalogConflictError extends FtsError {
+  constructor(readonly clusterId: string, readonly expectedVersion: number) {
+    super(`catalog of cluster ${clusterId} is no longer at version ${expectedVersion}; nothing was written`);
+  }
+}
+
+/** The cluster is not in the catalog. */
+export class ClusterNotFoundError extends FtsError {
+  constructor(readonly clusterId: string) {
+    super(`cluster ${clusterId} is not in the catalog`);
+  }
+}
+
+/** The prober lease is held by someone else, or was lost. */
+export class LeaseLostError extends FtsError {}
+
+/** A segment could not be reached or did not answer. */
+export class SegmentUnreachableError extends FtsError {}
+
+/** A remote command on a segment host failed (non-zero exit, timeout, agent error). */
+export class HostCommandError extends FtsError {
+  constructor(message: string, readonly exitCode?: number, readonly output?: string) {
+    super(message);
+  }
+}
+
+/** A promotion must not go on: the primary answers again, or the mirror still streams from it. */
+export class PrimaryAliveError extends FtsError {}
+
+/** The mirror is not eligible for promotion (down or not in sync). */
+export class MirrorNotPromotableError extends FtsError {}
+
+/** The promoted instance did not accept a write. */
+export class NotWritableError extends FtsError {}

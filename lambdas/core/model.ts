@@ -1,0 +1,145 @@
+/**
+ * The catalog model: `gp_segment_configuration` and `gp_configuration_history` rows,
+ * plus where each instance runs on EC2. Pure data, shared by every layer.
+ */
+
+/** Role of a segment instance: `p` primary, `m` mirror (Greenplum's one-letter codes). */
+export type Role = 'p' | 'm';
+/** `u` up, `d` down. */
+export type Status = 'u' | 'd';
+/** `s` synchronized (the pair is in sync), `n` not in sync. Both rows of a pair carry the same mode. */
+export type Mode = 's' | 'n';
+
+/** The coordinator (Greenplum's master) and its standby have content -1. */
+export const COORDINATOR_CONTENT = -1;
+
+/** One row of `gp_segment_configuration`, plus its EC2 placement. */
+export interface SegmentRow {
+  /** Unique id of the instance, stable for its life. */
+  dbid: number;
+  /** The shard this instance holds; -1 for the coordinator and its standby. */
+  content: number;
+  /** Current (acting) role. */
+  role: Role;
+  /** Role assigned at initialization; rebalance restores it. */
+  preferredRole: Role;
+  mode: Mode;
+  status: Status;
+  port: number;
+  hostname: string;
+  /** Address the prober and peers connect to (an IP or resolvable name). */
+  address: string;
+  datadir: string;
+  /** EC2 instance id of the host, when known. */
+  instanceId?: string;
+  availabilityZone?: string;
+  placementGroup?: string;
+  /** Partition number within a partition placement group. */
+  partitionNumber?: number;
+}
+
+/** One row of `gp_configuration_history`. */
+export interface HistoryRow {
+  /** ISO-8601 time of the change. */
+  time: string;
+  dbid: number;
+  description: string;
+}
+
+/**
+ * `up`: every content has an acting primary up and its mirror in sync.
+ * `degraded`: every content is served, but some run without an in-sync mirror.
+ * `unavailable`: at least one content has no working primary (double fault, or a
+ * failed primary without a mirror).
+ */
+export type ClusterStatus = 'up' | 'degraded' | 'unavailable';
+
+/**
+ * A promotion whose catalog flip is written but whose action may not have finished
+ * (CloudNativePG's pending `TargetPrimary`): any step can resume from it.
+ */
+export interface PendingPromotion {
+  content: number;
+  /** The mirror being promoted (acting primary in the catalog once flipped). */
+  mirrorDbid: number;
+  /** The failed primary (now role `m`, status `d`). */
+  failedPrimaryDbid: number;
+  /** Catalog version written by the flip. */
+  version: number;
+  startedAt: string;
+}
+
+/**
+ * What the prober remembers between rounds, stored with its lease so a prober that
+ * replaces a dead one resumes with the same view.
+ */
+export interface ProberMemory {
+  /** content -> ISO time the primary first reported its mirror not streaming. */
+  mirrorDownSince: Record<string, string>;
+  /** content -> times the mirror stopped streaming since it was last seen in sync (crash loops). */
+  mirrorDrops: Record<string, number>;
+  /** dbid -> replay LSN last reported while the instance was in crash recovery. */
+  recoveryLsn: Record<string, string>;
+}
+
+export const emptyMemory = (): ProberMemory => ({ mirrorDownSince: {}, mirrorDrops: {}, recoveryLsn: {} });
+
+/** A consistent read of the catalog for one cluster. */
+export interface ClusterSnapshot {
+  clusterId: string;
+  /** Catalog version; every write is conditioned on it and increments it. */
+  version: number;
+  status: ClusterStatus;
+  segments: SegmentRow[];
+  /** Pending promotions by content. */
+  pendingPromotions: PendingPromotion[];
+  memory: ProberMemory;
+}
+
+/**
+ * A change to the catalog, applied atomically: row updates, their history rows, the
+ * cluster status and pending promotion markers, version + 1.
+ */
+export interface CatalogChange {
+  /** Full new rows (replacing the rows with the same dbid). */
+  rows: SegmentRow[];
+  /** One history row per changed row, at least. */
+  history: HistoryRow[];
+  status?: ClusterStatus;
+  /** Pending promotions to record. */
+  setPending?: PendingPromotion[];
+  /** Contents whose pending promotion is finished. */
+  clearPending?: number[];
+}
+
+/** Rows of one content: its acting primary and its mirror (if any). */
+export interface ContentPair {
+  content: number;
+  primary?: SegmentRow;
+  mirror?: SegmentRow;
+}
+
+/** Groups rows by content; the acting primary is the row with role `p`. */
+export function pairsByContent(segments: readonly SegmentRow[]): ContentPair[] {
+  const byContent = new Map<number, ContentPair>();
+  for (const row of segments) {
+    const pair = byContent.get(row.content) ?? { content: row.content };
+    if (row.role === 'p') pair.primary = row;
+    else pair.mirror = row;
+    byContent.set(row.content, pair);
+  }
+  return [...byContent.values()].sort((a, b) => a.content - b.content);
+}
+
+/** Replication slot / application name a mirror uses, derived from its dbid. */
+export const mirrorSlotName = (mirrorDbid: number): string => `fts_mirror_dbid_${mirrorDbid}`;
+
+/** Compares PostgreSQL LSNs of the form `X/Y`; negative when a < b. */
+export function compareLsn(a: string, b: string): number {
+  const parse = (lsn: string): bigint => {
+    const [hi, lo] = lsn.split('/');
+    return (BigInt(`0x${hi}`) << 32n) + BigInt(`0x${lo}`);
+  };
+  const d = parse(a) - parse(b);
+  return d < 0n ? -1 : d > 0n ? 1 : 0;
+}
