@@ -76,13 +76,16 @@ export interface PendingPromotion {
 export interface ProberMemory {
   /** content -> ISO time the primary first reported its mirror not streaming. */
   mirrorDownSince: Record<string, string>;
-  /** content -> times the mirror stopped streaming since it was last seen in sync (crash loops). */
-  mirrorDrops: Record<string, number>;
+  /** content -> how often the mirror stopped streaming since `since` (a crash loop, gpdb #10327). */
+  mirrorDrops: Record<string, { count: number; since: string }>;
   /** dbid -> replay LSN last reported while the instance was in crash recovery. */
   recoveryLsn: Record<string, string>;
+  /** content -> a PromoteMirror workflow the prober started and whose flip it has not seen yet. */
+  failoversStarted: Record<string, { failedPrimaryDbid: number; version: number; at: string }>;
 }
 
-export const emptyMemory = (): ProberMemory => ({ mirrorDownSince: {}, mirrorDrops: {}, recoveryLsn: {} });
+/** A prober memory with nothing in it. */
+export const emptyMemory = (): ProberMemory => ({ mirrorDownSince: {}, mirrorDrops: {}, recoveryLsn: {}, failoversStarted: {} });
 
 /** A consistent read of the catalog for one cluster. */
 export interface ClusterSnapshot {

@@ -1,0 +1,82 @@
+/**
+ * The catalog transitions FTS may make, as data (pg_auto_failover's `KeeperFSM[]`):
+ * each row is a (role, status, mode) change of one segment row with the reason it is
+ * allowed. The invariant checker rejects any change not listed here, and docs are
+ * generated from the same table.
+ */
+import type { CatalogChange, Mode, Role, SegmentRow, Status } from './model';
+import { pairsByContent } from './model';
+
+/** `role/status/mode`, e.g. `p/u/s`. */
+export type RowState = `${Role}/${Status}/${Mode}`;
+
+/** One allowed transition of a segment row. */
+export interface Transition {
+  from: RowState;
+  to: RowState;
+  /** Why FTS makes it. */
+  why: string;
+}
+
+export const TRANSITIONS: readonly Transition[] = [
+  // Mirror health as its primary reports it.
+  { from: 'p/u/s', to: 'p/u/n', why: 'the mirror is down or behind: the primary runs on without synchronous replication' },
+  { from: 'm/u/s', to: 'm/u/n', why: 'the mirror is connected but fell behind (catching up)' },
+  { from: 'm/u/s', to: 'm/d/n', why: 'the mirror stayed down past the grace period (or crash-looped)' },
+  { from: 'm/u/n', to: 'm/d/n', why: 'a catching-up mirror stayed down past the grace period' },
+  { from: 'm/d/n', to: 'm/u/n', why: 'the mirror reconnected and is catching up' },
+  { from: 'p/u/n', to: 'p/u/s', why: 'the mirror caught up and acknowledges commits synchronously' },
+  { from: 'm/u/n', to: 'm/u/s', why: 'the mirror caught up and acknowledges commits synchronously' },
+  { from: 'm/d/n', to: 'm/u/s', why: 'the mirror reconnected and caught up between two probe rounds' },
+  // Failover: the only way a mirror becomes the acting primary.
+  { from: 'p/u/s', to: 'm/d/n', why: 'the acting primary failed: it is demoted in the catalog before its mirror is promoted' },
+  { from: 'm/u/s', to: 'p/u/n', why: 'the in-sync mirror of a failed primary is promoted; it runs without a mirror until recovery' },
+  // Contents that cannot fail over.
+  { from: 'p/u/n', to: 'p/d/n', why: 'the primary failed with no in-sync mirror (double fault, or no mirror): the content is unavailable' },
+  { from: 'p/d/n', to: 'p/u/n', why: 'the unavailable primary answers again' },
+];
+
+/** `p/u/s` for a row. */
+export const rowState = (row: Pick<SegmentRow, 'role' | 'status' | 'mode'>): RowState => `${row.role}/${row.status}/${row.mode}`;
+
+/** The transition a row change makes, or undefined when it is not allowed. */
+export function findTransition(before: SegmentRow, after: SegmentRow): Transition | undefined {
+  return TRANSITIONS.find((t) => t.from === rowState(before) && t.to === rowState(after));
+}
+
+/** Rows with a change applied (rows replaced by dbid). */
+export function applyRows(rows: readonly SegmentRow[], change: Pick<CatalogChange, 'rows'>): SegmentRow[] {
+  const updated = new Map(change.rows.map((r) => [r.dbid, r]));
+  return rows.map((r) => updated.get(r.dbid) ?? r);
+}
+
+/**
+ * Checks the invariants FTS holds at every step; returns the violations (empty when
+ * fine). With `before` and `change`, also checks the change itself.
+ */
+export function checkInvariants(after: readonly SegmentRow[], before?: readonly SegmentRow[], change?: CatalogChange): string[] {
+  const violations: string[] = [];
+  const counts = new Map<number, number>();
+  for (const row of after) if (row.role === 'p') counts.set(row.content, (counts.get(row.content) ?? 0) + 1);
+  for (const [content, n] of counts) if (n > 1) violations.push(`content ${content} has ${n} acting primaries`);
+  for (const pair of pairsByContent(after)) {
+    if (!pair.primary) violations.push(`content ${pair.content} has no acting primary`);
+    if (pair.primary && pair.mirror && pair.primary.mode !== pair.mirror.mode) {
+      violations.push(`content ${pair.content}: primary dbid ${pair.primary.dbid} mode ${pair.primary.mode} differs from mirror dbid ${pair.mirror.dbid} mode ${pair.mirror.mode}`);
+    }
+    if (pair.mirror?.mode === 's' && pair.mirror.status === 'd') violations.push(`mirror dbid ${pair.mirror.dbid} is down but marked in sync`);
+  }
+  if (!before) return violations;
+  const old = new Map(before.map((r) => [r.dbid, r]));
+  for (const row of after) {
+    const prev = old.get(row.dbid);
+    if (!prev || rowState(prev) === rowState(row)) continue;
+    if (prev.role === 'm' && row.role === 'p' && !(prev.status === 'u' && prev.mode === 's')) {
+      violations.push(`dbid ${row.dbid} was promoted although it was ${rowState(prev)}, not an in-sync mirror`);
+    } else if (!findTransition(prev, row)) {
+      violations.push(`dbid ${row.dbid}: ${rowState(prev)} -> ${rowState(row)} is not an allowed transition`);
+    }
+    if (change && !change.history.some((h) => h.dbid === row.dbid)) violations.push(`dbid ${row.dbid} changed without a history row`);
+  }
+  return violations;
+}
