@@ -100,7 +100,7 @@ const event = fc.oneof(
   fc.record({ kind: fc.constant('rounds' as const), n: fc.integer({ min: 1, max: 12 }) }),
 );
 
-type Event = { kind: 'kill' | 'restart'; dbid: number } | { kind: 'rounds'; n: number };
+type Event = { kind: 'kill'; dbid: number } | { kind: 'restart'; dbid: number } | { kind: 'rounds'; n: number };
 
 /** Runs events through world, decide and apply; throws on a broken invariant or a lost commit. */
 function simulate(events: readonly Event[]): ClusterSnapshot {
