@@ -1,0 +1,157 @@
+/**
+ * Validation of catalog rows: `gp_segment_configuration` rows (with their EC2
+ * placement), `gp_configuration_history` rows and pending promotion markers. Used on
+ * every input that becomes a row (initialize, apply) and on every row read back, so a
+ * corrupt item in the table surfaces as a ValidationError naming its dbid instead of a
+ * wrong decision. Pure.
+ */
+import { z } from 'zod';
+import { ValidationError } from './errors';
+import type { HistoryRow, PendingPromotion, SegmentRow } from './model';
+
+const role = z.enum(['p', 'm']);
+const nonEmpty = z.string().min(1);
+
+/** One `gp_segment_configuration` row; unknown keys are rejected (a typo is not silently dropped). */
+export const segmentRowSchema = z
+  .object({
+    dbid: z.number().int().min(1),
+    content: z.number().int().min(-1),
+    role,
+    preferredRole: role,
+    mode: z.enum(['s', 'n']),
+    status: z.enum(['u', 'd']),
+    port: z.number().int().min(1).max(65535),
+    hostname: nonEmpty,
+    address: nonEmpty,
+    datadir: nonEmpty,
+    instanceId: nonEmpty.optional(),
+    availabilityZone: nonEmpty.optional(),
+    placementGroup: nonEmpty.optional(),
+    partitionNumber: z.number().int().min(1).max(7).optional(),
+  })
+  .strict();
+
+/** One `gp_configuration_history` row. */
+export const historyRowSchema = z
+  .object({
+    time: z.iso.datetime({ offset: true }),
+    dbid: z.number().int().min(1),
+    description: nonEmpty,
+  })
+  .strict();
+
+/** A pending promotion marker (see PendingPromotion). */
+export const pendingPromotionSchema = z
+  .object({
+    content: z.number().int().min(-1),
+    mirrorDbid: z.number().int().min(1),
+    failedPrimaryDbid: z.number().int().min(1),
+    version: z.number().int().min(1),
+    startedAt: z.iso.datetime({ offset: true }),
+  })
+  .strict();
+
+// Compile-time check that the schemas and the model agree in both directions.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+/** Always true; fails to compile when a schema drifts from lambdas/core/model.ts. */
+export const SCHEMAS_MATCH_MODEL: [
+  Same<z.infer<typeof segmentRowSchema>, SegmentRow>,
+  Same<z.infer<typeof historyRowSchema>, HistoryRow>,
+  Same<z.infer<typeof pendingPromotionSchema>, PendingPromotion>,
+] = [true, true, true];
+
+/** Names a row in a message: by its dbid when it has a usable one, else by position. */
+function rowLabel(raw: unknown, index: number): string {
+  const dbid = raw && typeof raw === 'object' ? (raw as Record<string, unknown>).dbid : undefined;
+  return typeof dbid === 'number' && Number.isInteger(dbid) && dbid >= 1 ? `dbid ${dbid}` : `row ${index} (dbid ${JSON.stringify(dbid) ?? 'missing'})`;
+}
+
+/** One zod issue as a sentence, with the offending value. */
+function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
+  const field = issue.path.join('.') || '(row)';
+  const value = issue.path.length && raw && typeof raw === 'object' ? (raw as Record<string, unknown>)[String(issue.path[0])] : raw;
+  const got = ` (got ${JSON.stringify(value) ?? 'nothing'})`;
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      return `unknown field(s) ${issue.keys.join(', ')}`;
+    case 'too_small':
+      return issue.origin === 'string' ? `${field} must not be empty` : `${field} must be at least ${String(issue.minimum)}${got}`;
+    case 'too_big':
+      return `${field} must be at most ${String(issue.maximum)}${got}`;
+    case 'invalid_value':
+      return `${field} must be one of ${issue.values.map((v) => String(v)).join('|')}${got}`;
+    case 'invalid_type':
+      return value === undefined ? `${field} is missing` : `${field} must be ${issue.expected === 'int' ? 'an integer' : `a ${issue.expected}`}${got}`;
+    default:
+      return `${field}: ${issue.message}${got}`;
+  }
+}
+
+/** Parses each row with `schema`; returns the parsed rows and the issues, each prefixed by the row's label. */
+function parseEach<T>(schema: z.ZodType<T>, rows: readonly unknown[], label: (raw: unknown, index: number) => string): { parsed: T[]; issues: string[] } {
+  const parsed: T[] = [];
+  const issues: string[] = [];
+  rows.forEach((raw, index) => {
+    const result = schema.safeParse(raw);
+    if (result.success) parsed.push(result.data);
+    else for (const issue of result.error.issues) issues.push(`${label(raw, index)}: ${describeIssue(issue, raw)}`);
+  });
+  return { parsed, issues };
+}
+
+function fail(what: string, issues: string[]): never {
+  throw new ValidationError(`invalid ${what}: ${issues.join('; ')}`, issues);
+}
+
+/**
+ * Validates a whole set of `gp_segment_configuration` rows (one cluster): every field
+ * typed and in range, then the set rules Greenplum holds: dbids unique, at most one
+ * acting primary per content, at most two rows (a primary and its mirror) per content,
+ * both rows of a pair with the same mode. Throws ValidationError listing every problem,
+ * each naming the dbid(s) at fault; returns the parsed rows otherwise.
+ */
+export function validateSegmentRows(rows: readonly unknown[]): SegmentRow[] {
+  const { parsed, issues } = parseEach(segmentRowSchema, rows, rowLabel);
+
+  const seen = new Map<number, number>();
+  for (const row of parsed) seen.set(row.dbid, (seen.get(row.dbid) ?? 0) + 1);
+  for (const [dbid, n] of seen) if (n > 1) issues.push(`dbid ${dbid} appears ${n} times; dbids are unique`);
+
+  const byContent = new Map<number, SegmentRow[]>();
+  for (const row of parsed) byContent.set(row.content, [...(byContent.get(row.content) ?? []), row]);
+  for (const [content, pair] of [...byContent].sort(([a], [b]) => a - b)) {
+    const dbids = (list: SegmentRow[]) => list.map((r) => r.dbid).join(', ');
+    if (pair.length > 2) issues.push(`content ${content} has ${pair.length} rows (dbids ${dbids(pair)}); a content has at most a primary and a mirror`);
+    const primaries = pair.filter((r) => r.role === 'p');
+    if (primaries.length > 1) issues.push(`content ${content} has ${primaries.length} acting primaries (dbids ${dbids(primaries)}); at most one row per content has role p`);
+    const modes = new Set(pair.map((r) => r.mode));
+    if (pair.length > 1 && modes.size > 1) {
+      issues.push(`content ${content}: ${pair.map((r) => `dbid ${r.dbid} has mode ${r.mode}`).join(', ')}; both rows of a pair carry the same mode`);
+    }
+  }
+  if (issues.length) fail('segment rows', issues);
+  return parsed;
+}
+
+/** Validates history rows; throws ValidationError naming the dbid of each bad row. */
+export function validateHistoryRows(rows: readonly unknown[]): HistoryRow[] {
+  const { parsed, issues } = parseEach(historyRowSchema, rows, (raw, i) => `history ${rowLabel(raw, i)}`);
+  if (issues.length) fail('history rows', issues);
+  return parsed;
+}
+
+/** Validates pending promotion markers; at most one per content. Throws ValidationError naming the content. */
+export function validatePendingPromotions(markers: readonly unknown[]): PendingPromotion[] {
+  const label = (raw: unknown, i: number) => {
+    const content = raw && typeof raw === 'object' ? (raw as Record<string, unknown>).content : undefined;
+    return typeof content === 'number' ? `pending promotion of content ${content}` : `pending promotion ${i}`;
+  };
+  const { parsed, issues } = parseEach(pendingPromotionSchema, markers, label);
+  const contents = parsed.map((p) => p.content);
+  for (const content of new Set(contents)) {
+    if (contents.filter((c) => c === content).length > 1) issues.push(`content ${content} has more than one pending promotion`);
+  }
+  if (issues.length) fail('pending promotions', issues);
+  return parsed;
+}
