@@ -28,5 +28,7 @@ fi
 # npm packages: install when missing or when the lock file changed since the last install.
 if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: installing npm packages"
-  npm ci --no-fund --no-audit --loglevel=error
+  # Not `npm ci`: the lock file cannot list the optional native bindings for other
+  # platforms that this registry does not serve, and `npm ci` rejects it for that.
+  npm install --no-fund --no-audit --loglevel=error
 fi

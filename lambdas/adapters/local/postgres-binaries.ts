@@ -1,0 +1,287 @@
+/**
+ * Local PostgreSQL tooling for local mode and tests: where the binaries are, which OS
+ * user runs them (PostgreSQL refuses to run as root, like Greenplum's `gpadmin`
+ * convention), running a tool with captured output, `initdb` and the instance config a
+ * segment needs (loopback only, streaming replication, `wal_log_hints` for pg_rewind).
+ */
+import { spawn, execFileSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { chmod, chown, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { HostCommandError, ValidationError } from '../../core/errors';
+
+/** Characters of a tool's output kept in a HostCommandError. */
+const OUTPUT_TAIL_CHARS = 2000;
+/** Conf file this project owns inside each data directory, included from postgresql.conf. */
+export const INSTANCE_CONF_FILE = 'fts_instance.conf';
+/** Superuser role `initdbInstance` creates; local mode connects as it (trust on loopback). */
+export const DEFAULT_SUPERUSER = 'postgres';
+/** Unprivileged system user created when running as root and no `postgres` user exists. */
+export const FALLBACK_OS_USER = 'fts';
+
+/** The OS user PostgreSQL runs as. */
+export interface PgOsUser {
+  name: string;
+  uid: number;
+  gid: number;
+  /** Home directory: libpq reads `~/.pgpass` there. */
+  home: string;
+}
+
+/**
+ * The PostgreSQL bin directory: env `PG_BIN` if set, else the newest
+ * `/usr/lib/postgresql/<major>/bin` holding `pg_ctl`. Throws ValidationError if none.
+ */
+export function findPgBin(env: NodeJS.ProcessEnv = process.env): string {
+  const fromEnv = env.PG_BIN;
+  if (fromEnv) {
+    if (!existsSync(join(fromEnv, 'pg_ctl'))) throw new ValidationError(`PG_BIN=${fromEnv} has no pg_ctl`);
+    return fromEnv;
+  }
+  const root = '/usr/lib/postgresql';
+  const majors = existsSync(root)
+    ? readdirSync(root)
+        .filter((d) => /^\d+(\.\d+)?$/.test(d) && existsSync(join(root, d, 'bin', 'pg_ctl')))
+        .sort((a, b) => Number(b) - Number(a))
+    : [];
+  if (majors.length === 0) throw new ValidationError(`no PostgreSQL found under ${root}; install it or set PG_BIN`);
+  return join(root, majors[0], 'bin');
+}
+
+let cachedOsUser: PgOsUser | null | undefined;
+
+/**
+ * The unprivileged OS user to run PostgreSQL as when this process is root: `postgres` if
+ * it exists, else a system user `fts` created once (`useradd --system`). Undefined when
+ * not root: tools then run as the current user.
+ */
+export function pgOsUser(): PgOsUser | undefined {
+  if (cachedOsUser !== undefined) return cachedOsUser ?? undefined;
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
+    cachedOsUser = null;
+    return undefined;
+  }
+  let user = lookupUser('postgres');
+  if (!user) {
+    user = lookupUser(FALLBACK_OS_USER);
+    if (!user) {
+      execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', FALLBACK_OS_USER], { stdio: 'pipe' });
+      user = lookupUser(FALLBACK_OS_USER);
+    }
+  }
+  if (!user) throw new HostCommandError(`could not find or create an unprivileged OS user for PostgreSQL`);
+  cachedOsUser = user;
+  return user;
+}
+
+function lookupUser(name: string): PgOsUser | undefined {
+  try {
+    // getent: name:password:uid:gid:gecos:home:shell
+    const fields = execFileSync('getent', ['passwd', name], { stdio: 'pipe' }).toString().trim().split(':');
+    const uid = Number(fields[2]);
+    const gid = Number(fields[3]);
+    return fields.length >= 7 && Number.isInteger(uid) && Number.isInteger(gid) ? { name, uid, gid, home: fields[5] || '/tmp' } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Makes `path` (and, with `recursive`, everything under it) belong to the PostgreSQL OS
+ * user. A no-op when not root.
+ */
+export async function chownToPgUser(path: string, recursive = false): Promise<void> {
+  const user = pgOsUser();
+  if (!user) return;
+  if (recursive) {
+    // chown -R is one process instead of a tree walk in JS.
+    execFileSync('chown', ['-R', `${user.uid}:${user.gid}`, '--', path], { stdio: 'pipe' });
+  } else {
+    await chown(path, user.uid, user.gid);
+  }
+}
+
+/** Creates a directory (and parents) owned by the PostgreSQL OS user with the given mode. */
+export async function ensurePgDir(dir: string, mode = 0o700): Promise<void> {
+  await mkdir(dir, { recursive: true, mode });
+  await chmod(dir, mode);
+  await chownToPgUser(dir);
+}
+
+/** Writes a file owned by the PostgreSQL OS user, atomically (temp file + rename). */
+export async function writePgFile(path: string, content: string, mode = 0o600): Promise<void> {
+  const tmp = `${path}.fts-tmp`;
+  await writeFile(tmp, content, { mode });
+  await chmod(tmp, mode);
+  await chownToPgUser(tmp);
+  await rename(tmp, path);
+}
+
+/** Options of one tool run. */
+export interface RunPgOptions {
+  /** Kill the tool after this long; default 120 s. */
+  timeoutMs?: number;
+  /** Extra environment variables (e.g. PGPASSWORD; never logged). */
+  env?: Record<string, string>;
+  /** Exit codes that count as success; default [0]. */
+  okExitCodes?: number[];
+  /** Bin directory; default {@link findPgBin}. */
+  pgBin?: string;
+}
+
+/** What a tool printed and how it ended. */
+export interface RunResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a PostgreSQL tool (`initdb`, `pg_ctl`, `pg_rewind`, ...) as the PostgreSQL OS user
+ * and captures its output. Throws HostCommandError with the exit code and the output's
+ * tail when it exits with a code not in `okExitCodes`, cannot start, or times out.
+ */
+export function runPgBinary(tool: string, args: readonly string[], options: RunPgOptions = {}): Promise<RunResult> {
+  if (!/^[a-z_]+$/.test(tool)) return Promise.reject(new ValidationError(`not a PostgreSQL tool name: ${tool}`));
+  const bin = join(options.pgBin ?? findPgBin(), tool);
+  const user = pgOsUser();
+  const timeoutMs = options.timeoutMs ?? 120_000;
+  const ok = options.okExitCodes ?? [0];
+  // Drop libpq variables of the caller's environment: the arguments say where to connect.
+  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PG')));
+  Object.assign(env, { LC_ALL: 'C', LANG: 'C' }, user ? { HOME: user.home, USER: user.name, LOGNAME: user.name } : {}, options.env ?? {});
+  return new Promise((resolve, reject) => {
+    // cwd `/`: the OS user may not be able to enter the caller's working directory.
+    const child = spawn(bin, args, { cwd: '/', env, uid: user?.uid, gid: user?.gid, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      reject(new HostCommandError(`${tool} could not start: ${e.message}`));
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      const exitCode = code ?? -1;
+      if (!timedOut && ok.includes(exitCode)) {
+        resolve({ exitCode, stdout, stderr });
+        return;
+      }
+      const output = tail(`${stdout}\n${stderr}`.trim());
+      const why = timedOut ? `timed out after ${timeoutMs} ms` : signal ? `was killed by ${signal}` : `exited with code ${exitCode}`;
+      reject(new HostCommandError(`${tool} ${why}: ${output.split('\n').slice(-3).join(' | ')}`, exitCode, output));
+    });
+  });
+}
+
+function tail(s: string): string {
+  return s.length > OUTPUT_TAIL_CHARS ? s.slice(-OUTPUT_TAIL_CHARS) : s;
+}
+
+/** Options of {@link initdbInstance}. */
+export interface InitdbOptions {
+  /** Superuser role name; default `postgres`. */
+  superuser?: string;
+  /** `initdb --data-checksums` (pg_rewind also works with them instead of wal_log_hints). */
+  dataChecksums?: boolean;
+  /** `initdb --no-sync`: faster for tests; never for real data. */
+  noSync?: boolean;
+  pgBin?: string;
+}
+
+/**
+ * Initializes an empty data directory owned by the PostgreSQL OS user (trust auth,
+ * UTF8, C locale). Throws HostCommandError if initdb fails (e.g. the directory is not empty).
+ */
+export async function initdbInstance(datadir: string, options: InitdbOptions = {}): Promise<void> {
+  if (!datadir.startsWith('/')) throw new ValidationError(`datadir ${datadir} must be an absolute path`);
+  await ensurePgDir(datadir);
+  const args = ['-D', datadir, '-U', options.superuser ?? DEFAULT_SUPERUSER, '-A', 'trust', '-E', 'UTF8', '--locale=C'];
+  if (options.dataChecksums) args.push('--data-checksums');
+  if (options.noSync) args.push('--no-sync');
+  await runPgBinary('initdb', args, { pgBin: options.pgBin, timeoutMs: 180_000 });
+}
+
+/** Settings a segment instance runs with; see {@link writeInstanceConfig}. */
+export interface InstanceConfig {
+  port: number;
+  /** Default `127.0.0.1`. */
+  listenAddresses?: string;
+  /** Default `''` (no Unix socket): pg_basebackup copies the config to the mirror, a shared socket dir would be confusing. */
+  unixSocketDirectories?: string;
+  /** Default 10. */
+  maxWalSenders?: number;
+  /** Default 10. */
+  maxReplicationSlots?: number;
+  /** Default 50. */
+  maxConnections?: number;
+  /** Default `16MB`. */
+  sharedBuffers?: string;
+  /** Default `100ms`: promotion right after a primary death takes 0.2 s instead of 5 s (DESIGN.md section 2). */
+  walRetrieveRetryInterval?: string;
+  /** `max_slot_wal_keep_size`: caps WAL a slot of a long-dead mirror retains; default -1 (unlimited, PostgreSQL's default). */
+  maxSlotWalKeepSize?: string;
+  /** Default `on`; tests may turn it off for speed. */
+  fsync?: boolean;
+  /** Networks (CIDR) trusted without password for normal and replication connections; default `['127.0.0.1/32']`. */
+  trustedNetworks?: string[];
+  /** pg_hba lines placed before the trust lines (first match wins), e.g. a password-checked role. */
+  extraHbaLines?: string[];
+}
+
+/**
+ * Writes the instance's settings into `fts_instance.conf` (included at the end of
+ * postgresql.conf, so it wins over initdb's defaults; ALTER SYSTEM still wins over it)
+ * and rewrites pg_hba.conf: extra lines, then trust for local sockets and the trusted
+ * networks, normal and replication connections. Idempotent; takes effect at the next start (or reload for hba).
+ */
+export async function writeInstanceConfig(datadir: string, config: InstanceConfig): Promise<void> {
+  if (!Number.isInteger(config.port) || config.port < 1 || config.port > 65535) throw new ValidationError(`port ${config.port} is not a TCP port`);
+  const q = (v: string): string => `'${v.replace(/['\\]/g, (c) => c + c)}'`;
+  const lines = [
+    '# written by serverless-fts (writeInstanceConfig); edits are overwritten',
+    `port = ${config.port}`,
+    `listen_addresses = ${q(config.listenAddresses ?? '127.0.0.1')}`,
+    `unix_socket_directories = ${q(config.unixSocketDirectories ?? '')}`,
+    `max_connections = ${config.maxConnections ?? 50}`,
+    `shared_buffers = ${q(config.sharedBuffers ?? '16MB')}`,
+    `wal_level = replica`,
+    `max_wal_senders = ${config.maxWalSenders ?? 10}`,
+    `max_replication_slots = ${config.maxReplicationSlots ?? 10}`,
+    `max_slot_wal_keep_size = ${q(config.maxSlotWalKeepSize ?? '-1')}`,
+    `hot_standby = on`,
+    // pg_rewind needs hint-bit changes WAL-logged (or data checksums).
+    `wal_log_hints = on`,
+    `wal_retrieve_retry_interval = ${q(config.walRetrieveRetryInterval ?? '100ms')}`,
+    `synchronous_commit = on`,
+    `fsync = ${config.fsync === false ? 'off' : 'on'}`,
+    `logging_collector = off`,
+    '',
+  ];
+  await writePgFile(join(datadir, INSTANCE_CONF_FILE), lines.join('\n'));
+
+  const mainConf = join(datadir, 'postgresql.conf');
+  const include = `include_if_exists = '${INSTANCE_CONF_FILE}'`;
+  const current = await readFile(mainConf, 'utf8');
+  if (!current.split('\n').some((l) => l.trim() === include)) {
+    await writePgFile(mainConf, `${current.replace(/\n*$/, '\n')}${include}\n`);
+  }
+
+  const nets = config.trustedNetworks ?? ['127.0.0.1/32'];
+  const hba = [
+    '# written by serverless-fts (writeInstanceConfig)',
+    ...(config.extraHbaLines ?? []),
+    // Unix-socket connections (when unixSocketDirectories is set) come from this host's users.
+    'local all all trust',
+    'local replication all trust',
+    ...nets.flatMap((net) => [`host all all ${net} trust`, `host replication all ${net} trust`]),
+    '',
+  ];
+  await writePgFile(join(datadir, 'pg_hba.conf'), hba.join('\n'));
+}

@@ -1,0 +1,29 @@
+/** The Lambda environment, validated once per container. */
+import { z } from 'zod';
+import { ValidationError } from '../core/errors';
+
+const schema = z.object({
+  FTS_CLUSTER_ID: z.string().min(1),
+  FTS_PROMOTE_STATE_MACHINE_ARN: z.string().startsWith('arn:').optional(),
+  FTS_PG_SECRET_ARN: z.string().startsWith('arn:').optional(),
+  FTS_PG_USER: z.string().min(1).default('gpadmin'),
+  FTS_NOTIFY_TOPIC_ARN: z.string().startsWith('arn:').optional(),
+});
+
+export type HandlerEnvironment = z.infer<typeof schema>;
+
+/** Parses the variables the constructs set; a missing one is a deployment bug, said plainly. */
+export function handlerEnvironment(env: NodeJS.ProcessEnv = process.env): HandlerEnvironment {
+  const result = schema.safeParse(env);
+  if (!result.success) {
+    const issues = result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ValidationError(`Lambda environment is incomplete: ${issues.join('; ')}`, issues);
+  }
+  return result.data;
+}
+
+/** The subset of the Lambda context the handlers use. */
+export interface LambdaContext {
+  awsRequestId: string;
+  getRemainingTimeInMillis(): number;
+}

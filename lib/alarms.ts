@@ -1,0 +1,170 @@
+/**
+ * What an operator must hear about: an SNS topic (alarms and the PromoteMirror
+ * notifications go there), CloudWatch alarms on the FTS metrics, and a dashboard.
+ *
+ * The functions publish metrics with Powertools (EMF) in namespace ServerlessFTS.
+ * Powertools adds a `service` dimension (POWERTOOLS_SERVICE_NAME) next to the
+ * `ClusterId` default dimension, and CloudWatch alarms match dimension sets exactly, so
+ * each alarm names both.
+ */
+import { Duration, Token } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
+import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import { PROMOTE_MIRROR_SERVICE_NAME } from './promote-mirror-workflow';
+import { METRICS_NAMESPACE, PROBER_SERVICE_NAME, validateClusterId, validateInteger } from './prober';
+
+/** Metrics of the prober that mean "a person must look", alarmed on Sum >= 1 in a minute. */
+export const PROBER_ALARM_METRICS = ['DoubleFault', 'ContentUnavailable', 'ProbeMisconfigured', 'ProberRoundFailed'] as const;
+/** Metrics of the PromoteMirror steps alarmed the same way (UnreachablePrimary: a failover was aborted because the primary still answers somewhere). */
+export const PROMOTE_ALARM_METRICS = ['UnreachablePrimary', 'PromotionFailed'] as const;
+
+/** Props of {@link FtsAlarms}. */
+export interface FtsAlarmsProps {
+  /** Cluster the metrics belong to (their ClusterId dimension). */
+  readonly clusterId: string;
+  /** The PromoteMirror state machine; an alarm fires on its ExecutionsFailed. */
+  readonly promoteStateMachine: sfn.IStateMachine;
+  /**
+   * The PromoteMirror step function: allowed to publish to the topic, and told its ARN
+   * through FTS_NOTIFY_TOPIC_ARN.
+   * @default no function publishes notifications
+   */
+  readonly promoteFunction?: lambda.Function;
+  /**
+   * The prober function: an alarm fires on its errors.
+   * @default no Lambda error alarm
+   */
+  readonly proberFunction?: lambda.IFunction;
+  /**
+   * Topic for alarms and notifications.
+   * @default a new topic that only accepts TLS
+   */
+  readonly topic?: sns.ITopic;
+  /**
+   * E-mail addresses subscribed to the topic (each must confirm the subscription).
+   * @default none
+   */
+  readonly notificationEmails?: string[];
+  /**
+   * Minutes without a single probe round after which the "prober silent" alarm fires.
+   * A prober that stopped is an outage of fault tolerance itself.
+   * @default 3
+   */
+  readonly proberSilentMinutes?: number;
+  /**
+   * Name of the dashboard.
+   * @default `fts-<clusterId>`
+   */
+  readonly dashboardName?: string;
+}
+
+/** Topic, alarms and dashboard of one cluster's FTS. */
+export class FtsAlarms extends Construct {
+  /** Where alarms and notifications go. */
+  readonly topic: sns.ITopic;
+  /** The alarms, by name (metric name, `PromoteMirrorExecutionsFailed`, `ProberSilent`, `ProberErrors`). */
+  readonly alarms: Readonly<Record<string, cloudwatch.Alarm>>;
+  /** The dashboard. */
+  readonly dashboard: cloudwatch.Dashboard;
+
+  constructor(scope: Construct, id: string, props: FtsAlarmsProps) {
+    super(scope, id);
+    validateClusterId('FtsAlarms', props.clusterId);
+    if (!props.promoteStateMachine) throw new Error('FtsAlarms: promoteStateMachine is required');
+    validateInteger('FtsAlarms', 'proberSilentMinutes', props.proberSilentMinutes, 2, 60);
+    for (const email of props.notificationEmails ?? []) {
+      if (!Token.isUnresolved(email) && !/^[^@\s]+@[^@\s]+$/.test(email)) throw new Error(`FtsAlarms: notificationEmails has an invalid address ${JSON.stringify(email)}`);
+    }
+    if (props.dashboardName !== undefined && !/^[A-Za-z0-9_-]{1,255}$/.test(props.dashboardName)) {
+      throw new Error(`FtsAlarms: dashboardName must be letters, digits, - or _, got ${JSON.stringify(props.dashboardName)}`);
+    }
+
+    this.topic = props.topic ?? new sns.Topic(this, 'Topic', { displayName: `FTS ${props.clusterId}`, enforceSSL: true });
+    for (const email of props.notificationEmails ?? []) this.topic.addSubscription(new subscriptions.EmailSubscription(email));
+    if (props.promoteFunction) {
+      this.topic.grantPublish(props.promoteFunction);
+      props.promoteFunction.addEnvironment('FTS_NOTIFY_TOPIC_ARN', this.topic.topicArn);
+    }
+
+    const metric = (service: string, metricName: string, statistic = cloudwatch.Stats.SUM, period = Duration.minutes(1)): cloudwatch.Metric =>
+      new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName, dimensionsMap: { ClusterId: props.clusterId, service }, statistic, period });
+    const prober = (name: string, statistic?: string) => metric(PROBER_SERVICE_NAME, name, statistic);
+    const promotion = (name: string) => metric(PROMOTE_MIRROR_SERVICE_NAME, name);
+
+    const action = new actions.SnsAction(this.topic);
+    const alarms: Record<string, cloudwatch.Alarm> = {};
+    const atLeastOnce = (name: string, m: cloudwatch.IMetric, description: string): void => {
+      const alarm = new cloudwatch.Alarm(this, name, {
+        alarmDescription: `FTS ${props.clusterId}: ${description}`,
+        metric: m,
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        // No data means nothing happened.
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+      alarm.addAlarmAction(action);
+      alarms[name] = alarm;
+    };
+    const descriptions: Record<(typeof PROBER_ALARM_METRICS)[number] | (typeof PROMOTE_ALARM_METRICS)[number], string> = {
+      DoubleFault: 'double fault: a primary failed while its mirror was not in sync; the content is down and was not failed over',
+      ContentUnavailable: 'a content has no acting primary that answers',
+      ProbeMisconfigured: 'a probe failed for a reason that is not the segment (credentials, pg_hba, settings)',
+      ProberRoundFailed: 'a prober round failed; failures are not being detected while this lasts',
+      UnreachablePrimary: 'a failover was aborted: the primary is unreachable from the prober but still alive (network partition?)',
+      PromotionFailed: 'a mirror promotion failed; the content may have no writable primary',
+    };
+    for (const name of PROBER_ALARM_METRICS) atLeastOnce(name, prober(name), descriptions[name]);
+    for (const name of PROMOTE_ALARM_METRICS) atLeastOnce(name, promotion(name), descriptions[name]);
+    atLeastOnce(
+      'PromoteMirrorExecutionsFailed',
+      props.promoteStateMachine.metricFailed({ period: Duration.minutes(1), statistic: cloudwatch.Stats.SUM }),
+      'a PromoteMirror execution failed',
+    );
+    if (props.proberFunction) {
+      atLeastOnce('ProberErrors', props.proberFunction.metricErrors({ period: Duration.minutes(1), statistic: cloudwatch.Stats.SUM }), 'the prober Lambda failed');
+    }
+
+    // Every round publishes RoundDurationMs; none for a few minutes means nobody probes.
+    const silentMinutes = props.proberSilentMinutes ?? 3;
+    const silent = new cloudwatch.Alarm(this, 'ProberSilent', {
+      alarmDescription: `FTS ${props.clusterId}: no probe round for ${silentMinutes} minutes; failures are not being detected`,
+      metric: prober('RoundDurationMs', cloudwatch.Stats.SAMPLE_COUNT),
+      threshold: 1,
+      evaluationPeriods: silentMinutes,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+    });
+    silent.addAlarmAction(action);
+    alarms.ProberSilent = silent;
+    this.alarms = alarms;
+
+    const graph = (title: string, left: cloudwatch.IMetric[]): cloudwatch.GraphWidget => new cloudwatch.GraphWidget({ title, left, width: 8, height: 6 });
+    this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
+      dashboardName: props.dashboardName ?? `fts-${props.clusterId}`,
+      defaultInterval: Duration.hours(3),
+    });
+    this.dashboard.addWidgets(
+      graph('Round duration (ms)', [
+        prober('RoundDurationMs', cloudwatch.Stats.AVERAGE).with({ label: 'average' }),
+        prober('RoundDurationMs', cloudwatch.Stats.MAXIMUM).with({ label: 'maximum' }),
+      ]),
+      graph('Probes failed', [prober('ProbesFailed')]),
+      graph('Decisions', [prober('Decisions'), prober('DoubleFault'), prober('ContentUnavailable')]),
+    );
+    this.dashboard.addWidgets(
+      graph('Promotions', [prober('FailoversStarted'), promotion('PromotionSucceeded'), promotion('PromotionFailed'), promotion('UnreachablePrimary')]),
+      graph('PromoteMirror executions', [
+        props.promoteStateMachine.metricStarted({ period: Duration.minutes(1), statistic: cloudwatch.Stats.SUM }),
+        props.promoteStateMachine.metricSucceeded({ period: Duration.minutes(1), statistic: cloudwatch.Stats.SUM }),
+        props.promoteStateMachine.metricFailed({ period: Duration.minutes(1), statistic: cloudwatch.Stats.SUM }),
+      ]),
+      new cloudwatch.AlarmStatusWidget({ title: 'FTS alarms', alarms: Object.values(alarms), width: 8, height: 6 }),
+    );
+  }
+}

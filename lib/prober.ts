@@ -1,0 +1,252 @@
+/**
+ * The prober (Greenplum's `ftsprobe`): one Lambda that EventBridge Scheduler invokes
+ * every minute with `{"clusterId": ...}`. Each invocation takes the DynamoDB lease and
+ * runs probe rounds every `probeIntervalSeconds` until its minute is over; the next
+ * invocation takes over, so a dead invocation costs at most one minute of probing.
+ *
+ * Also home of what both FTS functions share (runtime, bundling, logging, handler
+ * sources), so the prober and the PromoteMirror steps are built the same way.
+ */
+import * as path from 'node:path';
+import { Duration, Token } from 'aws-cdk-lib';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
+import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import type { CatalogTables } from './catalog-tables';
+
+/** CloudWatch namespace of every FTS metric (Powertools EMF). */
+export const METRICS_NAMESPACE = 'ServerlessFTS';
+/** Powertools service name of the prober; Powertools adds it as the `service` metric dimension. */
+export const PROBER_SERVICE_NAME = 'fts-prober';
+/** Root of the repository (where package-lock.json lives). */
+const REPO_ROOT = path.join(__dirname, '..');
+/** The prober's handler file. */
+export const DEFAULT_PROBER_ENTRY = path.join(REPO_ROOT, 'lambdas', 'handlers', 'prober.ts');
+/** The lock file NodejsFunction bundles against; its folder is the bundling project root. */
+export const DEFAULT_DEPS_LOCK_FILE = path.join(REPO_ROOT, 'package-lock.json');
+/** Cluster ids the handlers accept (same rule as the PromoteMirror input schema). */
+export const CLUSTER_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$/;
+
+/** Where an FTS function's code comes from; tests point these at stubs. */
+export interface HandlerSource {
+  /**
+   * TypeScript file exporting `handler`.
+   * @default the real handler under lambdas/handlers/
+   */
+  readonly entry?: string;
+  /**
+   * Lock file of the project the entry belongs to; its folder is the bundling root and
+   * must contain `entry`.
+   * @default the repository's package-lock.json
+   */
+  readonly depsLockFilePath?: string;
+}
+
+/** Network placement of an FTS function: it must reach the segments' PostgreSQL ports. */
+export interface FunctionNetworkProps {
+  /** VPC of the segment hosts. */
+  readonly vpc: ec2.IVpc;
+  /**
+   * Subnets of the function's network interfaces. They need a route to DynamoDB, Step
+   * Functions, Secrets Manager and CloudWatch (NAT gateway or VPC endpoints).
+   * @default the VPC's private subnets
+   */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+  /**
+   * Security groups of the function; the segments' security group must admit them on
+   * the PostgreSQL ports.
+   * @default one new security group with all outbound traffic allowed
+   */
+  readonly securityGroups?: ec2.ISecurityGroup[];
+}
+
+/** Throws a clear error when a required prop is missing or a cluster id is malformed. */
+export function validateClusterId(owner: string, clusterId: unknown): void {
+  if (typeof clusterId !== 'string' || (!Token.isUnresolved(clusterId) && !CLUSTER_ID_PATTERN.test(clusterId))) {
+    throw new Error(`${owner}: clusterId must be 1 to 48 letters, digits, - or _ (starting with a letter or digit), got ${JSON.stringify(clusterId)}`);
+  }
+}
+
+/** Throws unless `value` is a Duration within [min, max] seconds. */
+export function validateSeconds(owner: string, prop: string, value: Duration | undefined, min: number, max: number): void {
+  if (value === undefined) return;
+  const s = value.toSeconds();
+  if (!(s >= min && s <= max)) throw new Error(`${owner}: ${prop} must be between ${min} and ${max} seconds, got ${s}`);
+}
+
+/** Throws unless `value` is an integer within [min, max]. */
+export function validateInteger(owner: string, prop: string, value: number | undefined, min: number, max: number): void {
+  if (value === undefined) return;
+  if (!Number.isInteger(value) || value < min || value > max) throw new Error(`${owner}: ${prop} must be an integer between ${min} and ${max}, got ${value}`);
+}
+
+/** Options of {@link createFtsFunction}. */
+export interface FtsFunctionOptions extends FunctionNetworkProps {
+  readonly entry: string;
+  readonly depsLockFilePath: string;
+  readonly description: string;
+  readonly timeout: Duration;
+  readonly memorySize: number;
+  readonly environment: Record<string, string>;
+  readonly logRetention: logs.RetentionDays;
+}
+
+/**
+ * Builds an FTS Lambda the way both functions want it: Node 22 on ARM, JSON logs into
+ * a log group with a retention, source maps, and everything bundled (the SDK too, so
+ * the code runs against the SDK version it was tested with). `pg-native` stays out:
+ * `pg` only loads it when asked to.
+ */
+export function createFtsFunction(scope: Construct, id: string, options: FtsFunctionOptions): nodejs.NodejsFunction {
+  const logGroup = new logs.LogGroup(scope, `${id}Logs`, { retention: options.logRetention });
+  return new nodejs.NodejsFunction(scope, id, {
+    entry: options.entry,
+    handler: 'handler',
+    depsLockFilePath: options.depsLockFilePath,
+    projectRoot: path.dirname(options.depsLockFilePath),
+    description: options.description,
+    runtime: lambda.Runtime.NODEJS_22_X,
+    architecture: lambda.Architecture.ARM_64,
+    timeout: options.timeout,
+    memorySize: options.memorySize,
+    loggingFormat: lambda.LoggingFormat.JSON,
+    logGroup,
+    vpc: options.vpc,
+    vpcSubnets: options.vpcSubnets ?? { subnets: options.vpc.privateSubnets },
+    securityGroups: options.securityGroups,
+    environment: { NODE_OPTIONS: '--enable-source-maps', ...options.environment },
+    bundling: {
+      target: 'node22',
+      minify: true,
+      sourceMap: true,
+      externalModules: ['pg-native'],
+    },
+  });
+}
+
+/** Props of {@link Prober}. */
+export interface ProberProps extends FunctionNetworkProps, HandlerSource {
+  /** Cluster this prober watches; sent as the schedule's input and set as FTS_CLUSTER_ID. */
+  readonly clusterId: string;
+  /** The catalog tables; the prober gets read/write on these three only. */
+  readonly tables: CatalogTables;
+  /** The PromoteMirror state machine; the prober may start executions of it and nothing else. */
+  readonly promoteStateMachine: sfn.IStateMachine;
+  /**
+   * Secret with the PostgreSQL credentials (`{"username", "password"}`) the prober
+   * connects with; FTS_PG_SECRET_ARN. A customer-managed KMS key on it needs its own grant.
+   * @default no secret: the handler connects as FTS_PG_USER without a password (trust/IAM auth)
+   */
+  readonly pgSecret?: secretsmanager.ISecret;
+  /**
+   * How often the schedule invokes the prober. Rounds inside an invocation run every
+   * `probeIntervalSeconds` (a catalog setting), so this is the takeover delay after an
+   * invocation dies, not the probe interval.
+   * @default Duration.minutes(1)
+   */
+  readonly scheduleRate?: Duration;
+  /**
+   * Function timeout: one schedule period of rounds plus a margin to release the lease.
+   * @default Duration.seconds(70)
+   */
+  readonly timeout?: Duration;
+  /**
+   * Memory of the function in MB (also buys CPU for parallel probes).
+   * @default 512
+   */
+  readonly memorySize?: number;
+  /**
+   * Whether the schedule starts enabled (disable to deploy a cluster before it is seeded).
+   * @default true
+   */
+  readonly scheduleEnabled?: boolean;
+  /**
+   * Retention of the function's log group.
+   * @default logs.RetentionDays.ONE_MONTH
+   */
+  readonly logRetention?: logs.RetentionDays;
+  /**
+   * Extra environment variables (settings of the handler, e.g. FTS_PG_USER).
+   * @default none
+   */
+  readonly environment?: Record<string, string>;
+}
+
+/**
+ * The scheduled prober. No reserved concurrency: the DynamoDB lease, not Lambda, keeps
+ * two invocations from probing at once, and reserved concurrency could starve the
+ * takeover invocation while a stuck one still counts.
+ */
+export class Prober extends Construct {
+  /** The prober function. */
+  readonly function: nodejs.NodejsFunction;
+  /** The EventBridge Scheduler schedule that invokes it. */
+  readonly schedule: scheduler.Schedule;
+
+  constructor(scope: Construct, id: string, props: ProberProps) {
+    super(scope, id);
+    validateClusterId('Prober', props.clusterId);
+    if (!props.tables) throw new Error('Prober: tables is required');
+    if (!props.promoteStateMachine) throw new Error('Prober: promoteStateMachine is required');
+    if (!props.vpc) throw new Error('Prober: vpc is required (the prober must reach the segments)');
+    validateSeconds('Prober', 'scheduleRate', props.scheduleRate, 60, 3600);
+    validateSeconds('Prober', 'timeout', props.timeout, 10, 900);
+    validateInteger('Prober', 'memorySize', props.memorySize, 128, 10240);
+    const rate = props.scheduleRate ?? Duration.minutes(1);
+    const timeout = props.timeout ?? Duration.seconds(70);
+    if (timeout.toSeconds() < rate.toSeconds()) {
+      // Shorter than the period would leave gaps with no prober at all.
+      throw new Error(`Prober: timeout (${timeout.toSeconds()} s) must be at least the scheduleRate (${rate.toSeconds()} s)`);
+    }
+
+    this.function = createFtsFunction(this, 'Function', {
+      entry: props.entry ?? DEFAULT_PROBER_ENTRY,
+      depsLockFilePath: props.depsLockFilePath ?? DEFAULT_DEPS_LOCK_FILE,
+      description: `FTS prober of cluster ${props.clusterId}: probe rounds under a DynamoDB lease`,
+      timeout,
+      memorySize: props.memorySize ?? 512,
+      logRetention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+      vpc: props.vpc,
+      vpcSubnets: props.vpcSubnets,
+      securityGroups: props.securityGroups,
+      environment: {
+        ...props.environment,
+        ...props.tables.env,
+        FTS_CLUSTER_ID: props.clusterId,
+        FTS_PROMOTE_STATE_MACHINE_ARN: props.promoteStateMachine.stateMachineArn,
+        ...(props.pgSecret ? { FTS_PG_SECRET_ARN: props.pgSecret.secretArn } : {}),
+        POWERTOOLS_SERVICE_NAME: PROBER_SERVICE_NAME,
+        POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+      },
+    });
+    // A failed invocation is not worth an async retry: the next scheduled one takes over.
+    this.function.configureAsyncInvoke({ retryAttempts: 0, maxEventAge: Duration.minutes(1) });
+
+    // Least privilege: the three tables, this one state machine, this one secret.
+    props.tables.grantReadWrite(this.function);
+    this.function.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [props.promoteStateMachine.stateMachineArn] }),
+    );
+    props.pgSecret?.grantRead(this.function);
+
+    this.schedule = new scheduler.Schedule(this, 'Schedule', {
+      description: `Invokes the FTS prober of cluster ${props.clusterId}`,
+      schedule: scheduler.ScheduleExpression.rate(rate),
+      enabled: props.scheduleEnabled ?? true,
+      target: new targets.LambdaInvoke(this.function, {
+        input: scheduler.ScheduleTargetInput.fromObject({ clusterId: props.clusterId }),
+        // A late invocation is useless: the next one is due by then.
+        maxEventAge: Duration.minutes(1),
+        retryAttempts: 1,
+      }),
+    });
+  }
+}
+

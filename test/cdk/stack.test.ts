@@ -1,0 +1,321 @@
+/**
+ * CDK template tests of the FtsStack (bundling skipped, no credentials): the catalog
+ * tables, the prober's function, schedule and least-privilege policy, the network
+ * wiring, the alarms, and props validation.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { App, Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { FtsStack, ftsStackPropsFromContext, type FtsStackProps } from '../../lib/fts-stack';
+import { CatalogTables } from '../../lib/catalog-tables';
+import { Prober } from '../../lib/prober';
+import { PromoteMirrorWorkflow } from '../../lib/promote-mirror-workflow';
+import { EXAMPLE_FTS_CONTEXT } from '../../lib/local-definition';
+
+/**
+ * NodejsFunction insists that `entry` exists even when bundling is skipped. While the
+ * real handlers are not written yet, point the stack at stubs under the OS temp dir.
+ */
+function handlerSources(): FtsStackProps['handlers'] {
+  const real = ['prober.ts', 'promote-mirror.ts'].map((f) => path.join(__dirname, '..', '..', 'lambdas', 'handlers', f));
+  if (real.every((f) => fs.existsSync(f))) return undefined;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fts-handler-stubs-'));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(dir, 'package-lock.json'), '{"lockfileVersion":3}');
+  for (const f of ['prober.ts', 'promote-mirror.ts']) fs.writeFileSync(path.join(dir, f), 'export const handler = async () => ({});\n');
+  const depsLockFilePath = path.join(dir, 'package-lock.json');
+  return {
+    prober: { entry: path.join(dir, 'prober.ts'), depsLockFilePath },
+    promoteMirror: { entry: path.join(dir, 'promote-mirror.ts'), depsLockFilePath },
+  };
+}
+const handlers = handlerSources();
+
+const SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:fts/prod/pg-AbCdEf';
+const baseProps: FtsStackProps = {
+  clusterId: 'prod-1',
+  vpcId: 'vpc-0123456789abcdef0',
+  availabilityZones: ['us-east-1a', 'us-east-1b'],
+  privateSubnetIds: ['subnet-0123456789abcdef0', 'subnet-0123456789abcdef1'],
+  segmentSecurityGroupId: 'sg-0123456789abcdef0',
+  pgSecretArn: SECRET_ARN,
+  segmentPorts: { from: 5432, to: 7999 },
+  handlers,
+};
+
+const newApp = (): App => new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+const build = (overrides: Partial<FtsStackProps> = {}) => {
+  const stack = new FtsStack(newApp(), 'Fts-prod-1', { ...baseProps, ...overrides });
+  return { stack, template: Template.fromStack(stack) };
+};
+
+const { stack, template } = build();
+const id = (construct: { node: { defaultChild?: unknown } }): string => stack.getLogicalId(construct.node.defaultChild as never);
+const proberFn = id(stack.prober.function);
+const promoteFn = id(stack.promoteMirror.function);
+const stateMachine = id(stack.promoteMirror.stateMachine);
+const tableIds = stack.tables.tables.map((t) => id(t));
+const proberRole = id(stack.prober.function.role as never);
+
+/** Statements of the inline policies attached to a role. */
+function statementsOf(roleLogicalId: string): { Action: string | string[]; Resource: unknown; Effect: string }[] {
+  const policies = template.findResources('AWS::IAM::Policy', { Properties: { Roles: Match.arrayWith([{ Ref: roleLogicalId }]) } });
+  return Object.values(policies).flatMap((p) => (p as { Properties: { PolicyDocument: { Statement: never[] } } }).Properties.PolicyDocument.Statement);
+}
+const actionsOf = (s: { Action: string | string[] }): string[] => (Array.isArray(s.Action) ? s.Action : [s.Action]);
+const resourcesOf = (s: { Resource: unknown }): unknown[] => (Array.isArray(s.Resource) ? s.Resource : [s.Resource]);
+
+describe('catalog tables', () => {
+  test('three on-demand tables with point-in-time recovery, AWS-managed encryption, retained', () => {
+    template.resourceCountIs('AWS::DynamoDB::Table', 3);
+    const tables = template.findResources('AWS::DynamoDB::Table');
+    for (const table of Object.values(tables)) {
+      expect(table).toMatchObject({
+        DeletionPolicy: 'Retain',
+        UpdateReplacePolicy: 'Retain',
+        Properties: {
+          BillingMode: 'PAY_PER_REQUEST',
+          PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+          SSESpecification: { SSEEnabled: true },
+        },
+      });
+    }
+  });
+
+  test('keys follow lambdas/adapters/dynamodb/tables.ts', () => {
+    template.hasResourceProperties('AWS::DynamoDB::Table', {
+      KeySchema: [
+        { AttributeName: 'clusterId', KeyType: 'HASH' },
+        { AttributeName: 'dbid', KeyType: 'RANGE' },
+      ],
+      AttributeDefinitions: Match.arrayWith([{ AttributeName: 'dbid', AttributeType: 'N' }]),
+    });
+    template.hasResourceProperties('AWS::DynamoDB::Table', {
+      KeySchema: [
+        { AttributeName: 'clusterId', KeyType: 'HASH' },
+        { AttributeName: 'seq', KeyType: 'RANGE' },
+      ],
+      AttributeDefinitions: Match.arrayWith([{ AttributeName: 'seq', AttributeType: 'S' }]),
+    });
+    template.hasResourceProperties('AWS::DynamoDB::Table', { KeySchema: [{ AttributeName: 'clusterId', KeyType: 'HASH' }] });
+  });
+
+  test('removal policy is a prop', () => {
+    const { template: t } = build({ tableRemovalPolicy: RemovalPolicy.DESTROY });
+    for (const table of Object.values(t.findResources('AWS::DynamoDB::Table'))) expect(table).toMatchObject({ DeletionPolicy: 'Delete' });
+  });
+});
+
+describe('prober', () => {
+  test('Node 22 on ARM, 70 s, 512 MB, JSON logs, in the VPC, no reserved concurrency, the env the handler reads', () => {
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Runtime: 'nodejs22.x',
+      Architectures: ['arm64'],
+      Timeout: 70,
+      MemorySize: 512,
+      LoggingConfig: Match.objectLike({ LogFormat: 'JSON' }),
+      ReservedConcurrentExecutions: Match.absent(),
+      VpcConfig: {
+        SubnetIds: ['subnet-0123456789abcdef0', 'subnet-0123456789abcdef1'],
+        SecurityGroupIds: [{ 'Fn::GetAtt': [id(stack.controlPlaneSecurityGroup), 'GroupId'] }],
+      },
+      Environment: {
+        Variables: Match.objectLike({
+          FTS_CLUSTER_ID: 'prod-1',
+          FTS_PROMOTE_STATE_MACHINE_ARN: { Ref: stateMachine },
+          FTS_PG_SECRET_ARN: SECRET_ARN,
+          FTS_SEGMENTS_TABLE: { Ref: tableIds[0] },
+          FTS_HISTORY_TABLE: { Ref: tableIds[1] },
+          FTS_CLUSTERS_TABLE: { Ref: tableIds[2] },
+          POWERTOOLS_SERVICE_NAME: 'fts-prober',
+          POWERTOOLS_METRICS_NAMESPACE: 'ServerlessFTS',
+        }),
+      },
+    });
+    expect(template.findResources('AWS::Lambda::Function')[proberFn]).toBeDefined();
+  });
+
+  test('an EventBridge Scheduler schedule invokes it every minute with the cluster id', () => {
+    template.resourceCountIs('AWS::Scheduler::Schedule', 1);
+    template.hasResourceProperties('AWS::Scheduler::Schedule', {
+      ScheduleExpression: 'rate(1 minute)',
+      State: 'ENABLED',
+      FlexibleTimeWindow: { Mode: 'OFF' },
+      Target: Match.objectLike({
+        Arn: { 'Fn::GetAtt': [proberFn, 'Arn'] },
+        Input: JSON.stringify({ clusterId: 'prod-1' }),
+      }),
+    });
+  });
+
+  test('may start the PromoteMirror state machine and nothing else', () => {
+    const statements = statementsOf(proberRole).filter((s) => actionsOf(s).some((a) => a.startsWith('states:')));
+    expect(statements).toHaveLength(1);
+    expect(actionsOf(statements[0])).toEqual(['states:StartExecution']);
+    expect(resourcesOf(statements[0])).toEqual([{ Ref: stateMachine }]);
+  });
+
+  test('DynamoDB actions only on the three catalog tables', () => {
+    const statements = statementsOf(proberRole).filter((s) => actionsOf(s).some((a) => a.startsWith('dynamodb:')));
+    expect(statements.length).toBeGreaterThan(0);
+    const allowed = tableIds.map((t) => ({ 'Fn::GetAtt': [t, 'Arn'] }));
+    const resources = statements.flatMap(resourcesOf).filter((r) => !(typeof r === 'object' && r !== null && 'Ref' in r && (r as { Ref: string }).Ref === 'AWS::NoValue'));
+    for (const r of resources) expect(allowed).toContainEqual(r);
+    for (const t of allowed) expect(resources).toContainEqual(t);
+    expect(statements.flatMap(actionsOf)).toEqual(expect.arrayContaining(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:Query', 'dynamodb:ConditionCheckItem']));
+    expect(statements.flatMap(actionsOf)).not.toContain('dynamodb:*');
+  });
+
+  test('reads the PostgreSQL secret and only that secret', () => {
+    const statements = statementsOf(proberRole).filter((s) => actionsOf(s).some((a) => a.startsWith('secretsmanager:')));
+    expect(statements).toHaveLength(1);
+    expect(actionsOf(statements[0])).toContain('secretsmanager:GetSecretValue');
+    expect(resourcesOf(statements[0])).toEqual([SECRET_ARN]);
+  });
+
+  test("no '*' resource on DynamoDB, Step Functions or Secrets Manager actions in any role", () => {
+    const policies = template.findResources('AWS::IAM::Policy');
+    for (const policy of Object.values(policies)) {
+      for (const s of (policy as { Properties: { PolicyDocument: { Statement: { Action: string | string[]; Resource: unknown }[] } } }).Properties.PolicyDocument.Statement) {
+        if (actionsOf(s).some((a) => /^(dynamodb|states|secretsmanager):/.test(a))) expect(resourcesOf(s)).not.toContain('*');
+      }
+    }
+  });
+
+  test('the segments admit the FTS security group on the PostgreSQL ports', () => {
+    template.hasResourceProperties('AWS::EC2::SecurityGroupIngress', {
+      GroupId: 'sg-0123456789abcdef0',
+      IpProtocol: 'tcp',
+      FromPort: 5432,
+      ToPort: 7999,
+      SourceSecurityGroupId: { 'Fn::GetAtt': [id(stack.controlPlaneSecurityGroup), 'GroupId'] },
+    });
+    const { template: t } = build({ manageSegmentIngress: false });
+    t.resourceCountIs('AWS::EC2::SecurityGroupIngress', 0);
+  });
+});
+
+describe('PromoteMirror workflow', () => {
+  test('a Standard state machine in JSONPath that invokes the step function', () => {
+    template.hasResourceProperties('AWS::StepFunctions::StateMachine', { StateMachineType: 'STANDARD' });
+    const sm = template.findResources('AWS::StepFunctions::StateMachine')[stateMachine] as { Properties: { DefinitionString: unknown } };
+    const text = JSON.stringify(sm.Properties.DefinitionString);
+    expect(text).not.toContain('QueryLanguage');
+    expect(text).toContain(promoteFn);
+  });
+
+  test('the step function: Node 22, 60 s, in the VPC, table and secret env, notification topic', () => {
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Runtime: 'nodejs22.x',
+      Architectures: ['arm64'],
+      Timeout: 60,
+      VpcConfig: Match.objectLike({ SubnetIds: ['subnet-0123456789abcdef0', 'subnet-0123456789abcdef1'] }),
+      Environment: {
+        Variables: Match.objectLike({
+          FTS_CLUSTER_ID: 'prod-1',
+          FTS_PG_SECRET_ARN: SECRET_ARN,
+          FTS_CLUSTERS_TABLE: { Ref: tableIds[2] },
+          FTS_NOTIFY_TOPIC_ARN: { Ref: id(stack.alarms.topic as never) },
+          POWERTOOLS_SERVICE_NAME: 'fts-promote-mirror',
+        }),
+      },
+    });
+    const role = id(stack.promoteMirror.function.role as never);
+    const publish = statementsOf(role).filter((s) => actionsOf(s).includes('sns:Publish'));
+    expect(publish.flatMap(resourcesOf)).toEqual([{ Ref: id(stack.alarms.topic as never) }]);
+    // The step function starts nothing.
+    expect(statementsOf(role).flatMap(actionsOf)).not.toContain('states:StartExecution');
+  });
+
+  test('the state machine may invoke only its step function', () => {
+    const role = id(stack.promoteMirror.stateMachine.role as never);
+    const invoke = statementsOf(role).filter((s) => actionsOf(s).includes('lambda:InvokeFunction'));
+    expect(invoke).toHaveLength(1);
+    for (const r of resourcesOf(invoke[0])) expect(JSON.stringify(r)).toContain(promoteFn);
+  });
+});
+
+describe('alarms', () => {
+  const alarmOn = (metricName: string, service: string) =>
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'ServerlessFTS',
+      MetricName: metricName,
+      Dimensions: Match.arrayWith([
+        { Name: 'ClusterId', Value: 'prod-1' },
+        { Name: 'service', Value: service },
+      ]),
+      Statistic: 'Sum',
+      Period: 60,
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      TreatMissingData: 'notBreaching',
+      AlarmActions: [{ Ref: id(stack.alarms.topic as never) }],
+    });
+
+  test.each(['DoubleFault', 'ContentUnavailable', 'ProbeMisconfigured', 'ProberRoundFailed'])('%s (prober) alarms on Sum >= 1 per minute', (m) => alarmOn(m, 'fts-prober'));
+  test.each(['UnreachablePrimary', 'PromotionFailed'])('%s (PromoteMirror) alarms on Sum >= 1 per minute', (m) => alarmOn(m, 'fts-promote-mirror'));
+
+  test('failed PromoteMirror executions and a silent prober alarm', () => {
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'AWS/States',
+      MetricName: 'ExecutionsFailed',
+      Dimensions: [{ Name: 'StateMachineArn', Value: { Ref: stateMachine } }],
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+    });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'RoundDurationMs',
+      Statistic: 'SampleCount',
+      ComparisonOperator: 'LessThanThreshold',
+      TreatMissingData: 'breaching',
+      EvaluationPeriods: 3,
+    });
+    template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
+    template.resourceCountIs('AWS::SNS::Topic', 1);
+  });
+});
+
+describe('props validation', () => {
+  test.each<[string, Partial<FtsStackProps>, RegExp]>([
+    ['empty clusterId', { clusterId: '' }, /clusterId/],
+    ['clusterId with a space', { clusterId: 'prod 1' }, /clusterId/],
+    ['bad vpcId', { vpcId: 'vpc-nope' }, /vpcId/],
+    ['no subnets', { privateSubnetIds: [] }, /privateSubnetIds/],
+    ['subnets not a multiple of the zones', { privateSubnetIds: ['subnet-0123456789abcdef0'] }, /multiple of availabilityZones/],
+    ['bad security group', { segmentSecurityGroupId: 'sg-' }, /segmentSecurityGroupId/],
+    ['partial secret ARN', { pgSecretArn: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:fts' }, /pgSecretArn/],
+    ['reversed ports', { segmentPorts: { from: 8000, to: 6000 } }, /segmentPorts/],
+  ])('%s is rejected', (_, overrides, message) => {
+    expect(() => build(overrides)).toThrow(message);
+  });
+
+  test('constructs validate their own props', () => {
+    const s = new FtsStack(newApp(), 'S', baseProps);
+    const vpc = ec2.Vpc.fromVpcAttributes(s, 'V', { vpcId: 'vpc-1', availabilityZones: ['us-east-1a'], privateSubnetIds: ['subnet-1'] });
+    const tables = new CatalogTables(s, 'T');
+    expect(() => new Prober(s, 'P1', { clusterId: '', tables, vpc, promoteStateMachine: s.promoteMirror.stateMachine, ...handlers?.prober })).toThrow(/Prober: clusterId/);
+    expect(
+      () => new Prober(s, 'P2', { clusterId: 'x', tables, vpc, promoteStateMachine: s.promoteMirror.stateMachine, timeout: Duration.seconds(30), ...handlers?.prober }),
+    ).toThrow(/timeout \(30 s\) must be at least the scheduleRate/);
+    expect(() => new PromoteMirrorWorkflow(s, 'W', { clusterId: 'x', tables, vpc, memorySize: 64, ...handlers?.promoteMirror })).toThrow(/memorySize/);
+  });
+
+  test('context: missing keys are named, lists come as arrays or comma-separated strings', () => {
+    const ctx = (values: Record<string, unknown>) => (key: string) => values[key];
+    expect(() => ftsStackPropsFromContext(ctx({}))).toThrow(/context "clusterId" is missing: pass -c clusterId=/);
+    const props = ftsStackPropsFromContext(ctx({ ...EXAMPLE_FTS_CONTEXT, availabilityZones: 'us-east-1a, us-east-1b', segmentPorts: '6000-7999' }));
+    expect(props.availabilityZones).toEqual(['us-east-1a', 'us-east-1b']);
+    expect(props.segmentPorts).toEqual({ from: 6000, to: 7999 });
+    expect(() => ftsStackPropsFromContext(ctx({ ...EXAMPLE_FTS_CONTEXT, segmentPorts: '6000' }))).toThrow(/segmentPorts/);
+  });
+
+  test('the example context of cdk.json is valid, so `cdk synth` works as checked out', () => {
+    const cdkJson = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'cdk.json'), 'utf8')) as { app: string; context: Record<string, unknown> };
+    expect(cdkJson.app).toBe('npx tsx bin/app.ts');
+    const props = ftsStackPropsFromContext((key) => cdkJson.context[key]);
+    expect(() => new FtsStack(newApp(), 'Fts-example', { ...props, handlers })).not.toThrow();
+  });
+});
