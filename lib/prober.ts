@@ -153,8 +153,10 @@ export interface ProberProps extends FunctionNetworkProps, HandlerSource {
    */
   readonly scheduleRate?: Duration;
   /**
-   * Function timeout: one schedule period of rounds plus a margin to release the lease.
-   * @default Duration.seconds(70)
+   * Function timeout: one schedule period of rounds, plus the longest round any valid
+   * settings allow (50 s) and a margin to release the lease; shorter timeouts make the
+   * handler stop its rounds early.
+   * @default Duration.seconds(120)
    */
   readonly timeout?: Duration;
   /**
@@ -200,7 +202,7 @@ export class Prober extends Construct {
     validateSeconds('Prober', 'timeout', props.timeout, 10, 900);
     validateInteger('Prober', 'memorySize', props.memorySize, 128, 10240);
     const rate = props.scheduleRate ?? Duration.minutes(1);
-    const timeout = props.timeout ?? Duration.seconds(70);
+    const timeout = props.timeout ?? Duration.seconds(120);
     if (timeout.toSeconds() < rate.toSeconds()) {
       // Shorter than the period would leave gaps with no prober at all.
       throw new Error(`Prober: timeout (${timeout.toSeconds()} s) must be at least the scheduleRate (${rate.toSeconds()} s)`);

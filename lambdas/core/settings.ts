@@ -38,6 +38,9 @@ export type Settings = z.infer<typeof schema>;
 /** Every setting with its default. */
 export const DEFAULT_SETTINGS: Settings = schema.parse({});
 
+/** Longest a probe may take under any valid settings, so a round fits in the prober's invocation. */
+export const MAX_WORST_CASE_PROBE_SECONDS = 50;
+
 /** Worst-case seconds to declare a probe failed: every attempt times out. */
 export const worstCaseProbeSeconds = (s: Settings): number =>
   (s.probeRetries + 1) * s.probeTimeoutSeconds + s.probeRetries * s.probeRetryDelaySeconds;
@@ -62,9 +65,9 @@ export function parseSettings(input: unknown): Settings {
   if (s.probeRetryDelaySeconds >= s.probeIntervalSeconds * 10) {
     problems.push(`probeRetryDelaySeconds (${s.probeRetryDelaySeconds}) must be less than 10 x probeIntervalSeconds (${s.probeIntervalSeconds})`);
   }
-  if (worstCaseProbeSeconds(s) > 50) {
+  if (worstCaseProbeSeconds(s) > MAX_WORST_CASE_PROBE_SECONDS) {
     problems.push(
-      `probeRetries, probeTimeoutSeconds and probeRetryDelaySeconds allow a probe to take ${worstCaseProbeSeconds(s)} s; it must fit in 50 s so a round ends inside the prober's one-minute invocation`,
+      `probeRetries, probeTimeoutSeconds and probeRetryDelaySeconds allow a probe to take ${worstCaseProbeSeconds(s)} s; it must fit in ${MAX_WORST_CASE_PROBE_SECONDS} s so a round ends inside the prober's one-minute invocation`,
     );
   }
   if (problems.length) throw new ValidationError(`invalid settings: ${problems.join('; ')}`, problems);

@@ -8,10 +8,16 @@ import type { Settings } from '../core/settings';
 
 /** Probes instances: one TCP connection and one query each, with retries. */
 export interface SegmentProbe {
-  /** Probes one instance with the settings' timeout, retries and delay. Never throws. */
-  probe(segment: SegmentRow, settings: Settings): Promise<ProbeResult>;
-  /** Probes many in parallel, at most `settings.probeParallelism` at once. */
-  probeAll(segments: readonly SegmentRow[], settings: Settings): Promise<ProbeResult[]>;
+  /**
+   * Probes one instance with the settings' timeout, retries and delay; `mirror` names the
+   * walsender whose replication it reports. Never throws.
+   */
+  probe(segment: SegmentRow, settings: Settings, mirror?: SegmentRow): Promise<ProbeResult>;
+  /**
+   * Probes many in parallel, at most `settings.probeParallelism` at once; `catalogRows`
+   * (the whole snapshot) tells each primary's mirror.
+   */
+  probeAll(segments: readonly SegmentRow[], settings: Settings, catalogRows?: readonly SegmentRow[]): Promise<ProbeResult[]>;
 }
 
 /** What a mirror's WAL receiver reports (the mirror's second opinion on its primary). */

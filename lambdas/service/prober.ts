@@ -43,7 +43,7 @@ export async function runProbeRound(deps: ProberDeps, clusterId: string, setting
   const started = deps.clock();
   const snapshot = await deps.catalog.load(clusterId);
   const primaries = snapshot.segments.filter((r) => r.role === 'p');
-  const probes = await deps.probe.probeAll(primaries, settings);
+  const probes = await deps.probe.probeAll(primaries, settings, snapshot.segments);
   const plan = decide(snapshot, probes, settings, new Date(deps.clock()));
   let written = true;
   if (plan.change) {

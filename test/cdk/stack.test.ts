@@ -110,11 +110,11 @@ describe('catalog tables', () => {
 });
 
 describe('prober', () => {
-  test('Node 22 on ARM, 70 s, 512 MB, JSON logs, in the VPC, no reserved concurrency, the env the handler reads', () => {
+  test('Node 22 on ARM, 120 s, 512 MB, JSON logs, in the VPC, no reserved concurrency, the env the handler reads', () => {
     template.hasResourceProperties('AWS::Lambda::Function', {
       Runtime: 'nodejs22.x',
       Architectures: ['arm64'],
-      Timeout: 70,
+      Timeout: 120,
       MemorySize: 512,
       LoggingConfig: Match.objectLike({ LogFormat: 'JSON' }),
       ReservedConcurrentExecutions: Match.absent(),

@@ -1,0 +1,33 @@
+/**
+ * Adapters both Lambda handlers build once per container from the validated
+ * environment: the DynamoDB catalog, PostgreSQL probe and control with the secret's (or
+ * trust) credentials, and the SDK clients with the SDK's own retry.
+ */
+import { DynamoDbCatalog } from '../adapters/dynamodb/catalog';
+import { PgSegmentControl } from '../adapters/postgres/control';
+import { PgSegmentProbe } from '../adapters/postgres/probe';
+import { trustCredentials, type PgCredentialsProvider } from '../adapters/postgres/connection';
+import { secretCredentialsProvider } from '../adapters/aws/secret-credentials';
+import type { HandlerEnvironment } from './environment';
+
+/** What the prober and the PromoteMirror steps share. */
+export interface SegmentDeps {
+  catalog: DynamoDbCatalog;
+  probe: PgSegmentProbe;
+  control: PgSegmentControl;
+}
+
+/** Credentials: the secret when FTS_PG_SECRET_ARN is set, else FTS_PG_USER without a password. */
+export function credentialsFrom(env: HandlerEnvironment): PgCredentialsProvider {
+  return env.FTS_PG_SECRET_ARN ? secretCredentialsProvider(env.FTS_PG_SECRET_ARN) : trustCredentials(env.FTS_PG_USER);
+}
+
+/** Builds the catalog and the segment adapters. */
+export function segmentDeps(env: HandlerEnvironment): SegmentDeps {
+  const credentials = credentialsFrom(env);
+  return {
+    catalog: new DynamoDbCatalog(),
+    probe: new PgSegmentProbe({ credentials }),
+    control: new PgSegmentControl({ credentials }),
+  };
+}
