@@ -151,6 +151,8 @@ export interface ProberRun {
   deadline: number;
   /** Called after every round (local mode prints a timeline from it). */
   onRound?: (report: RoundReport) => void;
+  /** Ends the invocation after the current round (local mode's `local down`, tests). */
+  signal?: AbortSignal;
 }
 
 /** The lease outlives a slow round by a margin, so a live prober never loses it between renewals. */
@@ -163,7 +165,7 @@ export const leaseTtlMs = (settings: Settings): number => (worstCaseProbeSeconds
 export async function runProber(deps: ProberDeps, run: ProberRun): Promise<number> {
   let settings = await deps.catalog.loadSettings(run.clusterId);
   let lease: Lease | null = null;
-  while (!lease && deps.clock() + settings.probeIntervalSeconds * 1000 < run.deadline) {
+  while (!lease && !run.signal?.aborted && deps.clock() + settings.probeIntervalSeconds * 1000 < run.deadline) {
     lease = await deps.catalog.acquireLease(run.clusterId, run.owner, leaseTtlMs(settings), deps.clock());
     if (!lease) await deps.sleep(settings.probeIntervalSeconds * 1000);
   }
@@ -186,7 +188,7 @@ export async function runProber(deps: ProberDeps, run: ProberRun): Promise<numbe
       lease = await deps.catalog.renewLease(lease, leaseTtlMs(settings), deps.clock(), memory);
       settings = await deps.catalog.loadSettings(run.clusterId);
       const next = started + settings.probeIntervalSeconds * 1000;
-      if (next > run.deadline) break; // a round may end after the deadline: the next invocation waits for the lease
+      if (next > run.deadline || run.signal?.aborted) break; // a round may end after the deadline: the next invocation waits for the lease
       await deps.sleep(Math.max(0, next - deps.clock()));
     }
   } catch (e) {

@@ -43,17 +43,28 @@ export interface PromotionDeps {
   notify?: (subject: string, message: string) => Promise<void>;
 }
 
-/** The step names, as the state machine's payloads carry them. */
-export type PromoteStep =
-  | 'validate'
-  | 'confirm-failure'
-  | 'flip-catalog'
-  | 'promote'
-  | 'verify-writable'
-  | 'clear-pending'
-  | 'notify'
-  | 'record-abort'
-  | 'record-failure';
+/** The step names, as the state machine's payloads carry them, in workflow order. */
+export const PROMOTE_STEPS = [
+  'validate',
+  'confirm-failure',
+  'flip-catalog',
+  'promote',
+  'verify-writable',
+  'clear-pending',
+  'notify',
+  'record-abort',
+  'record-failure',
+] as const;
+export type PromoteStep = (typeof PROMOTE_STEPS)[number];
+
+/** Runs the step a Task state names in its payload `{"step", "input"}` (the Lambda and local mode both call this). */
+export async function runPromoteStepEvent(deps: PromotionDeps, event: { step?: unknown; input?: unknown }): Promise<Record<string, unknown>> {
+  const step = event?.step;
+  if (typeof step !== 'string' || !(PROMOTE_STEPS as readonly string[]).includes(step)) {
+    throw new ValidationError(`unknown PromoteMirror step ${JSON.stringify(step)}; known steps are ${PROMOTE_STEPS.join(', ')}`);
+  }
+  return runPromoteStep(deps, step as PromoteStep, event.input);
+}
 
 /** Parses workflow input; ValidationError names every problem. */
 export function parsePromoteInput(input: unknown): PromoteMirrorInput {
@@ -127,6 +138,7 @@ export async function runPromoteStep(deps: PromotionDeps, step: PromoteStep, doc
     case 'verify-writable': {
       const snapshot = await catalog.load(input.clusterId);
       await deps.control.verifyWritable(rowOf(snapshot, input.mirrorDbid, input.content), VERIFY_WRITE_TIMEOUT_MS);
+      telemetry.info('new primary accepts writes', fields);
       return { writableAt: deps.now().toISOString() };
     }
     case 'clear-pending': {

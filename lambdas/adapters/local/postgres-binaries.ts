@@ -227,6 +227,14 @@ export interface InstanceConfig {
   walRetrieveRetryInterval?: string;
   /** `max_slot_wal_keep_size`: caps WAL a slot of a long-dead mirror retains; default -1 (unlimited, PostgreSQL's default). */
   maxSlotWalKeepSize?: string;
+  /** `wal_keep_size`: WAL kept beyond slots, so a mirror rewound after a failover finds what it needs; default `256MB`. */
+  walKeepSize?: string;
+  /**
+   * `wal_sender_timeout`; default `10s`. The walsender pings its mirror after half of it
+   * without a reply, so a mirror hears from a live primary every few seconds even when
+   * nothing is written: the PromoteMirror second opinion relies on it.
+   */
+  walSenderTimeout?: string;
   /** Default `on`; tests may turn it off for speed. */
   fsync?: boolean;
   /** Networks (CIDR) trusted without password for normal and replication connections; default `['127.0.0.1/32']`. */
@@ -255,6 +263,10 @@ export async function writeInstanceConfig(datadir: string, config: InstanceConfi
     `max_wal_senders = ${config.maxWalSenders ?? 10}`,
     `max_replication_slots = ${config.maxReplicationSlots ?? 10}`,
     `max_slot_wal_keep_size = ${q(config.maxSlotWalKeepSize ?? '-1')}`,
+    `wal_keep_size = ${q(config.walKeepSize ?? '256MB')}`,
+    `wal_sender_timeout = ${q(config.walSenderTimeout ?? '10s')}`,
+    // A mirror reports its flush position every second: sync rep and probes see it fresh.
+    `wal_receiver_status_interval = '1s'`,
     `hot_standby = on`,
     // pg_rewind needs hint-bit changes WAL-logged (or data checksums).
     `wal_log_hints = on`,

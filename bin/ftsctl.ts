@@ -1,0 +1,194 @@
+#!/usr/bin/env -S npx tsx
+/**
+ * ftsctl: the operator's command line (patronictl / pg_autoctl habits, gpstate output).
+ * `local ...` runs a whole cluster on this machine; `state`, `history` and `probe` read
+ * the catalog of a local cluster (when one of that id runs here) or of the AWS account
+ * the SDK's default credentials and FTS_*_TABLE variables point at.
+ */
+import { readFileSync } from 'node:fs';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { DynamoDbCatalog } from '../lambdas/adapters/dynamodb/catalog';
+import { killInstance } from '../lambdas/adapters/local/host';
+import { trustCredentials } from '../lambdas/adapters/postgres/connection';
+import { PgSegmentProbe } from '../lambdas/adapters/postgres/probe';
+import { FtsError } from '../lambdas/core/errors';
+import type { Catalog } from '../lambdas/ports/catalog';
+import { formatHistory, formatState, table } from '../cli/format';
+import {
+  connectionString,
+  DEFAULT_LOCAL_CLUSTER_ID,
+  downLocalCluster,
+  localCatalog,
+  localClusterDir,
+  readLocalState,
+  upLocalCluster,
+} from '../cli/local-cluster';
+import { runDemo } from '../cli/demo';
+
+const positiveInt = (name: string) => (value: string): number => {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got "${value}"`);
+  return n;
+};
+
+/** `--setting key=value`, repeatable; values are numbers. */
+const collectSetting = (value: string, previous: Record<string, number>): Record<string, number> => {
+  const m = /^([A-Za-z]+)=(.+)$/.exec(value);
+  if (!m || !Number.isFinite(Number(m[2]))) throw new InvalidArgumentError(`--setting takes key=number (e.g. probeIntervalSeconds=2), got "${value}"`);
+  return { ...previous, [m[1]]: Number(m[2]) };
+};
+
+const clusterOption = (): Option => new Option('--cluster <id>', 'cluster id').default(process.env.FTS_CLUSTER_ID ?? DEFAULT_LOCAL_CLUSTER_ID);
+const dirOption = (): Option => new Option('--dir <path>', 'directory of the local cluster (default $FTS_LOCAL_DIR/<cluster> under the temp dir)');
+
+/** The catalog of a cluster: the local one of that id when it runs here, else AWS. */
+function catalogFor(clusterId: string, dir?: string): Catalog {
+  const state = readLocalState(dir ?? localClusterDir(clusterId));
+  if (state?.phase === 'ready') return localCatalog(state.dynamo.endpoint);
+  return new DynamoDbCatalog({});
+}
+
+const print = (text: string): void => void process.stdout.write(`${text}\n`);
+
+/** Builds the command tree (exported for tests). */
+export function buildProgram(): Command {
+  const program = new Command('ftsctl')
+    .description('Serverless FTS: fault tolerance for Greenplum-style PostgreSQL segment clusters')
+    .showHelpAfterError()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  const local = program.command('local').description('a whole cluster of real PostgreSQL instances on this machine');
+  local
+    .command('up')
+    .description('build and start a local cluster, its catalog in DynamoDB Local and its prober')
+    .addOption(clusterOption())
+    .addOption(dirOption())
+    .option('--hosts <n>', 'segment hosts (sdw1..sdwN)', positiveInt('--hosts'))
+    .option('--primaries-per-host <n>', 'primaries per host', positiveInt('--primaries-per-host'))
+    .addOption(new Option('--mirroring <type>', 'mirror placement').choices(['group', 'spread', 'none']))
+    .option('--no-coordinator', 'no coordinator (and no standby)')
+    .option('--no-standby', 'no standby coordinator')
+    .option('--base-port <port>', 'ports from this one up, in dbid order (default: free ports)', positiveInt('--base-port'))
+    .option('--setting <key=value>', 'a prober setting (repeatable)', collectSetting, {})
+    .option('--spec <file>', 'a JSON cluster spec (flags given override it)')
+    .option('--no-prober', 'do not start the background prober')
+    .action(async (o) => {
+      const fromFile = o.spec ? (JSON.parse(readFileSync(o.spec, 'utf8')) as Record<string, unknown>) : {};
+      const spec = {
+        ...fromFile,
+        clusterId: o.cluster ?? fromFile.clusterId,
+        ...(o.hosts !== undefined ? { hosts: o.hosts } : {}),
+        ...(o.primariesPerHost !== undefined ? { primariesPerHost: o.primariesPerHost } : {}),
+        ...(o.mirroring !== undefined ? { mirroring: o.mirroring } : {}),
+        ...(o.coordinator === false ? { coordinator: false, standby: false } : {}),
+        ...(o.standby === false ? { standby: false } : {}),
+        ...(o.basePort !== undefined ? { basePort: o.basePort } : {}),
+        ...(Object.keys(o.setting).length ? { settings: { ...(fromFile.settings as object), ...o.setting } } : {}),
+      };
+      const started = Date.now();
+      const cluster = await upLocalCluster(spec, { dir: o.dir, backgroundProber: o.prober, onProgress: (l) => print(`  ${l}`) });
+      print(`\nCluster ${cluster.state.clusterId} is up (${((Date.now() - started) / 1000).toFixed(1)} s) in ${cluster.state.dir}`);
+      print(table(['dbid', 'content', 'role', 'host', 'connection'], cluster.state.rows.map((r) => [r.dbid, r.content, r.role, r.hostname, connectionString(r)])));
+      print(`\nDynamoDB Local: ${cluster.state.dynamo.endpoint}${o.prober ? `   prober timeline: ${cluster.proberLog}` : ''}`);
+      print(`Stop it with: npm run ftsctl -- local down${o.cluster === DEFAULT_LOCAL_CLUSTER_ID ? '' : ` --cluster ${o.cluster}`}`);
+    });
+  local
+    .command('down')
+    .description('stop and remove a local cluster (also after a crash)')
+    .addOption(clusterOption())
+    .addOption(dirOption())
+    .action(async (o) => {
+      const dir = o.dir ?? localClusterDir(o.cluster);
+      const { stopped } = await downLocalCluster(dir);
+      print(`Cluster ${o.cluster}: ${stopped} instances stopped, ${dir} removed`);
+    });
+  local
+    .command('kill')
+    .description('crash an instance (--dbid) or every instance of a host (--host) with kill -9')
+    .addOption(clusterOption())
+    .addOption(dirOption())
+    .addOption(new Option('--dbid <dbid>', 'the instance').argParser(positiveInt('--dbid')).conflicts('host'))
+    .addOption(new Option('--host <hostname>', 'every instance of this host'))
+    .action(async (o) => {
+      if (o.dbid === undefined && o.host === undefined) throw new InvalidArgumentError('local kill needs --dbid <dbid> or --host <hostname>');
+      const snapshot = await catalogFor(o.cluster, o.dir).load(o.cluster);
+      const targets = snapshot.segments.filter((r) => (o.dbid !== undefined ? r.dbid === o.dbid : r.hostname === o.host));
+      if (!targets.length) {
+        const known = o.dbid !== undefined ? snapshot.segments.map((r) => r.dbid).join(', ') : [...new Set(snapshot.segments.map((r) => r.hostname))].join(', ');
+        throw new InvalidArgumentError(`no ${o.dbid !== undefined ? `dbid ${o.dbid}` : `host ${o.host}`} in cluster ${o.cluster}; known: ${known}`);
+      }
+      for (const r of targets) print(`dbid ${r.dbid} (${r.hostname}:${r.port}): ${(await killInstance(r.datadir)) ? 'killed' : 'was not running'}`);
+    });
+
+  program
+    .command('state')
+    .description('the catalog, as gpstate shows it')
+    .addOption(clusterOption())
+    .addOption(dirOption())
+    .option('--json', 'rows with every gp_segment_configuration field, and the cluster status')
+    .option('-e, --errors', 'only segments with problems')
+    .option('-m, --mirrors', 'mirrors only')
+    .option('-c, --mapping', 'primary to mirror mapping')
+    .option('-f, --standby', 'coordinator and standby')
+    .action(async (o) => {
+      const snapshot = await catalogFor(o.cluster, o.dir).load(o.cluster);
+      if (o.json) print(JSON.stringify({ clusterId: snapshot.clusterId, status: snapshot.status, version: snapshot.version, pendingPromotions: snapshot.pendingPromotions, segments: snapshot.segments }, null, 2));
+      else print(formatState(snapshot, { errors: o.errors, mirrors: o.mirrors, mapping: o.mapping, standby: o.standby }));
+    });
+
+  program
+    .command('history')
+    .description('gp_configuration_history, oldest first')
+    .addOption(clusterOption())
+    .addOption(dirOption())
+    .option('--json', 'as JSON')
+    .option('--limit <n>', 'the newest n rows', positiveInt('--limit'))
+    .action(async (o) => {
+      const history = await catalogFor(o.cluster, o.dir).history(o.cluster, o.limit);
+      print(o.json ? JSON.stringify(history, null, 2) : formatHistory(history));
+    });
+
+  program
+    .command('probe')
+    .description('probe every instance once, as the prober does, and print what each reports (changes nothing)')
+    .addOption(clusterOption())
+    .addOption(dirOption())
+    .option('--json', 'as JSON')
+    .option('--user <role>', 'role to connect as (trust auth)', 'postgres')
+    .action(async (o) => {
+      const catalog = catalogFor(o.cluster, o.dir);
+      const [snapshot, settings] = await Promise.all([catalog.load(o.cluster), catalog.loadSettings(o.cluster)]);
+      const results = await new PgSegmentProbe({ credentials: trustCredentials(o.user) }).probeAll(snapshot.segments, settings, snapshot.segments);
+      if (o.json) return print(JSON.stringify(results, null, 2));
+      print(
+        table(
+          ['dbid', 'content', 'catalog role', 'answer', 'mirror replication', 'ms'],
+          results.map((p, i) => {
+            const r = snapshot.segments[i];
+            const answer = p.ok ? (p.inRecovery ? 'in recovery (mirror)' : `primary, sync rep ${p.syncRepOn ? 'on' : 'off'}`) : `${p.kind}: ${p.message}`;
+            const replication = p.ok && !p.inRecovery ? `${p.mirror.state}${p.mirror.syncState !== 'none' ? ` ${p.mirror.syncState}` : ''}` : '';
+            return [r.dbid, r.content, r.role, answer, replication, p.durationMs];
+          }),
+        ),
+      );
+    });
+
+  program
+    .command('demo')
+    .description('build a local cluster, write to it, kill a primary, watch the failover, count the commits, tear down')
+    .option('--hosts <n>', 'segment hosts', positiveInt('--hosts'), 2)
+    .action(async (o) => {
+      await runDemo({ hosts: o.hosts, print });
+    });
+  return program;
+}
+
+if (require.main === module) {
+  buildProgram()
+    .parseAsync(process.argv)
+    .catch((e: unknown) => {
+      const err = e as Error;
+      process.stderr.write(`ftsctl: ${err instanceof FtsError || err instanceof InvalidArgumentError ? err.message : (err.stack ?? err.message)}\n`);
+      process.exit(err instanceof InvalidArgumentError || err?.name === 'ValidationError' ? 2 : 1);
+    });
+}

@@ -1,0 +1,232 @@
+/**
+ * What the demo, the benchmark and the end-to-end tests share: a write workload that
+ * always writes to the acting primary the catalog names (as an application behind a
+ * Greenplum coordinator would), the prober's timeline, and one measured failover.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client } from 'pg';
+import type { SegmentRow } from '../lambdas/core/model';
+import type { Catalog } from '../lambdas/ports/catalog';
+import { killInstance } from '../lambdas/adapters/local/host';
+import type { TimelineEvent } from './local-prober';
+import { LOCAL_SUPERUSER } from './local-cluster';
+
+/** The table the workload writes to on every content it writes to. */
+export const WORKLOAD_TABLE = 'fts_workload';
+
+/** One acknowledged commit. */
+export interface Ack {
+  id: number;
+  /** dbid that acknowledged it. */
+  dbid: number;
+  /** Epoch ms of the acknowledgement. */
+  at: number;
+}
+
+async function connect(row: SegmentRow, timeoutMs: number): Promise<Client> {
+  const client = new Client({ host: row.address, port: row.port, user: LOCAL_SUPERUSER, database: 'postgres', connectionTimeoutMillis: timeoutMs, query_timeout: 15_000 });
+  client.on('error', () => undefined); // a killed server surfaces on the next query
+  await client.connect();
+  return client;
+}
+
+/**
+ * Inserts rows one at a time into the acting primary of `content`, re-reading the
+ * catalog after every failure. Counts only what the server acknowledged.
+ */
+export class Workload {
+  readonly acks: Ack[] = [];
+  failures = 0;
+  private nextId = 1;
+  private running?: Promise<void>;
+  private stopping = false;
+
+  constructor(
+    private readonly catalog: Catalog,
+    private readonly clusterId: string,
+    readonly content: number,
+  ) {}
+
+  private async actingPrimary(): Promise<SegmentRow> {
+    const snapshot = await this.catalog.load(this.clusterId);
+    const row = snapshot.segments.find((r) => r.content === this.content && r.role === 'p');
+    if (!row) throw new Error(`content ${this.content} has no acting primary in the catalog`);
+    return row;
+  }
+
+  /** Creates the table (replicated to the mirror like any other write). */
+  async prepare(): Promise<void> {
+    const client = await connect(await this.actingPrimary(), 5000);
+    try {
+      await client.query(`CREATE TABLE IF NOT EXISTS ${WORKLOAD_TABLE} (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())`);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  /** Starts writing in the background. */
+  start(): void {
+    this.stopping = false;
+    this.running = this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    let client: Client | undefined;
+    let dbid = 0;
+    while (!this.stopping) {
+      try {
+        if (!client) {
+          const row = await this.actingPrimary();
+          client = await connect(row, 1000);
+          dbid = row.dbid;
+        }
+        const id = this.nextId++; // never reused: an unacknowledged id may still have committed
+        await client.query(`INSERT INTO ${WORKLOAD_TABLE} (id) VALUES ($1)`, [id]);
+        this.acks.push({ id, dbid, at: Date.now() });
+      } catch {
+        this.failures += 1;
+        await client?.end().catch(() => undefined);
+        client = undefined;
+        await sleep(50);
+      }
+    }
+    await client?.end().catch(() => undefined);
+  }
+
+  /** Stops writing and waits for the write in flight. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.running;
+  }
+
+  /** First commit acknowledged by `dbid` at or after `since`. */
+  firstAckBy(dbid: number, since: number): Ack | undefined {
+    return this.acks.find((a) => a.dbid === dbid && a.at >= since);
+  }
+
+  /** Acknowledged commits missing from the current acting primary (must be none). */
+  async lostCommits(): Promise<{ acknowledged: number; found: number; lost: number[] }> {
+    const client = await connect(await this.actingPrimary(), 5000);
+    try {
+      const ids = new Set((await client.query<{ id: string }>(`SELECT id FROM ${WORKLOAD_TABLE}`)).rows.map((r) => Number(r.id)));
+      const lost = this.acks.filter((a) => !ids.has(a.id)).map((a) => a.id);
+      return { acknowledged: this.acks.length, found: this.acks.length - lost.length, lost };
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+}
+
+/** The prober's events, from its JSON-lines log (background prober) or pushed in-process. */
+export class Timeline {
+  readonly events: TimelineEvent[] = [];
+  private offset = 0;
+
+  constructor(private readonly file?: string) {}
+
+  /** Adds an event (the in-process prober's sink). */
+  push = (event: TimelineEvent): void => {
+    this.events.push(event);
+  };
+
+  /** Reads what the log gained since the last call. */
+  poll(): TimelineEvent[] {
+    if (!this.file || !existsSync(this.file)) return [];
+    const text = readFileSync(this.file, 'utf8');
+    const end = text.lastIndexOf('\n') + 1;
+    const fresh = text
+      .slice(this.offset, end)
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as TimelineEvent);
+    this.offset = end;
+    this.events.push(...fresh);
+    return fresh;
+  }
+
+  /** Waits for the first event at or after `since` that matches. */
+  async waitFor(what: string, match: (e: TimelineEvent) => boolean, since: number, timeoutMs = 60_000): Promise<TimelineEvent> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      this.poll();
+      const found = this.events.find((e) => e.at >= since && match(e));
+      if (found) return found;
+      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      await sleep(20);
+    }
+  }
+}
+
+/** Milestones of one failover, epoch ms. */
+export interface FailoverMeasurement {
+  content: number;
+  killedDbid: number;
+  newPrimaryDbid: number;
+  killedAt: number;
+  detectedAt: number;
+  flippedAt: number;
+  promotedAt: number;
+  writableAt: number;
+  /** First commit the workload got from the new primary. */
+  firstCommitAt: number;
+  detectionMs: number;
+  /** Kill to first commit on the new primary at the address the catalog names. */
+  rtoMs: number;
+}
+
+/** The timeline's milestones of a PromoteMirror run, by the messages the service logs. */
+export const MILESTONES = {
+  detected: (e: TimelineEvent): boolean => e.decision === 'fail-over',
+  flipped: (e: TimelineEvent): boolean => e.message === 'catalog flipped',
+  promoted: (e: TimelineEvent): boolean => e.message === 'mirror promoted',
+  writable: (e: TimelineEvent): boolean => e.message === 'new primary accepts writes',
+} as const;
+
+/**
+ * Kills the acting primary of the workload's content and waits until the workload
+ * commits on the promoted mirror. `onMilestone` hears each milestone as it happens.
+ */
+export async function killAndMeasure(
+  catalog: Catalog,
+  clusterId: string,
+  workload: Workload,
+  timeline: Timeline,
+  onMilestone: (name: string, atMs: number, detail: string) => void = () => undefined,
+): Promise<FailoverMeasurement> {
+  const snapshot = await catalog.load(clusterId);
+  const primary = snapshot.segments.find((r) => r.content === workload.content && r.role === 'p')!;
+  const mirror = snapshot.segments.find((r) => r.content === workload.content && r.role === 'm')!;
+  const killedAt = Date.now();
+  await killInstance(primary.datadir);
+  onMilestone('killed', killedAt, `kill -9 of primary dbid ${primary.dbid} (${primary.hostname}:${primary.port})`);
+  const byContent = (e: TimelineEvent): boolean => e.content === workload.content;
+  const detected = await timeline.waitFor('failure detection', (e) => MILESTONES.detected(e) && byContent(e), killedAt);
+  onMilestone('detected', detected.at, detected.message);
+  const flipped = await timeline.waitFor('catalog flip', (e) => MILESTONES.flipped(e) && byContent(e), killedAt);
+  onMilestone('catalog flipped', flipped.at, `dbid ${mirror.dbid} is the acting primary of content ${workload.content} (catalog version ${String(flipped.version)})`);
+  const promoted = await timeline.waitFor('promotion', (e) => MILESTONES.promoted(e) && byContent(e), killedAt);
+  onMilestone('promoted', promoted.at, `pg_promote on dbid ${mirror.dbid}, sync rep off`);
+  const writable = await timeline.waitFor('write check', (e) => MILESTONES.writable(e) && byContent(e), killedAt);
+  onMilestone('writable', writable.at, `dbid ${mirror.dbid} committed the write check`);
+  const deadline = Date.now() + 30_000;
+  let first: Ack | undefined;
+  while (!(first = workload.firstAckBy(mirror.dbid, killedAt))) {
+    if (Date.now() > deadline) throw new Error(`the workload made no commit on dbid ${mirror.dbid} within 30 s of its promotion`);
+    await sleep(10);
+  }
+  onMilestone('first commit', first.at, `the workload committed id ${first.id} on dbid ${mirror.dbid}`);
+  return {
+    content: workload.content,
+    killedDbid: primary.dbid,
+    newPrimaryDbid: mirror.dbid,
+    killedAt,
+    detectedAt: detected.at,
+    flippedAt: flipped.at,
+    promotedAt: promoted.at,
+    writableAt: writable.at,
+    firstCommitAt: first.at,
+    detectionMs: detected.at - killedAt,
+    rtoMs: first.at - killedAt,
+  };
+}

@@ -1,0 +1,376 @@
+/**
+ * A whole cluster on one machine: real PostgreSQL instances on loopback ports (coordinator,
+ * standby, primaries and mirrors with synchronous streaming replication through slots),
+ * the catalog in DynamoDB Local, and optionally the prober as a background process.
+ *
+ * Everything `up` starts is recorded in a state file in the cluster's directory before it
+ * starts, so `down` stops and removes it all, also after the CLI itself crashed; `down`
+ * also finds instances by their postmaster.pid files should the state file be missing.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, openSync, readFileSync, readdirSync, closeSync } from 'node:fs';
+import { mkdir, rm, writeFile, rename } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { z } from 'zod';
+import { ValidationError } from '../lambdas/core/errors';
+import { COORDINATOR_CONTENT, pairsByContent, type SegmentRow } from '../lambdas/core/model';
+import { planCluster, type PlacementHost } from '../lambdas/core/placement';
+import { parseSettings, type Settings } from '../lambdas/core/settings';
+import { DynamoDbCatalog } from '../lambdas/adapters/dynamodb/catalog';
+import { createCatalogTables, DEFAULT_CATALOG_TABLE_NAMES } from '../lambdas/adapters/dynamodb/tables';
+import { startDynamoDbLocal } from '../lambdas/adapters/local/dynamodb-local';
+import { isRunning, killInstance, LocalSegmentHost } from '../lambdas/adapters/local/host';
+import { freePort } from '../lambdas/adapters/local/net';
+import { chownToPgUser, initdbInstance, writeInstanceConfig } from '../lambdas/adapters/local/postgres-binaries';
+import { trustCredentials } from '../lambdas/adapters/postgres/connection';
+import { PgSegmentControl } from '../lambdas/adapters/postgres/control';
+import { mapLimit, PgSegmentProbe } from '../lambdas/adapters/postgres/probe';
+
+/** Cluster id when none is given. */
+export const DEFAULT_LOCAL_CLUSTER_ID = 'local';
+/** Role every local instance trusts on 127.0.0.1 (no password). */
+export const LOCAL_SUPERUSER = 'postgres';
+/** Address of every local instance. */
+export const LOCAL_ADDRESS = '127.0.0.1';
+const STATE_FILE = 'cluster.json';
+const PROBER_LOG = 'prober.log';
+
+/** The spec `ftsctl local up` takes (flags or a JSON file). */
+export const localClusterSpecSchema = z
+  .object({
+    /** Catalog cluster id; also names the cluster's directory. */
+    clusterId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$/, 'must be 1 to 48 letters, digits, - or _').default(DEFAULT_LOCAL_CLUSTER_ID),
+    /** Segment hosts, named sdw1..sdwN (all on 127.0.0.1). */
+    hosts: z.number().int().min(1).max(16).default(2),
+    primariesPerHost: z.number().int().min(1).max(8).default(1),
+    mirroring: z.enum(['group', 'spread', 'none']).default('group'),
+    /** A coordinator instance (content -1) on host cdw. */
+    coordinator: z.boolean().default(true),
+    /** A standby coordinator on host scdw streaming from the coordinator. */
+    standby: z.boolean().default(true),
+    /** Ports basePort, basePort+1, ... in dbid order; free ports picked by the system when absent. */
+    basePort: z.number().int().min(1024).max(65000).optional(),
+    /** Prober settings (see lambdas/core/settings.ts); defaults when absent. */
+    settings: z.record(z.string(), z.unknown()).optional(),
+  })
+  .strict()
+  .refine((s) => s.coordinator || !s.standby, { message: 'a standby needs a coordinator (set coordinator: true or standby: false)', path: ['standby'] });
+
+/** A validated spec. */
+export type LocalClusterSpec = z.output<typeof localClusterSpecSchema>;
+
+/** Parses a spec; ValidationError names every problem. */
+export function parseLocalClusterSpec(input: unknown): LocalClusterSpec & { parsedSettings: Settings } {
+  const result = localClusterSpecSchema.safeParse(input ?? {});
+  if (!result.success) {
+    const issues = result.error.issues.map((i) => {
+      if (i.code === 'unrecognized_keys') return `unknown option(s) ${i.keys.join(', ')}; known options are ${Object.keys(localClusterSpecSchema.shape).join(', ')}`;
+      return `${i.path.join('.') || 'spec'}: ${i.message}`;
+    });
+    throw new ValidationError(`invalid cluster spec: ${issues.join('; ')}`, issues);
+  }
+  return { ...result.data, parsedSettings: parseSettings(result.data.settings ?? {}) };
+}
+
+/** Where a cluster lives: `$FTS_LOCAL_DIR/<id>`, by default under the system temp directory. */
+export function localClusterDir(clusterId: string, env: NodeJS.ProcessEnv = process.env): string {
+  return join(env.FTS_LOCAL_DIR ?? join(tmpdir(), 'fts-local'), clusterId);
+}
+
+/**
+ * Plans the catalog rows of a local cluster: gpinitsystem's layout over hosts sdw1..sdwN
+ * (coordinator on cdw, standby on scdw), every address 127.0.0.1, data directories under
+ * `<dir>/<host>/`, ports 0 (assigned by `up`). Throws ValidationError for a spec the
+ * planner rejects (spread with too few hosts, ...).
+ */
+export function planLocalCluster(spec: LocalClusterSpec, dir: string): SegmentRow[] {
+  const host = (hostname: string): PlacementHost => ({ hostname, address: LOCAL_ADDRESS });
+  const rows = planCluster({
+    hosts: Array.from({ length: spec.hosts }, (_, i) => host(`sdw${i + 1}`)),
+    primariesPerHost: spec.primariesPerHost,
+    mirroring: spec.mirroring,
+    preserveHostOrder: true,
+    coordinator: spec.coordinator ? { host: host('cdw'), standbyHost: spec.standby ? host('scdw') : undefined } : undefined,
+  });
+  return rows.map((r) => ({
+    ...r,
+    port: 0,
+    datadir: join(dir, r.hostname, r.content === COORDINATOR_CONTENT ? 'coordinator' : r.preferredRole === 'p' ? 'primary' : 'mirror', `gpseg${r.content}`),
+  }));
+}
+
+/** What the state file records; everything `down` needs. */
+export interface LocalClusterState {
+  clusterId: string;
+  dir: string;
+  /** `starting` until every instance runs and the catalog is written. */
+  phase: 'starting' | 'ready';
+  /** Rows as built (the catalog is the truth once ready). */
+  rows: SegmentRow[];
+  settings: Settings;
+  dynamo: { endpoint: string; pid?: number };
+  /** The background prober, when running. */
+  proberPid?: number;
+  createdAt: string;
+}
+
+/** A running local cluster. */
+export interface LocalCluster {
+  state: LocalClusterState;
+  catalog: DynamoDbCatalog;
+  host: LocalSegmentHost;
+  control: PgSegmentControl;
+  probe: PgSegmentProbe;
+  /** JSON-lines log of the background prober (timeline events). */
+  proberLog: string;
+}
+
+/** Options of {@link upLocalCluster}. */
+export interface UpOptions {
+  /** Cluster directory; default {@link localClusterDir}. */
+  dir?: string;
+  /** A DynamoDB (Local) endpoint to use instead of starting one (tests share one). */
+  dynamoEndpoint?: string;
+  /** Start the prober as a background process (the CLI does; tests run it in-process). Default false. */
+  backgroundProber?: boolean;
+  /** Progress lines. */
+  onProgress?: (line: string) => void;
+}
+
+/** Connection string of an instance (password-less on loopback, database postgres). */
+export const connectionString = (row: SegmentRow): string => `postgresql://${LOCAL_SUPERUSER}@${row.address}:${row.port}/postgres`;
+
+/** A DynamoDB client for DynamoDB Local (fixed dummy credentials, the SDK's standard retry). */
+export function localDynamoClient(endpoint: string): DynamoDBClient {
+  return new DynamoDBClient({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, maxAttempts: 5 });
+}
+
+/** The catalog of a local cluster. */
+export const localCatalog = (endpoint: string): DynamoDbCatalog => new DynamoDbCatalog({ client: localDynamoClient(endpoint), tables: { ...DEFAULT_CATALOG_TABLE_NAMES } });
+
+/** The adapters a local cluster is run with (trust on loopback as `postgres`). */
+export function localAdapters(): Pick<LocalCluster, 'host' | 'control' | 'probe'> {
+  const credentials = trustCredentials(LOCAL_SUPERUSER);
+  const control = new PgSegmentControl({ credentials });
+  return { control, probe: new PgSegmentProbe({ credentials }), host: new LocalSegmentHost({ replicationCredentials: credentials, control }) };
+}
+
+/** Reads a cluster's state file; undefined when there is none. */
+export function readLocalState(dir: string): LocalClusterState | undefined {
+  const file = join(dir, STATE_FILE);
+  if (!existsSync(file)) return undefined;
+  return JSON.parse(readFileSync(file, 'utf8')) as LocalClusterState;
+}
+
+/** Opens a running cluster from its directory (for `state`, `kill`, tests). */
+export function openLocalCluster(dir: string): LocalCluster {
+  const state = readLocalState(dir);
+  if (!state) throw new ValidationError(`no local cluster in ${dir} (run \`ftsctl local up\` first)`);
+  return { state, catalog: localCatalog(state.dynamo.endpoint), ...localAdapters(), proberLog: join(dir, PROBER_LOG) };
+}
+
+async function writeState(state: LocalClusterState): Promise<void> {
+  const file = join(state.dir, STATE_FILE);
+  await writeFile(`${file}.tmp`, JSON.stringify(state, null, 2));
+  await rename(`${file}.tmp`, file); // never a half-written state file after a crash
+}
+
+/** Whether a local port can be bound right now. */
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, LOCAL_ADDRESS, () => server.close(() => resolve(true)));
+  });
+}
+
+async function assignPorts(rows: SegmentRow[], basePort: number | undefined): Promise<void> {
+  const taken = new Set<number>();
+  for (const [i, row] of rows.entries()) {
+    if (basePort !== undefined) {
+      row.port = basePort + i;
+      if (row.port > 65535) throw new ValidationError(`basePort ${basePort} leaves no room for ${rows.length} instances`);
+      if (!(await portIsFree(row.port))) throw new ValidationError(`port ${row.port} (dbid ${row.dbid}, basePort ${basePort} + ${i}) is in use; pick another basePort or leave it out`);
+    } else {
+      do row.port = await freePort();
+      while (taken.has(row.port));
+    }
+    taken.add(row.port);
+  }
+}
+
+/** True when a live process with this pid runs a command line matching `pattern`. */
+function processMatches(pid: number | undefined, pattern: RegExp): boolean {
+  if (!pid) return false;
+  try {
+    return pattern.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** Whether anything of a cluster in `dir` still runs. */
+export function localClusterRuns(dir: string): boolean {
+  const state = readLocalState(dir);
+  if (!state) return findDatadirs(dir).some(isRunning);
+  return processMatches(state.dynamo.pid, /DynamoDBLocal/) || processMatches(state.proberPid, /prober-daemon/) || state.rows.some((r) => isRunning(r.datadir));
+}
+
+/**
+ * Builds and starts a cluster and returns when every instance runs, every mirror
+ * streams in sync, the catalog is written and (if asked) the prober has taken its lease.
+ * A bad spec changes nothing; a failure half-way stops and removes what was started.
+ */
+export async function upLocalCluster(specInput: unknown, options: UpOptions = {}): Promise<LocalCluster> {
+  const spec = parseLocalClusterSpec(specInput);
+  const dir = options.dir ?? localClusterDir(spec.clusterId);
+  const progress = options.onProgress ?? (() => undefined);
+  if (localClusterRuns(dir)) throw new ValidationError(`cluster ${spec.clusterId} already runs in ${dir}; run \`ftsctl local down\` first`);
+  const rows = planLocalCluster(spec, dir);
+  await assignPorts(rows, spec.basePort);
+
+  if (existsSync(dir)) await downLocalCluster(dir); // leftovers of a crashed run
+  await mkdir(dir, { recursive: true });
+  await chownToPgUser(dir);
+  const state: LocalClusterState = {
+    clusterId: spec.clusterId,
+    dir,
+    phase: 'starting',
+    rows,
+    settings: spec.parsedSettings,
+    dynamo: { endpoint: options.dynamoEndpoint ?? '' },
+    createdAt: new Date().toISOString(),
+  };
+  await writeState(state);
+  try {
+    if (!options.dynamoEndpoint) {
+      progress('starting DynamoDB Local');
+      const dbPath = join(dir, 'dynamodb');
+      await mkdir(dbPath, { recursive: true });
+      const ddb = await startDynamoDbLocal({ detached: true, dbPath });
+      state.dynamo = { endpoint: ddb.endpoint, pid: ddb.pid };
+      await writeState(state);
+    }
+    const catalog = localCatalog(state.dynamo.endpoint);
+    await createCatalogTables(localDynamoClient(state.dynamo.endpoint), catalog.tables);
+    const adapters = localAdapters();
+
+    const primaries = rows.filter((r) => r.role === 'p');
+    progress(`initializing ${primaries.length} primaries (initdb)`);
+    await mapLimit(primaries, 2, async (row) => {
+      // Parents traversable by the PostgreSQL OS user; the data directory itself is its own.
+      await mkdir(dirname(row.datadir), { recursive: true, mode: 0o755 });
+      await initdbInstance(row.datadir, { noSync: true });
+      await writeInstanceConfig(row.datadir, { port: row.port });
+      await adapters.host.start(row);
+    });
+    const pairs = pairsByContent(rows).filter((p) => p.primary && p.mirror);
+    progress(`creating ${pairs.length} mirrors (pg_basebackup through a slot)`);
+    await mapLimit(pairs, 2, async ({ primary, mirror }) => {
+      await mkdir(dirname(mirror!.datadir), { recursive: true, mode: 0o755 });
+      await adapters.host.rebuildAsMirror(mirror!, primary!, 'basebackup');
+      await adapters.control.setSyncRep(primary!, mirror!, true);
+      await waitForSync(adapters.probe, primary!, mirror!, spec.parsedSettings);
+    });
+    progress('writing the catalog');
+    await catalog.destroy(spec.clusterId); // a shared DynamoDB may hold a stale cluster of this id
+    await catalog.initialize(spec.clusterId, rows, spec.parsedSettings, new Date().toISOString());
+    state.phase = 'ready';
+    await writeState(state);
+    const cluster: LocalCluster = { state, catalog, ...adapters, proberLog: join(dir, PROBER_LOG) };
+    if (options.backgroundProber) {
+      progress('starting the prober');
+      await startBackgroundProber(cluster);
+    }
+    return cluster;
+  } catch (e) {
+    await downLocalCluster(dir).catch(() => undefined);
+    throw e;
+  }
+}
+
+async function waitForSync(probe: PgSegmentProbe, primary: SegmentRow, mirror: SegmentRow, settings: Settings): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const r = await probe.probe(primary, { ...settings, probeRetries: 0 }, mirror);
+    if (r.ok && r.mirror.state === 'streaming' && r.mirror.syncState === 'sync') return;
+    if (Date.now() > deadline) throw new Error(`mirror dbid ${mirror.dbid} is not streaming in sync from dbid ${primary.dbid} after 60 s`);
+    await sleep(100);
+  }
+}
+
+/** Starts `cli/prober-daemon.ts` detached, logging to prober.log; resolves once it holds the lease. */
+export async function startBackgroundProber(cluster: LocalCluster): Promise<number> {
+  const { state } = cluster;
+  const log = openSync(join(state.dir, 'prober.out'), 'a');
+  const child = spawn(process.execPath, [require.resolve('tsx/cli'), join(__dirname, 'prober-daemon.ts'), state.dir], {
+    detached: true,
+    stdio: ['ignore', log, log],
+  });
+  closeSync(log);
+  child.unref();
+  state.proberPid = child.pid;
+  await writeState(state);
+  const deadline = Date.now() + 60_000;
+  while (!(existsSync(cluster.proberLog) && readFileSync(cluster.proberLog, 'utf8').includes('prober lease acquired'))) {
+    if (child.exitCode !== null || !processMatches(child.pid, /prober-daemon/)) {
+      throw new Error(`the prober exited at start; see ${join(state.dir, 'prober.out')}`);
+    }
+    if (Date.now() > deadline) throw new Error('the prober did not take its lease within 60 s');
+    await sleep(100);
+  }
+  return child.pid!;
+}
+
+/** Data directories under `dir` (any folder holding a PG_VERSION file, two levels below a host). */
+function findDatadirs(dir: string): string[] {
+  const found: string[] = [];
+  const walk = (d: string, depth: number): void => {
+    if (depth > 3 || !existsSync(d)) return;
+    if (existsSync(join(d, 'PG_VERSION'))) {
+      found.push(d);
+      return;
+    }
+    for (const entry of readdirSync(d, { withFileTypes: true })) if (entry.isDirectory()) walk(join(d, entry.name), depth + 1);
+  };
+  walk(dir, 0);
+  return found;
+}
+
+async function killProcessGroup(pid: number | undefined, pattern: RegExp): Promise<void> {
+  if (!processMatches(pid, pattern)) return;
+  for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+    try {
+      process.kill(-pid!, signal);
+    } catch {
+      try {
+        process.kill(pid!, signal);
+      } catch {
+        return;
+      }
+    }
+    for (let i = 0; i < 50 && processMatches(pid, pattern); i++) await sleep(100);
+    if (!processMatches(pid, pattern)) return;
+  }
+}
+
+/**
+ * Stops and removes everything of the cluster in `dir`: the prober, every instance
+ * (crashed: the data goes anyway), DynamoDB Local when the cluster started it (else the
+ * cluster's catalog items), and the directory. Safe to run twice and after a crash.
+ */
+export async function downLocalCluster(dir: string): Promise<{ stopped: number }> {
+  const state = readLocalState(dir);
+  await killProcessGroup(state?.proberPid, /prober-daemon/);
+  const datadirs = new Set([...(state?.rows.map((r) => r.datadir) ?? []), ...findDatadirs(dir)]);
+  let stopped = 0;
+  for (const datadir of datadirs) if (await killInstance(datadir).catch(() => false)) stopped += 1;
+  if (state?.dynamo.pid) await killProcessGroup(state.dynamo.pid, /DynamoDBLocal/);
+  else if (state?.dynamo.endpoint) await localCatalog(state.dynamo.endpoint).destroy(state.clusterId).catch(() => undefined);
+  await rm(dir, { recursive: true, force: true });
+  return { stopped };
+}

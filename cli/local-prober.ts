@@ -1,0 +1,137 @@
+/**
+ * The prober of a local cluster: the same service code the Lambda runs (runProber in
+ * one-minute invocations, as EventBridge Scheduler would start them) with PromoteMirror
+ * executed from the synthesized definition by LocalWorkflows, every Task state bound to
+ * the same step code the Lambda runs. Events go to a JSON-lines timeline.
+ */
+import { appendFileSync } from 'node:fs';
+import type { Catalog } from '../lambdas/ports/catalog';
+import type { SegmentControl, SegmentProbe } from '../lambdas/ports/segments';
+import type { MetricName, Telemetry } from '../lambdas/ports/telemetry';
+import { LocalWorkflows, type LocalExecutionEvent, type PromoteStepEvent } from '../lambdas/adapters/local/local-workflows';
+import { runProber, type ProberDeps, type RoundReport } from '../lambdas/service/prober';
+import { runPromoteStepEvent, type PromotionDeps } from '../lambdas/service/promotion';
+
+/** One line of the timeline. */
+export interface TimelineEvent {
+  /** Epoch ms. */
+  at: number;
+  level: 'info' | 'warn' | 'error' | 'metric';
+  message: string;
+  [field: string]: unknown;
+}
+
+/** Telemetry that hands every log line and metric to `sink` as a timeline event. */
+export function timelineTelemetry(sink: (event: TimelineEvent) => void): Telemetry {
+  const emit = (level: TimelineEvent['level'], message: string, fields?: Record<string, unknown>): void => {
+    try {
+      sink({ at: Date.now(), level, message, ...fields });
+    } catch {
+      // A broken sink must not break a probe round.
+    }
+  };
+  return {
+    info: (m, f) => emit('info', m, f),
+    warn: (m, f) => emit('warn', m, f),
+    error: (m, f) => emit('error', m, f),
+    metric: (name: MetricName, value: number) => emit('metric', name, { value }),
+    flush: () => undefined,
+  };
+}
+
+/** A sink appending JSON lines to a file. */
+export const fileSink =
+  (path: string) =>
+  (event: TimelineEvent): void =>
+    appendFileSync(path, `${JSON.stringify(event)}\n`);
+
+/** Options of {@link startLocalProber}. */
+export interface LocalProberOptions {
+  clusterId: string;
+  catalog: Catalog;
+  probe: SegmentProbe;
+  control: SegmentControl;
+  telemetry: Telemetry;
+  /** Owner prefix of the lease; default `local-<pid>`. */
+  owner?: string;
+  /** Length of one invocation; default 60 s, the schedule's period. */
+  invocationMs?: number;
+  /** Pause before a step's retry instead of the definition's interval (tests: 0). */
+  retryIntervalMs?: number;
+  /** Wraps the step code (tests inject a failure). */
+  wrapStep?: (event: PromoteStepEvent, run: () => Promise<unknown>) => Promise<unknown>;
+  onRound?: (report: RoundReport) => void;
+  onExecution?: (event: LocalExecutionEvent) => void;
+}
+
+/** A running local prober. */
+export interface LocalProber {
+  workflows: LocalWorkflows;
+  /** Rounds run so far. */
+  rounds(): number;
+  /** Ends after the current round, releases the lease and waits for running executions. */
+  stop(): Promise<void>;
+}
+
+/** Starts the prober loop in this process. */
+export function startLocalProber(options: LocalProberOptions): LocalProber {
+  const { catalog, probe, control, telemetry } = options;
+  const promotionDeps: PromotionDeps = {
+    catalog,
+    probe,
+    control,
+    telemetry,
+    now: () => new Date(),
+    notify: async (subject, message) => telemetry.info(subject, { notification: message }),
+  };
+  const workflows = new LocalWorkflows({
+    promoteHandler: (event) => (options.wrapStep ? options.wrapStep(event, () => runPromoteStepEvent(promotionDeps, event)) : runPromoteStepEvent(promotionDeps, event)),
+    retryIntervalMs: options.retryIntervalMs,
+    onExecution: (event) => {
+      telemetry.info(`PromoteMirror ${event.status.toLowerCase()}`, { execution: event.name, error: event.error, cause: event.cause });
+      options.onExecution?.(event);
+    },
+  });
+  const controller = new AbortController();
+  const sleep = (ms: number): Promise<void> =>
+    new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        controller.signal.removeEventListener('abort', done);
+        resolve();
+      }
+      controller.signal.addEventListener('abort', done);
+    });
+  const deps: ProberDeps = { catalog, probe, control, workflows, telemetry, clock: Date.now, sleep };
+  let rounds = 0;
+  let invocation = 0;
+  const owner = options.owner ?? `local-${process.pid}`;
+  const loop = (async () => {
+    while (!controller.signal.aborted) {
+      invocation += 1;
+      try {
+        rounds += await runProber(deps, {
+          clusterId: options.clusterId,
+          owner: `${owner}-${invocation}`,
+          deadline: Date.now() + (options.invocationMs ?? 60_000),
+          signal: controller.signal,
+          onRound: options.onRound,
+        });
+      } catch (e) {
+        // The Lambda would fail this invocation; the next one starts on schedule.
+        telemetry.error(`prober invocation failed: ${(e as Error).message}`, { clusterId: options.clusterId });
+        await sleep(1000);
+      }
+    }
+  })();
+  return {
+    workflows,
+    rounds: () => rounds,
+    stop: async () => {
+      controller.abort();
+      await loop;
+      await Promise.all(workflows.list().filter((e) => !e.outcome).map((e) => workflows.wait(e.name)));
+    },
+  };
+}
