@@ -55,11 +55,13 @@ export class Workload {
     return row;
   }
 
-  /** Creates the table (replicated to the mirror like any other write). */
+  /** Creates the table (replicated to the mirror like any other write); ids continue after an earlier workload's. */
   async prepare(): Promise<void> {
     const client = await connect(await this.actingPrimary(), 5000);
     try {
       await client.query(`CREATE TABLE IF NOT EXISTS ${WORKLOAD_TABLE} (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())`);
+      const { rows } = await client.query<{ max: string | null }>(`SELECT max(id) FROM ${WORKLOAD_TABLE}`);
+      this.nextId = Number(rows[0]?.max ?? 0) + 1_000_000; // beyond ids that committed unacknowledged
     } finally {
       await client.end().catch(() => undefined);
     }

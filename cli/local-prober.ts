@@ -111,12 +111,15 @@ export function startLocalProber(options: LocalProberOptions): LocalProber {
     while (!controller.signal.aborted) {
       invocation += 1;
       try {
-        rounds += await runProber(deps, {
+        await runProber(deps, {
           clusterId: options.clusterId,
           owner: `${owner}-${invocation}`,
           deadline: Date.now() + (options.invocationMs ?? 60_000),
           signal: controller.signal,
-          onRound: options.onRound,
+          onRound: (report) => {
+            rounds += 1;
+            options.onRound?.(report);
+          },
         });
       } catch (e) {
         // The Lambda would fail this invocation; the next one starts on schedule.

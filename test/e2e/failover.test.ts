@@ -1,0 +1,198 @@
+/**
+ * Automatic failover end to end: real PostgreSQL pairs with sync rep, the catalog in
+ * DynamoDB Local, the prober service in-process and PromoteMirror executed from the
+ * synthesized ASL by aws-local-stepfunctions, its Task states bound to the real step code.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { killInstance } from '../../lambdas/adapters/local/host';
+import { SegmentUnreachableError } from '../../lambdas/core/errors';
+import type { LocalProber } from '../../cli/local-prober';
+import { killAndMeasure, Workload } from '../../cli/failover-drill';
+import { startBackgroundProber } from '../../cli/local-cluster';
+import { testCluster, type TestCluster } from '../support/local-cluster-fixture';
+import { waitFor } from '../support/pg-pair';
+
+jest.setTimeout(180_000);
+
+// dbids of the default test layout: primaries 2 (content 0, sdw1) and 3 (content 1, sdw2),
+// mirrors 4 (content 0, on sdw2) and 5 (content 1, on sdw1).
+const PRIMARY = 2;
+const MIRROR = 4;
+
+let cluster: TestCluster | undefined;
+afterEach(async () => {
+  await cluster?.destroy();
+  cluster = undefined;
+});
+
+const executionsOf = (...probers: LocalProber[]) => probers.flatMap((p) => p.workflows.list());
+const allDone = async (...probers: LocalProber[]) =>
+  waitFor('PromoteMirror executions to end', async () => (executionsOf(...probers).every((e) => e.outcome) ? true : undefined), 60_000);
+
+test('primary killed under a write workload: mirror promoted, catalog and history right, no acknowledged commit lost', async () => {
+  cluster = await testCluster('kill-primary');
+  const prober = cluster.startProber();
+  const workload = new Workload(cluster.catalog, cluster.clusterId, 0);
+  await workload.prepare();
+  workload.start();
+  await sleep(1000);
+  const m = await killAndMeasure(cluster.catalog, cluster.clusterId, workload, cluster.timeline);
+  await sleep(500);
+  await workload.stop();
+  await allDone(prober);
+
+  expect(m).toMatchObject({ killedDbid: PRIMARY, newPrimaryDbid: MIRROR });
+  const count = await workload.lostCommits();
+  expect(count.acknowledged).toBeGreaterThan(100);
+  expect(count.lost).toEqual([]);
+  expect(workload.acks.filter((a) => a.dbid === MIRROR).length).toBeGreaterThan(0);
+
+  const snapshot = await cluster.catalog.load(cluster.clusterId);
+  expect(snapshot.status).toBe('degraded');
+  expect(snapshot.pendingPromotions).toEqual([]);
+  expect(snapshot.segments.find((r) => r.dbid === PRIMARY)).toMatchObject({ role: 'm', preferredRole: 'p', status: 'd', mode: 'n' });
+  expect(snapshot.segments.find((r) => r.dbid === MIRROR)).toMatchObject({ role: 'p', preferredRole: 'm', status: 'u', mode: 'n' });
+  // The other content is untouched.
+  expect(snapshot.segments.find((r) => r.dbid === 3)).toMatchObject({ role: 'p', status: 'u', mode: 's' });
+
+  const history = await cluster.catalog.history(cluster.clusterId);
+  const texts = history.map((h) => `${h.dbid}: ${h.description}`);
+  expect(texts).toEqual(
+    expect.arrayContaining([
+      expect.stringMatching(/^2: FTS: update role, status, and mode for dbid 2 with contentid 0 to m, d, and n/),
+      expect.stringMatching(/^4: FTS: update role, status, and mode for dbid 4 with contentid 0 to p, u, and n/),
+      expect.stringMatching(/^4: FTS: promotion of dbid 4 to acting primary of content 0 complete/),
+    ]),
+  );
+  const executions = executionsOf(prober);
+  expect(executions).toHaveLength(1);
+  expect(executions[0].outcome?.status).toBe('SUCCEEDED');
+  // The promoted mirror is a primary with sync rep off: writes do not wait for a mirror.
+  const probe = await cluster.probe.probe(await cluster.row(MIRROR), await cluster.catalog.loadSettings(cluster.clusterId));
+  expect(probe).toMatchObject({ ok: true, inRecovery: false, syncRepOn: false });
+});
+
+test('mirror killed: pair marked not in sync, sync rep off on the primary, writes continue', async () => {
+  cluster = await testCluster('kill-mirror');
+  const prober = cluster.startProber();
+  const workload = new Workload(cluster.catalog, cluster.clusterId, 0);
+  await workload.prepare();
+  workload.start();
+  await sleep(500);
+  await killInstance((await cluster.row(MIRROR)).datadir);
+  const c = cluster;
+  await waitFor('mirror marked down', async () => ((await c.row(MIRROR)).status === 'd' ? true : undefined), 30_000);
+  const markedAt = Date.now();
+  await sleep(1500);
+  await workload.stop();
+
+  expect(await cluster.row(MIRROR)).toMatchObject({ role: 'm', status: 'd', mode: 'n' });
+  expect(await cluster.row(PRIMARY)).toMatchObject({ role: 'p', status: 'u', mode: 'n' });
+  expect((await cluster.catalog.load(cluster.clusterId)).status).toBe('degraded');
+  const probe = await cluster.probe.probe(await cluster.row(PRIMARY), await cluster.catalog.loadSettings(cluster.clusterId));
+  expect(probe).toMatchObject({ ok: true, syncRepOn: false });
+  expect(workload.acks.filter((a) => a.dbid === PRIMARY && a.at > markedAt).length).toBeGreaterThan(10);
+  expect((await workload.lostCommits()).lost).toEqual([]);
+  expect(executionsOf(prober)).toHaveLength(0);
+  const history = await cluster.catalog.history(cluster.clusterId);
+  expect(history.some((h) => h.dbid === MIRROR && /to m, d, and n: mirror dbid 4 of content 0 not streaming/.test(h.description))).toBe(true);
+});
+
+test('double fault: mirror down, then the primary fails: no promotion, content unavailable, status, history and alarm say so', async () => {
+  cluster = await testCluster('double-fault');
+  const prober = cluster.startProber();
+  await killInstance((await cluster.row(MIRROR)).datadir);
+  const c = cluster;
+  await waitFor('mirror marked down', async () => ((await c.row(MIRROR)).status === 'd' ? true : undefined), 30_000);
+  await killInstance((await cluster.row(PRIMARY)).datadir);
+  await waitFor('cluster unavailable', async () => ((await c.catalog.load(c.clusterId)).status === 'unavailable' ? true : undefined), 30_000);
+  await sleep(2000); // more rounds: nothing else may happen
+
+  expect(await cluster.row(PRIMARY)).toMatchObject({ role: 'p', status: 'd', mode: 'n' });
+  expect(await cluster.row(MIRROR)).toMatchObject({ role: 'm', status: 'd', mode: 'n' });
+  expect(executionsOf(prober)).toHaveLength(0);
+  expect(cluster.timeline.events.some((e) => e.level === 'metric' && e.message === 'DoubleFault')).toBe(true);
+  const history = await cluster.catalog.history(cluster.clusterId);
+  const doubleFault = history.filter((h) => /double fault/.test(h.description));
+  expect(doubleFault).toHaveLength(1); // written once, not every round
+  expect(doubleFault[0]).toMatchObject({ dbid: PRIMARY, description: expect.stringMatching(/to p, d, and n: double fault: .*content 0 is unavailable/) });
+});
+
+test('two probers at once: one holds the lease and acts; the failover happens exactly once', async () => {
+  cluster = await testCluster('two-probers');
+  const a = cluster.startProber({ owner: 'prober-a' });
+  const b = cluster.startProber({ owner: 'prober-b' });
+  await sleep(2500);
+  expect([a.rounds(), b.rounds()].filter((n) => n > 0)).toHaveLength(1);
+  await killInstance((await cluster.row(PRIMARY)).datadir);
+  const c = cluster;
+  await waitFor('promotion', async () => ((await c.row(MIRROR)).role === 'p' ? true : undefined), 30_000);
+  await allDone(a, b);
+  await sleep(2000);
+  const executions = executionsOf(a, b);
+  expect(executions).toHaveLength(1);
+  expect(executions[0].outcome?.status).toBe('SUCCEEDED');
+  const flips = (await cluster.catalog.history(cluster.clusterId)).filter((h) => /to p, u, and n: mirror promoted/.test(h.description));
+  expect(flips).toHaveLength(1);
+});
+
+test('a prober killed mid-failover: the next one finishes it, with exactly one promotion', async () => {
+  cluster = await testCluster('killed-prober');
+  const pid = await startBackgroundProber(cluster);
+  const { Timeline } = await import('../../cli/failover-drill');
+  const daemonLog = new Timeline(cluster.proberLog);
+  const killedAt = Date.now();
+  await killInstance((await cluster.row(PRIMARY)).datadir);
+  await daemonLog.waitFor('the daemon to start PromoteMirror', (e) => e.decision === 'fail-over', killedAt, 30_000);
+  process.kill(-pid, 'SIGKILL'); // the prober and its in-process workflow die mid-round
+  const next = cluster.startProber({ owner: 'next' });
+  const c = cluster;
+  await waitFor('promotion finished', async () => {
+    const s = await c.catalog.load(c.clusterId);
+    return s.segments.find((r) => r.dbid === MIRROR)?.role === 'p' && s.pendingPromotions.length === 0 ? true : undefined;
+  }, 150_000, 250);
+  await allDone(next);
+  const probe = await cluster.probe.probe(await cluster.row(MIRROR), await cluster.catalog.loadSettings(cluster.clusterId));
+  expect(probe).toMatchObject({ ok: true, inRecovery: false });
+  const flips = (await cluster.catalog.history(cluster.clusterId)).filter((h) => /to p, u, and n: mirror promoted/.test(h.description));
+  expect(flips).toHaveLength(1);
+}, 240_000);
+
+test('a promotion step that fails once is retried and completes', async () => {
+  cluster = await testCluster('step-retry');
+  let promoteCalls = 0;
+  const prober = cluster.startProber({
+    wrapStep: async (event, run) => {
+      if (event.step === 'promote' && ++promoteCalls === 1) throw new SegmentUnreachableError('connection reset while promoting (injected)');
+      return run();
+    },
+  });
+  await killInstance((await cluster.row(PRIMARY)).datadir);
+  await allDone(prober);
+  await waitFor('an execution', async () => (executionsOf(prober).length ? true : undefined), 30_000);
+  await allDone(prober);
+  expect(promoteCalls).toBe(2);
+  expect(executionsOf(prober).map((e) => e.outcome?.status)).toEqual(['SUCCEEDED']);
+  expect(await cluster.row(MIRROR)).toMatchObject({ role: 'p', status: 'u' });
+});
+
+test('bad workflow input fails validation and changes nothing', async () => {
+  cluster = await testCluster('bad-input');
+  const prober = cluster.startProber();
+  const before = await cluster.catalog.load(cluster.clusterId);
+  const inputs: unknown[] = [
+    { clusterId: cluster.clusterId, content: 0, failedPrimaryDbid: PRIMARY, mirrorDbid: PRIMARY, catalogVersion: before.version, reason: 'same dbid' },
+    { clusterId: cluster.clusterId, content: 0, failedPrimaryDbid: PRIMARY, mirrorDbid: MIRROR, catalogVersion: before.version, reason: 'extra key', force: true },
+    { clusterId: cluster.clusterId, content: 1, failedPrimaryDbid: PRIMARY, mirrorDbid: MIRROR, catalogVersion: before.version, reason: 'wrong content' },
+    { clusterId: 'no such cluster!', content: 0, failedPrimaryDbid: PRIMARY, mirrorDbid: MIRROR, catalogVersion: 1 },
+  ];
+  for (const input of inputs) {
+    const outcome = await prober.workflows.runPromotion(input as never);
+    expect(outcome).toMatchObject({ status: 'FAILED', error: 'InvalidInput' });
+  }
+  const after = await cluster.catalog.load(cluster.clusterId);
+  expect(after.version).toBe(before.version);
+  expect(after.segments).toEqual(before.segments);
+  const probe = await cluster.probe.probe(await cluster.row(MIRROR), await cluster.catalog.loadSettings(cluster.clusterId));
+  expect(probe).toMatchObject({ ok: true, inRecovery: true });
+});
