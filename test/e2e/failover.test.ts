@@ -11,6 +11,7 @@ import { killAndMeasure, Workload } from '../../cli/failover-drill';
 import { startBackgroundProber } from '../../cli/local-cluster';
 import { testCluster, type TestCluster } from '../support/local-cluster-fixture';
 import { waitFor } from '../support/pg-pair';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy';
 
 jest.setTimeout(180_000);
 
@@ -195,4 +196,65 @@ test('bad workflow input fails validation and changes nothing', async () => {
   expect(after.segments).toEqual(before.segments);
   const probe = await cluster.probe.probe(await cluster.row(MIRROR), await cluster.catalog.loadSettings(cluster.clusterId));
   expect(probe).toMatchObject({ ok: true, inRecovery: true });
+});
+
+describe('the prober\'s path to a primary', () => {
+  let proxy: TcpProxy | undefined;
+  afterEach(async () => {
+    await proxy?.close();
+    proxy = undefined;
+  });
+
+  /** Clients (the prober among them) reach the primary through the proxy; its mirror still streams directly. */
+  async function routeThroughProxy(c: TestCluster, dbid: number): Promise<TcpProxy> {
+    const row = await c.row(dbid);
+    const p = await startTcpProxy(row.port);
+    const snapshot = await c.catalog.load(c.clusterId);
+    await c.catalog.apply(c.clusterId, snapshot.version, {
+      rows: [{ ...row, port: p.port }],
+      history: [{ time: new Date().toISOString(), dbid, description: `test: clients reach dbid ${dbid} through port ${p.port}` }],
+    });
+    return p;
+  }
+
+  test('probes slower than normal but within the timeout: no failover', async () => {
+    cluster = await testCluster('slow-probes');
+    proxy = await routeThroughProxy(cluster, PRIMARY);
+    proxy.connectDelayMs = 600; // the probe timeout is 1 s
+    const prober = cluster.startProber();
+    const c = cluster;
+    await waitFor('8 rounds', async () => (prober.rounds() >= 8 ? true : undefined), 60_000);
+    const rounds = c.timeline.events.filter((e) => e.message === 'RoundDurationMs').map((e) => Number(e.value));
+    expect(Math.min(...rounds)).toBeGreaterThanOrEqual(600);
+    expect(c.timeline.events.filter((e) => e.decision === 'fail-over')).toEqual([]);
+    expect(executionsOf(prober)).toHaveLength(0);
+    expect(await c.row(PRIMARY)).toMatchObject({ role: 'p', status: 'u', mode: 's' });
+    expect((await c.catalog.load(c.clusterId)).status).toBe('up');
+  });
+
+  test('the prober cut off from a primary that still streams to its mirror: no failover, an unreachable-primary alarm', async () => {
+    cluster = await testCluster('unreachable');
+    const direct = await cluster.row(PRIMARY);
+    proxy = await routeThroughProxy(cluster, PRIMARY);
+    proxy.blackhole = true;
+    const before = await cluster.catalog.load(cluster.clusterId);
+    const prober = cluster.startProber();
+    const c = cluster;
+    await waitFor('PromoteMirror to start', async () => (executionsOf(prober).length ? true : undefined), 30_000);
+    await allDone(prober);
+    await sleep(3000); // more rounds: still nothing may happen
+
+    const [execution] = executionsOf(prober);
+    expect(execution.outcome).toMatchObject({ status: 'SUCCEEDED', output: { recordAbort: { aborted: true } } });
+    expect(String((execution.outcome?.output as { recordAbort: { cause: string } }).recordAbort.cause)).toMatch(/PrimaryAliveError: .*still streams from primary dbid 2/);
+    expect(c.timeline.events.some((e) => e.level === 'metric' && e.message === 'UnreachablePrimary')).toBe(true);
+    const after = await c.catalog.load(c.clusterId);
+    expect(after.segments).toEqual(before.segments);
+    expect(after.pendingPromotions).toEqual([]);
+    // The primary is alive and still the only primary; its mirror still follows it.
+    const settings = await c.catalog.loadSettings(c.clusterId);
+    expect(await c.probe.probe(direct, settings, await c.row(MIRROR))).toMatchObject({ ok: true, inRecovery: false, mirror: { state: 'streaming' } });
+    const mirrorProbe = await c.probe.probe(await c.row(MIRROR), await c.catalog.loadSettings(c.clusterId));
+    expect(mirrorProbe).toMatchObject({ ok: true, inRecovery: true });
+  });
 });

@@ -230,9 +230,10 @@ export interface InstanceConfig {
   /** `wal_keep_size`: WAL kept beyond slots, so a mirror rewound after a failover finds what it needs; default `256MB`. */
   walKeepSize?: string;
   /**
-   * `wal_sender_timeout`; default `10s`. The walsender pings its mirror after half of it
-   * without a reply, so a mirror hears from a live primary every few seconds even when
-   * nothing is written: the PromoteMirror second opinion relies on it.
+   * `wal_sender_timeout`; default `6s`. The walsender pings its mirror after half of it
+   * without a reply (the mirror's own status replies come every
+   * `wal_receiver_status_interval`, 10 s), so a mirror hears from a live primary every
+   * 3 s even when nothing is written: the PromoteMirror second opinion relies on it.
    */
   walSenderTimeout?: string;
   /** Default `on`; tests may turn it off for speed. */
@@ -264,9 +265,7 @@ export async function writeInstanceConfig(datadir: string, config: InstanceConfi
     `max_replication_slots = ${config.maxReplicationSlots ?? 10}`,
     `max_slot_wal_keep_size = ${q(config.maxSlotWalKeepSize ?? '-1')}`,
     `wal_keep_size = ${q(config.walKeepSize ?? '256MB')}`,
-    `wal_sender_timeout = ${q(config.walSenderTimeout ?? '10s')}`,
-    // A mirror reports its flush position every second: sync rep and probes see it fresh.
-    `wal_receiver_status_interval = '1s'`,
+    `wal_sender_timeout = ${q(config.walSenderTimeout ?? '6s')}`,
     `hot_standby = on`,
     // pg_rewind needs hint-bit changes WAL-logged (or data checksums).
     `wal_log_hints = on`,
