@@ -8,7 +8,7 @@
  * also finds instances by their postmaster.pid files should the state file be missing.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, openSync, readFileSync, readdirSync, closeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, rm, writeFile, rename } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -25,7 +25,7 @@ import { createCatalogTables, DEFAULT_CATALOG_TABLE_NAMES } from '../lambdas/ada
 import { startDynamoDbLocal } from '../lambdas/adapters/local/dynamodb-local';
 import { isRunning, killInstance, LocalSegmentHost } from '../lambdas/adapters/local/host';
 import { freePort } from '../lambdas/adapters/local/net';
-import { chownToPgUser, initdbInstance, writeInstanceConfig } from '../lambdas/adapters/local/postgres-binaries';
+import { chownToPgUser, initdbInstance, pgOsUser, writeInstanceConfig } from '../lambdas/adapters/local/postgres-binaries';
 import { trustCredentials } from '../lambdas/adapters/postgres/connection';
 import { PgSegmentControl } from '../lambdas/adapters/postgres/control';
 import { mapLimit, PgSegmentProbe } from '../lambdas/adapters/postgres/probe';
@@ -203,6 +203,24 @@ async function assignPorts(rows: SegmentRow[], basePort: number | undefined): Pr
   }
 }
 
+/**
+ * Started as root, PostgreSQL runs as an unprivileged user, which must be able to reach
+ * the cluster directory: every existing ancestor must be searchable by others.
+ */
+function checkReachableByPgUser(dir: string): void {
+  const user = pgOsUser();
+  if (!user) return;
+  for (let d = dirname(dir); ; d = dirname(d)) {
+    if (existsSync(d)) {
+      const st = statSync(d);
+      if (st.uid !== user.uid && (st.mode & 0o001) === 0) {
+        throw new ValidationError(`PostgreSQL runs as OS user ${user.name}, which cannot reach ${dir}: ${d} is not searchable by others (chmod o+x ${d}, or choose another directory with --dir or FTS_LOCAL_DIR)`);
+      }
+    }
+    if (d === dirname(d)) return;
+  }
+}
+
 /** True when a live process with this pid runs a command line matching `pattern`. */
 function processMatches(pid: number | undefined, pattern: RegExp): boolean {
   if (!pid) return false;
@@ -230,6 +248,7 @@ export async function upLocalCluster(specInput: unknown, options: UpOptions = {}
   const dir = options.dir ?? localClusterDir(spec.clusterId);
   const progress = options.onProgress ?? (() => undefined);
   if (localClusterRuns(dir)) throw new ValidationError(`cluster ${spec.clusterId} already runs in ${dir}; run \`ftsctl local down\` first`);
+  checkReachableByPgUser(dir);
   const rows = planLocalCluster(spec, dir);
   await assignPorts(rows, spec.basePort);
 
