@@ -58,6 +58,8 @@ async function main(): Promise<void> {
   let acknowledged = 0;
   let lost = 0;
   const roundMs: number[] = [];
+  const failingRoundMs: number[] = [];
+  const workloads: Workload[] = [];
   let cluster: LocalCluster | undefined;
   try {
     cluster = await upLocalCluster(spec, { dir, backgroundProber: true, onProgress: log });
@@ -66,6 +68,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < o.runs; i++) {
       const content = i % 2;
       const workload = new Workload(cluster.catalog, BENCH_CLUSTER_ID, content);
+      workloads.push(workload);
       await workload.prepare();
       workload.start();
       await sleep(1000);
@@ -81,8 +84,21 @@ async function main(): Promise<void> {
       log(`run ${i + 1}/${o.runs}: content ${content}, detection ${m.detectionMs} ms, RTO ${m.rtoMs} ms, ${count.acknowledged} commits, ${count.lost.length} lost`);
       await recover(cluster, content);
     }
+    // Every acknowledged commit of every run must still be there after all later failovers.
+    let lostAtEnd = 0;
+    for (const w of workloads) lostAtEnd += (await w.lostCommits()).lost.length;
+    lost = Math.max(lost, lostAtEnd);
     timeline.poll();
-    roundMs.push(...timeline.events.filter((e) => e.level === 'metric' && e.message === 'RoundDurationMs').map((e) => Number(e.value)));
+    // A round logs RoundDurationMs, ProbesFailed, Decisions. Quiet rounds (every primary
+    // answers, nothing to do) show the cost of probing; rounds with a failed probe include its retries.
+    const metrics = timeline.events.filter((e) => e.level === 'metric');
+    metrics.forEach((e, i) => {
+      if (e.message !== 'RoundDurationMs') return;
+      const failed = Number(metrics[i + 1]?.value ?? 0);
+      const decisions = Number(metrics[i + 2]?.value ?? 0);
+      if (failed > 0) failingRoundMs.push(Number(e.value));
+      else if (decisions === 0) roundMs.push(Number(e.value));
+    });
 
     const pg = (await runPgBinary('postgres', ['--version'])).stdout.trim();
     const result = {
@@ -98,6 +114,7 @@ async function main(): Promise<void> {
         lost_commits: lost,
       },
       probe_round_ms: { ...summarize(roundMs), rounds: roundMs.length },
+      probe_round_with_failed_probe_ms: { ...summarize(failingRoundMs), rounds: failingRoundMs.length },
     };
     if (o.json) {
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
@@ -114,7 +131,8 @@ async function main(): Promise<void> {
           row('detection (kill → failover decided)', f.detection_ms),
           row('catalog flip → mirror promoted', f.flip_to_promoted_ms),
           row('RTO (kill → first commit on the new primary)', f.rto_ms),
-          row(`probe round (${result.probe_round_ms.rounds} rounds)`, result.probe_round_ms),
+          row(`probe round, all answer, nothing to do (${result.probe_round_ms.rounds} rounds)`, result.probe_round_ms),
+          row(`probe round with a dead primary, retries included (${result.probe_round_with_failed_probe_ms.rounds} rounds)`, result.probe_round_with_failed_probe_ms),
           '',
         ].join('\n'),
       );
