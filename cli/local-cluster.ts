@@ -45,15 +45,15 @@ export const localClusterSpecSchema = z
     /** Catalog cluster id; also names the cluster's directory. */
     clusterId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$/, 'must be 1 to 48 letters, digits, - or _').default(DEFAULT_LOCAL_CLUSTER_ID),
     /** Segment hosts, named sdw1..sdwN (all on 127.0.0.1). */
-    hosts: z.number().int().min(1).max(16).default(2),
-    primariesPerHost: z.number().int().min(1).max(8).default(1),
+    hosts: z.number().int('must be a whole number').min(1, 'must be at least 1').max(16, 'must be at most 16').default(2),
+    primariesPerHost: z.number().int('must be a whole number').min(1, 'must be at least 1').max(8, 'must be at most 8').default(1),
     mirroring: z.enum(['group', 'spread', 'none']).default('group'),
     /** A coordinator instance (content -1) on host cdw. */
     coordinator: z.boolean().default(true),
     /** A standby coordinator on host scdw streaming from the coordinator. */
     standby: z.boolean().default(true),
     /** Ports basePort, basePort+1, ... in dbid order; free ports picked by the system when absent. */
-    basePort: z.number().int().min(1024).max(65000).optional(),
+    basePort: z.number().int('must be a whole number').min(1024, 'must be from 1024 to 65000').max(65000, 'must be from 1024 to 65000').optional(),
     /** Prober settings (see lambdas/core/settings.ts); defaults when absent. */
     settings: z.record(z.string(), z.unknown()).optional(),
   })
