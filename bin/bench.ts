@@ -47,8 +47,13 @@ async function main(): Promise<void> {
       if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`--runs must be a positive integer, got "${v}"`);
       return n;
     }, 10)
+    .option('--quiet-seconds <s>', 'seconds of probe rounds under write load before the first failover', (v) => {
+      const n = Number(v);
+      if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`--quiet-seconds must be a number >= 0, got "${v}"`);
+      return n;
+    }, 20)
     .parse(process.argv)
-    .opts<{ json?: boolean; runs: number }>();
+    .opts<{ json?: boolean; runs: number; quietSeconds: number }>();
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
 
   const dir = localClusterDir(BENCH_CLUSTER_ID);
@@ -65,6 +70,13 @@ async function main(): Promise<void> {
     cluster = await upLocalCluster(spec, { dir, backgroundProber: true, onProgress: log });
     const timeline = new Timeline(cluster.proberLog);
     const settings = await cluster.catalog.loadSettings(BENCH_CLUSTER_ID);
+    // A quiet window under write load first: the cost of probe rounds when nothing fails.
+    const quiet = new Workload(cluster.catalog, BENCH_CLUSTER_ID, 0);
+    await quiet.prepare();
+    quiet.start();
+    await sleep(o.quietSeconds * 1000);
+    await quiet.stop();
+    workloads.push(quiet);
     for (let i = 0; i < o.runs; i++) {
       const content = i % 2;
       const workload = new Workload(cluster.catalog, BENCH_CLUSTER_ID, content);

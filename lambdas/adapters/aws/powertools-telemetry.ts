@@ -15,6 +15,9 @@ export function powertoolsTelemetry(clusterId: string): Telemetry & { logger: Lo
     error: (message, fields) => logger.error(message, { ...fields }),
     metric: (name: MetricName, value: number, unit = 'Count') =>
       metrics.addMetric(name, unit === 'Milliseconds' ? MetricUnit.Milliseconds : MetricUnit.Count, value),
-    flush: () => metrics.publishStoredMetrics(),
+    // Steps without a metric would otherwise log an 'empty metrics' warning at every flush.
+    flush: () => {
+      if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
+    },
   };
 }
