@@ -11,7 +11,7 @@ import { DynamoDbCatalog } from '../lambdas/adapters/dynamodb/catalog';
 import { killInstance } from '../lambdas/adapters/local/host';
 import { trustCredentials } from '../lambdas/adapters/postgres/connection';
 import { PgSegmentProbe } from '../lambdas/adapters/postgres/probe';
-import { FtsError } from '../lambdas/core/errors';
+import { ValidationError } from '../lambdas/core/errors';
 import type { Catalog } from '../lambdas/ports/catalog';
 import { formatHistory, formatState, table } from '../cli/format';
 import {
@@ -45,6 +45,9 @@ const dirOption = (): Option => new Option('--dir <path>', 'directory of the loc
 function catalogFor(clusterId: string, dir?: string): Catalog {
   const state = readLocalState(dir ?? localClusterDir(clusterId));
   if (state?.phase === 'ready') return localCatalog(state.dynamo.endpoint);
+  if (!process.env.AWS_REGION && !process.env.AWS_DEFAULT_REGION && !process.env.AWS_PROFILE) {
+    throw new ValidationError(`no local cluster ${clusterId} runs here (start one with: npm run ftsctl -- local up --cluster ${clusterId}), and no AWS region or profile is set to read the catalog in AWS`);
+  }
   return new DynamoDbCatalog({});
 }
 
@@ -188,7 +191,8 @@ if (require.main === module) {
     .parseAsync(process.argv)
     .catch((e: unknown) => {
       const err = e as Error;
-      process.stderr.write(`ftsctl: ${err instanceof FtsError || err instanceof InvalidArgumentError ? err.message : (err.stack ?? err.message)}\n`);
+      // Stacks only on request: a user needs the reason, not our call chain.
+      process.stderr.write(`ftsctl: ${process.env.FTS_DEBUG ? (err.stack ?? err.message) : err.message}\n`);
       process.exit(err instanceof InvalidArgumentError || err?.name === 'ValidationError' ? 2 : 1);
     });
 }
