@@ -73,7 +73,8 @@ export function checkInvariants(after: readonly SegmentRow[], before?: readonly 
     if (!prev || rowState(prev) === rowState(row)) continue;
     if (prev.role === 'm' && row.role === 'p' && !(prev.status === 'u' && prev.mode === 's')) {
       violations.push(`dbid ${row.dbid} was promoted although it was ${rowState(prev)}, not an in-sync mirror`);
-    } else if (!findTransition(prev, row)) {
+    }
+    if (!findTransition(prev, row)) {
       violations.push(`dbid ${row.dbid}: ${rowState(prev)} -> ${rowState(row)} is not an allowed transition`);
     }
     if (change && !change.history.some((h) => h.dbid === row.dbid)) violations.push(`dbid ${row.dbid} changed without a history row`);

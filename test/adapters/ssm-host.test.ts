@@ -102,18 +102,56 @@ describe('SsmSegmentHost: what it sends', () => {
       "sudo -n -u 'gpadmin' -- '/usr/lib/postgresql/15/bin/pg_rewind' --target-pgdata='/data/mirror/gpseg0' " +
         "--source-server='host='\\''10.0.1.11'\\'' port='\\''6000'\\'' user='\\''gpadmin'\\'' application_name='\\''fts_mirror_dbid_5'\\'' dbname='\\''postgres'\\''' --progress",
     );
-    // The just-promoted primary is checkpointed first, or pg_rewind may see no timeline change.
-    expect(script).toContain(
-      "sudo -n -u 'gpadmin' -- '/usr/lib/postgresql/15/bin/psql' -X -q -v ON_ERROR_STOP=1 -d 'host='\\''10.0.1.11'\\'' port='\\''6000'\\''",
-    );
-    expect(script.indexOf('-c CHECKPOINT')).toBeLessThan(script.indexOf("pg_rewind' --target-pgdata"));
-    // Order: stop, rewind, config, start.
-    const at = (s: string): number => script.indexOf(s);
-    expect(at("pg_ctl' stop")).toBeGreaterThan(-1);
-    expect(at("pg_ctl' stop")).toBeLessThan(at('pg_rewind'));
-    expect(at('pg_rewind')).toBeLessThan(at('standby.signal'));
-    expect(at('standby.signal')).toBeLessThan(at("pg_ctl' start"));
+    // A standby cannot run the single-user crash recovery pg_rewind may need.
+    const rmSignal = "sudo -n -u 'gpadmin' -- rm -f -- '/data/mirror/gpseg0/standby.signal'";
+    // The just-promoted primary is checkpointed first, or pg_rewind may see no timeline change;
+    // psql connects exactly as pg_rewind does, never prompting for a password.
+    const checkpoint =
+      "sudo -n -u 'gpadmin' -- '/usr/lib/postgresql/15/bin/psql' -X -q -w -v ON_ERROR_STOP=1 -d " +
+      "'host='\\''10.0.1.11'\\'' port='\\''6000'\\'' user='\\''gpadmin'\\'' application_name='\\''fts_mirror_dbid_5'\\'' dbname='\\''postgres'\\''' -c CHECKPOINT";
+    const rewind = "'/usr/lib/postgresql/15/bin/pg_rewind' --target-pgdata=";
+    // Slots the instance kept from its time as a primary would pin WAL on the mirror.
+    const dropSlots =
+      "if sudo -n -u 'gpadmin' -- test -d '/data/mirror/gpseg0/pg_replslot'; then " +
+      "sudo -n -u 'gpadmin' -- find '/data/mirror/gpseg0/pg_replslot' -mindepth 1 -delete; fi";
+    for (const line of [rmSignal, checkpoint, dropSlots]) expect(script.split('\n')).toContain(line);
+    // Order: stop, rm standby.signal, CHECKPOINT, pg_rewind, empty pg_replslot, config (standby.signal again), start.
+    const steps = [
+      "pg_ctl' stop",
+      rmSignal,
+      checkpoint,
+      rewind,
+      dropSlots,
+      'postgresql.auto.conf',
+      "touch -- '/data/mirror/gpseg0/standby.signal'",
+      "pg_ctl' start",
+    ].map((step) => script.indexOf(step));
+    expect(steps.every((i) => i > -1)).toBe(true);
+    expect(steps).toEqual([...steps].sort((x, y) => x - y));
     expect(script).not.toContain('pg_basebackup');
+    expect(script).not.toMatch(/password=|PGPASSWORD/i);
+  });
+
+  it('rebuildAsMirror by pg_rewind: the extra steps keep odd data directories and users quoted', () => {
+    const row = { ...mirror, datadir: "/data/it's here/gpseg0" };
+    const script = rebuildAsMirrorScript(row, { ...primary, address: "db host's" }, 'rewind', { runAs: 'runuser', osUser: 'postgres', replicationUser: "rep'user" });
+    expect(script).toContain("runuser -u 'postgres' -- rm -f -- '/data/it'\\''s here/gpseg0/standby.signal'");
+    expect(script).toContain("find '/data/it'\\''s here/gpseg0/pg_replslot' -mindepth 1 -delete");
+    // psql and pg_rewind get the same single shell word as their source.
+    const source = /psql' -X -q -w -v ON_ERROR_STOP=1 -d ('(?:[^']|'\\'')*') -c CHECKPOINT/.exec(script)?.[1];
+    expect(source).toBeDefined();
+    expect(script).toContain(`--source-server=${source} --progress`);
+    expect(execFileSync('bash', ['-c', `printf '%s' ${source!}`]).toString()).toBe(
+      "host='db host\\'s' port='6000' user='rep\\'user' application_name='fts_mirror_dbid_5' dbname='postgres'",
+    );
+    expect(spawnSync('bash', ['-n', '-c', script]).status).toBe(0);
+  });
+
+  it('rebuildAsMirror by pg_basebackup: no rewind-only steps', () => {
+    const script = rebuildAsMirrorScript(mirror, primary, 'basebackup');
+    expect(script).not.toContain('CHECKPOINT');
+    expect(script).not.toContain('pg_replslot');
+    expect(script).not.toContain('rm -f');
   });
 
   it('rebuildAsMirror by pg_basebackup: empties the data directory and streams through the mirror slot', async () => {
@@ -418,6 +456,8 @@ const canRunPg =
     expect(rewound.status).toBe(0);
     await waitFor(streamingTo(b, 'fts_mirror_dbid_2'));
     expect(psql(a, 'select pg_is_in_recovery()')).toBe('t');
+    // The slot it served as a primary is gone: it would pin WAL on the mirror forever.
+    expect(psql(a, 'select count(*) from pg_replication_slots')).toBe('0');
     // Row 2 reached the new primary only if it streamed before the crash (no sync rep
     // here); either way the rewound instance now holds exactly what the new primary has.
     const rows = (row: SegmentRow): string => psql(row, 'select string_agg(x::text, \',\' order by x) from t');

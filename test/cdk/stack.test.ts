@@ -4,7 +4,6 @@
  * wiring, the alarms, and props validation.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { App, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
@@ -15,24 +14,6 @@ import { Prober } from '../../lib/prober';
 import { PromoteMirrorWorkflow } from '../../lib/promote-mirror-workflow';
 import { EXAMPLE_FTS_CONTEXT } from '../../lib/local-definition';
 
-/**
- * NodejsFunction insists that `entry` exists even when bundling is skipped. While the
- * real handlers are not written yet, point the stack at stubs under the OS temp dir.
- */
-function handlerSources(): FtsStackProps['handlers'] {
-  const real = ['prober.ts', 'promote-mirror.ts'].map((f) => path.join(__dirname, '..', '..', 'lambdas', 'handlers', f));
-  if (real.every((f) => fs.existsSync(f))) return undefined;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fts-handler-stubs-'));
-  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
-  fs.writeFileSync(path.join(dir, 'package-lock.json'), '{"lockfileVersion":3}');
-  for (const f of ['prober.ts', 'promote-mirror.ts']) fs.writeFileSync(path.join(dir, f), 'export const handler = async () => ({});\n');
-  const depsLockFilePath = path.join(dir, 'package-lock.json');
-  return {
-    prober: { entry: path.join(dir, 'prober.ts'), depsLockFilePath },
-    promoteMirror: { entry: path.join(dir, 'promote-mirror.ts'), depsLockFilePath },
-  };
-}
-const handlers = handlerSources();
 
 const SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:fts/prod/pg-AbCdEf';
 const baseProps: FtsStackProps = {
@@ -43,7 +24,6 @@ const baseProps: FtsStackProps = {
   segmentSecurityGroupId: 'sg-0123456789abcdef0',
   pgSecretArn: SECRET_ARN,
   segmentPorts: { from: 5432, to: 7999 },
-  handlers,
 };
 
 const newApp = (): App => new App({ context: { 'aws:cdk:bundling-stacks': [] } });
@@ -296,11 +276,11 @@ describe('props validation', () => {
     const s = new FtsStack(newApp(), 'S', baseProps);
     const vpc = ec2.Vpc.fromVpcAttributes(s, 'V', { vpcId: 'vpc-1', availabilityZones: ['us-east-1a'], privateSubnetIds: ['subnet-1'] });
     const tables = new CatalogTables(s, 'T');
-    expect(() => new Prober(s, 'P1', { clusterId: '', tables, vpc, promoteStateMachine: s.promoteMirror.stateMachine, ...handlers?.prober })).toThrow(/Prober: clusterId/);
+    expect(() => new Prober(s, 'P1', { clusterId: '', tables, vpc, promoteStateMachine: s.promoteMirror.stateMachine })).toThrow(/Prober: clusterId/);
     expect(
-      () => new Prober(s, 'P2', { clusterId: 'x', tables, vpc, promoteStateMachine: s.promoteMirror.stateMachine, timeout: Duration.seconds(30), ...handlers?.prober }),
+      () => new Prober(s, 'P2', { clusterId: 'x', tables, vpc, promoteStateMachine: s.promoteMirror.stateMachine, timeout: Duration.seconds(30) }),
     ).toThrow(/timeout \(30 s\) must be at least the scheduleRate/);
-    expect(() => new PromoteMirrorWorkflow(s, 'W', { clusterId: 'x', tables, vpc, memorySize: 64, ...handlers?.promoteMirror })).toThrow(/memorySize/);
+    expect(() => new PromoteMirrorWorkflow(s, 'W', { clusterId: 'x', tables, vpc, memorySize: 64 })).toThrow(/memorySize/);
   });
 
   test('context: missing keys are named, lists come as arrays or comma-separated strings', () => {
@@ -316,6 +296,6 @@ describe('props validation', () => {
     const cdkJson = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'cdk.json'), 'utf8')) as { app: string; context: Record<string, unknown> };
     expect(cdkJson.app).toBe('npx tsx bin/app.ts');
     const props = ftsStackPropsFromContext((key) => cdkJson.context[key]);
-    expect(() => new FtsStack(newApp(), 'Fts-example', { ...props, handlers })).not.toThrow();
+    expect(() => new FtsStack(newApp(), 'Fts-example', props)).not.toThrow();
   });
 });

@@ -3,26 +3,11 @@
  * (states, Retry, Catch, JSONPath only), and its routing, executed by LocalWorkflows
  * (aws-local-stepfunctions) with a scripted step handler that records the steps.
  */
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { synthesizePromoteMirrorDefinition } from '../../lib/local-definition';
-import type { FtsStackProps } from '../../lib/fts-stack';
 import { PROMOTE_STATES, PROMOTE_TASK_STEPS, TRANSIENT_STEP_ERRORS } from '../../lib/promote-mirror-workflow';
 import { LocalWorkflows, type LocalExecutionEvent, type PromoteStepEvent } from '../../lambdas/adapters/local/local-workflows';
 import type { PromoteMirrorInput } from '../../lambdas/ports/workflows';
 
-/** Stub handler files while the real ones are not written yet (NodejsFunction checks `entry` exists). */
-function handlerSources(): FtsStackProps['handlers'] {
-  const real = ['prober.ts', 'promote-mirror.ts'].map((f) => path.join(__dirname, '..', '..', 'lambdas', 'handlers', f));
-  if (real.every((f) => fs.existsSync(f))) return undefined;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fts-handler-stubs-'));
-  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
-  fs.writeFileSync(path.join(dir, 'package-lock.json'), '{"lockfileVersion":3}');
-  for (const f of ['prober.ts', 'promote-mirror.ts']) fs.writeFileSync(path.join(dir, f), 'export const handler = async () => ({});\n');
-  const depsLockFilePath = path.join(dir, 'package-lock.json');
-  return { prober: { entry: path.join(dir, 'prober.ts'), depsLockFilePath }, promoteMirror: { entry: path.join(dir, 'promote-mirror.ts'), depsLockFilePath } };
-}
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const aslValidator = require('asl-validator') as (d: unknown) => { isValid: boolean; errorsText: (s?: string) => string };
@@ -40,7 +25,7 @@ interface State {
   Catch?: { ErrorEquals: string[]; Next: string; ResultPath?: string }[];
   Choices?: unknown[];
 }
-const { definition, taskStates } = synthesizePromoteMirrorDefinition({ handlers: handlerSources() });
+const { definition, taskStates } = synthesizePromoteMirrorDefinition();
 const asl = definition as { StartAt: string; States: Record<string, State> };
 const states = asl.States;
 const SERVICE_ERRORS = ['Lambda.ClientExecutionTimeoutException', 'Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException'];

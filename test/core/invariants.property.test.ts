@@ -159,3 +159,15 @@ test('random faults and recoveries never break an invariant or lose a commit', (
     { numRuns: 1000 },
   );
 });
+
+test('a promotion must also be a listed transition: m/u/s -> p/u/s (mode kept) is rejected', () => {
+  const before = cluster().segments;
+  const primary = before.find((r) => r.content === 0 && r.role === 'p')!;
+  const mirror = before.find((r) => r.content === 0 && r.role === 'm')!;
+  const rows = [{ ...primary, role: 'm' as const, status: 'd' as const, mode: 'n' as const }, { ...mirror, role: 'p' as const }];
+  const after = applyRows(before, { rows });
+  const history = rows.map((r) => ({ time: '2026-01-01T00:00:00Z', dbid: r.dbid, description: 'x' }));
+  expect(checkInvariants(after, before, { rows, history })).toEqual(
+    expect.arrayContaining([`dbid ${mirror.dbid}: m/u/s -> p/u/s is not an allowed transition`]),
+  );
+});

@@ -134,8 +134,10 @@ export function writeMirrorConfigScript(mirror: SegmentRow, primary: SegmentRow,
  * Script that rebuilds `mirror` from `primary` and starts it as a streaming standby:
  * stop (fast, tolerant), then `pg_rewind` (incremental: needs `wal_log_hints=on` or data
  * checksums) or `pg_basebackup` (full copy: empties the data directory first), then the
- * mirror config, then start. Before `pg_rewind` it runs CHECKPOINT on the primary (the
- * replication user needs superuser or `pg_checkpoint`). `pg_basebackup` streams through the mirror's physical
+ * mirror config, then start. Before `pg_rewind` it removes `standby.signal` (pg_rewind's
+ * single-user crash recovery cannot run as a standby) and runs CHECKPOINT on the primary
+ * (the replication user needs superuser or `pg_checkpoint`); after it, it empties
+ * `pg_replslot/`. `pg_basebackup` streams through the mirror's physical
  * replication slot, so the slot must exist on the primary (SegmentControl.ensureSlot)
  * before this runs; that way no WAL the mirror needs is recycled between copy and start.
  */
@@ -145,14 +147,23 @@ export function rebuildAsMirrorScript(mirror: SegmentRow, primary: SegmentRow, m
   const datadir = mirror.datadir;
   let rebuild: string[];
   if (method === 'rewind') {
+    // psql and pg_rewind connect with the same parameters; a password, if any, comes from
+    // the OS user's ~/.pgpass on the host, never from this script (psql -w never prompts).
     const source = `${primaryConninfo(mirror, primary, o.replicationUser)} dbname='postgres'`;
+    const slots = shellQuote(`${datadir}/pg_replslot`);
     rebuild = [
       `echo ${shellQuote(`pg_rewind of ${datadir} from ${primary.address}:${primary.port}`)}`,
+      // pg_rewind (PostgreSQL 13+) finishes an unclean shutdown with crash recovery in
+      // single-user mode, which a standby cannot run; the mirror config writes it back.
+      `${asUser(o)} rm -f -- ${shellQuote(`${datadir}/standby.signal`)}`,
       // A just-promoted source still shows its old timeline in pg_control until its first
-      // checkpoint; pg_rewind would then say "no rewind required" and leave this instance
-      // diverged, unable to stream (seen on PostgreSQL 15). Patroni checkpoints first too.
-      `${asUser(o)} ${shellQuote(bin(o, 'psql'))} -X -q -v ON_ERROR_STOP=1 -d ${shellQuote(source)} -c CHECKPOINT`,
+      // checkpoint; pg_rewind (PostgreSQL <= 15) would then say "no rewind required" and
+      // leave this instance diverged, unable to stream. Patroni checkpoints first too.
+      `${asUser(o)} ${shellQuote(bin(o, 'psql'))} -X -q -w -v ON_ERROR_STOP=1 -d ${shellQuote(source)} -c CHECKPOINT`,
       `${asUser(o)} ${shellQuote(bin(o, 'pg_rewind'))} --target-pgdata=${shellQuote(datadir)} --source-server=${shellQuote(source)} --progress`,
+      // Slots this instance may keep from its time as a primary would pin WAL on the
+      // mirror forever; a mirror serves none (as LocalSegmentHost does).
+      `if ${asUser(o)} test -d ${slots}; then ${asUser(o)} find ${slots} -mindepth 1 -delete; fi`,
     ];
   } else if (method === 'basebackup') {
     rebuild = [
