@@ -90,6 +90,15 @@ describe('SsmSegmentHost: what it sends', () => {
     expect(script).not.toContain('sudo');
   });
 
+  it('rebuildAsMirror creates the mirror slot on the primary first, when given a control', async () => {
+    mockRun('Success');
+    const calls: string[] = [];
+    const control = { ensureSlot: async (p: SegmentRow, mirrorDbid: number) => void calls.push(`slot for ${mirrorDbid} on ${p.dbid}`) };
+    await host({ control }).rebuildAsMirror(mirror, primary, 'rewind');
+    expect(calls).toEqual([`slot for ${mirror.dbid} on ${primary.dbid}`]);
+    expect(sent().Comment).toBe('fts rebuild by rewind dbid 5 content 0');
+  });
+
   it('rebuildAsMirror by pg_rewind: runs on the mirror host, sources from the primary address and port', async () => {
     mockRun('Success');
     await host().rebuildAsMirror(mirror, primary, 'rewind');

@@ -13,7 +13,7 @@ import {
 } from '@aws-sdk/client-ssm';
 import { HostCommandError, ValidationError } from '../../core/errors';
 import type { SegmentRow } from '../../core/model';
-import type { RebuildMethod, SegmentHost } from '../../ports/segments';
+import type { RebuildMethod, SegmentControl, SegmentHost } from '../../ports/segments';
 import {
   rebuildAsMirrorScript,
   startScript,
@@ -59,6 +59,11 @@ export interface SsmSegmentHostOptions {
   pollIntervalMs?: number;
   /** Clock for the polling deadline (tests); default Date.now. */
   now?: () => number;
+  /**
+   * Creates the mirror's slot on the primary before a rebuild (a PgSegmentControl), so
+   * the primary keeps the WAL the rebuilt mirror needs. Without it the slot must exist.
+   */
+  control?: Pick<SegmentControl, 'ensureSlot'>;
 }
 
 /** What one SSM command is about, for comments, messages and errors. */
@@ -80,6 +85,7 @@ export class SsmSegmentHost implements SegmentHost {
   private readonly deliveryTimeoutSeconds: number;
   private readonly pollIntervalMs: number;
   private readonly now: () => number;
+  private readonly control?: Pick<SegmentControl, 'ensureSlot'>;
 
   /** Validates the options; throws ValidationError. */
   constructor(options: SsmSegmentHostOptions = {}) {
@@ -88,6 +94,7 @@ export class SsmSegmentHost implements SegmentHost {
     this.deliveryTimeoutSeconds = options.deliveryTimeoutSeconds ?? DEFAULT_DELIVERY_TIMEOUT_SECONDS;
     this.pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
     this.now = options.now ?? Date.now;
+    this.control = options.control;
     const issues: string[] = [];
     // Limits of AWS-RunShellScript's executionTimeout and of SendCommand's TimeoutSeconds.
     if (!Number.isInteger(this.timeoutSeconds) || this.timeoutSeconds < 1 || this.timeoutSeconds > 172800) {
@@ -125,6 +132,7 @@ export class SsmSegmentHost implements SegmentHost {
    */
   async rebuildAsMirror(mirror: SegmentRow, primary: SegmentRow, method: RebuildMethod): Promise<void> {
     requireInstance(mirror);
+    await this.control?.ensureSlot(primary, mirror.dbid);
     await this.run({ name: `rebuild by ${method}`, segment: mirror, script: rebuildAsMirrorScript(mirror, primary, method, this.shell) });
   }
 
