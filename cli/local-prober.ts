@@ -5,6 +5,7 @@
  * the same step code the Lambda runs. Events go to a JSON-lines timeline.
  */
 import { appendFileSync } from 'node:fs';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Catalog } from '../lambdas/ports/catalog';
 import type { SegmentControl, SegmentProbe } from '../lambdas/ports/segments';
 import type { MetricName, Telemetry } from '../lambdas/ports/telemetry';
@@ -85,7 +86,10 @@ export function startLocalProber(options: LocalProberOptions): LocalProber {
     notify: async (subject, message) => telemetry.info(subject, { notification: message }),
   };
   const workflows = new LocalWorkflows({
-    promoteHandler: (event) => (options.wrapStep ? options.wrapStep(event, () => runPromoteStepEvent(promotionDeps, event)) : runPromoteStepEvent(promotionDeps, event)),
+    promoteHandler: (event) => {
+      const run = (): Promise<unknown> => runPromoteStepEvent(promotionDeps, event);
+      return options.wrapStep ? options.wrapStep(event, run) : run();
+    },
     retryIntervalMs: options.retryIntervalMs,
     onExecution: (event) => {
       telemetry.info(`PromoteMirror ${event.status.toLowerCase()}`, { execution: event.name, error: event.error, cause: event.cause });
@@ -93,16 +97,8 @@ export function startLocalProber(options: LocalProberOptions): LocalProber {
     },
   });
   const controller = new AbortController();
-  const sleep = (ms: number): Promise<void> =>
-    new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done(): void {
-        clearTimeout(timer);
-        controller.signal.removeEventListener('abort', done);
-        resolve();
-      }
-      controller.signal.addEventListener('abort', done);
-    });
+  // An abort (stop) ends the wait at once; runProber then sees the signal and returns.
+  const sleep = (ms: number): Promise<void> => delay(ms, undefined, { signal: controller.signal }).catch(() => undefined);
   const deps: ProberDeps = { catalog, probe, control, workflows, telemetry, clock: Date.now, sleep };
   let rounds = 0;
   let invocation = 0;
