@@ -25,6 +25,7 @@ import { createCatalogTables, DEFAULT_CATALOG_TABLE_NAMES } from '../lambdas/ada
 import { startDynamoDbLocal } from '../lambdas/adapters/local/dynamodb-local';
 import { isRunning, killInstance, LocalSegmentHost } from '../lambdas/adapters/local/host';
 import { freePort } from '../lambdas/adapters/local/net';
+import { localRecoveryProgress } from '../lambdas/adapters/local/startup-progress';
 import { chownToPgUser, initdbInstance, pgOsUser, writeInstanceConfig } from '../lambdas/adapters/local/postgres-binaries';
 import { trustCredentials } from '../lambdas/adapters/postgres/connection';
 import { PgSegmentControl } from '../lambdas/adapters/postgres/control';
@@ -156,7 +157,11 @@ export const localCatalog = (endpoint: string): DynamoDbCatalog => new DynamoDbC
 export function localAdapters(): Pick<LocalCluster, 'host' | 'control' | 'probe'> {
   const credentials = trustCredentials(LOCAL_SUPERUSER);
   const control = new PgSegmentControl({ credentials });
-  return { control, probe: new PgSegmentProbe({ credentials }), host: new LocalSegmentHost({ replicationCredentials: credentials, control }) };
+  return {
+    control,
+    probe: new PgSegmentProbe({ credentials, recoveryProgress: localRecoveryProgress }),
+    host: new LocalSegmentHost({ replicationCredentials: credentials, control }),
+  };
 }
 
 /** Reads a cluster's state file; undefined when there is none. */

@@ -10,6 +10,7 @@ import type { LocalProber } from '../../cli/local-prober';
 import { killAndMeasure, Workload } from '../../cli/failover-drill';
 import { startBackgroundProber } from '../../cli/local-cluster';
 import { testCluster, type TestCluster } from '../support/local-cluster-fixture';
+import { crashBackend, throttleRecovery, writeWalSinceCheckpoint } from '../support/slow-recovery';
 import { waitFor } from '../support/pg-pair';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy';
 
@@ -117,6 +118,43 @@ test('double fault: mirror down, then the primary fails: no promotion, content u
   const doubleFault = history.filter((h) => /double fault/.test(h.description));
   expect(doubleFault).toHaveLength(1); // written once, not every round
   expect(doubleFault[0]).toMatchObject({ dbid: PRIMARY, description: expect.stringMatching(/to p, d, and n: double fault: .*content 0 is unavailable/) });
+});
+
+test('primary in crash recovery that makes progress: no failover', async () => {
+  cluster = await testCluster('crash-recovery');
+  const primary = await cluster.row(PRIMARY);
+  await writeWalSinceCheckpoint(primary, 240);
+  const prober = cluster.startProber();
+  const c = cluster;
+  await waitFor('3 rounds', async () => (prober.rounds() >= 3 ? true : undefined), 30_000);
+  const crashedAt = Date.now();
+  await crashBackend(primary);
+  const throttle = throttleRecovery(primary.datadir, 10, 150);
+  let recoveredAt: number;
+  try {
+    await waitFor('3 rounds that saw recovery progress', async () => {
+      const seen = c.timeline.events.filter((e) => e.decision === 'recovery-in-progress' && e.at >= crashedAt);
+      return seen.length >= 3 ? true : undefined;
+    }, 60_000);
+  } finally {
+    await throttle.stop();
+  }
+  await waitFor('the primary to answer again', async () => {
+    const r = await c.probe.probe(primary, await c.catalog.loadSettings(c.clusterId));
+    return r.ok && !r.inRecovery ? true : undefined;
+  }, 60_000);
+  recoveredAt = Date.now();
+  await sleep(2000); // more rounds on the recovered primary
+
+  expect(recoveredAt - crashedAt).toBeGreaterThan(3000); // the recovery outlasted a failed probe's retries many times
+  const during = c.timeline.events.filter((e) => e.at >= crashedAt && e.decision);
+  expect(during.filter((e) => e.decision === 'fail-over')).toEqual([]);
+  expect(during.filter((e) => e.decision === 'recovery-in-progress').map((e) => e.reason)).toEqual(
+    expect.arrayContaining([expect.stringMatching(/primary dbid 2 of content 0 is in crash recovery and replaying \(at [0-9A-F]+\/[0-9A-F]+/)]),
+  );
+  expect(executionsOf(prober)).toHaveLength(0);
+  expect(await c.row(PRIMARY)).toMatchObject({ role: 'p', status: 'u' });
+  expect(await c.row(MIRROR)).toMatchObject({ role: 'm' });
 });
 
 test('two probers at once: one holds the lease and acts; the failover happens exactly once', async () => {

@@ -52,6 +52,14 @@ export interface PgSegmentProbeOptions {
   credentials: PgCredentialsProvider;
   /** Waits between attempts; default a real timer (tests may shorten it). */
   sleep?: (ms: number) => Promise<void>;
+  /**
+   * Where crash recovery of an instance that refuses connections as starting up or in
+   * recovery has come (an LSN), so that `decide` can tell recovery that makes progress
+   * from a hung instance. PostgreSQL does not say it over the connection; local mode
+   * reads the startup process's title (`localRecoveryProgress`). Not set in AWS yet:
+   * there, an instance in crash recovery counts as failed after the retries.
+   */
+  recoveryProgress?: (segment: SegmentRow) => Promise<string | undefined>;
 }
 
 /** A failure of one attempt, classified. */
@@ -68,10 +76,12 @@ class CheckFailed extends Error {}
 export class PgSegmentProbe implements SegmentProbe {
   private readonly credentials: PgCredentialsProvider;
   private readonly sleep: (ms: number) => Promise<void>;
+  private readonly recoveryProgress?: (segment: SegmentRow) => Promise<string | undefined>;
 
   constructor(options: PgSegmentProbeOptions) {
     this.credentials = options.credentials;
     this.sleep = options.sleep ?? ((ms) => sleep(ms));
+    this.recoveryProgress = options.recoveryProgress;
   }
 
   /**
@@ -94,6 +104,10 @@ export class PgSegmentProbe implements SegmentProbe {
       }
       // Wrong credentials stay wrong: retrying only delays the report.
       if (failure.kind === 'authentication' || attempts > settings.probeRetries) {
+        if ((failure.kind === 'in-recovery' || failure.kind === 'starting-up') && !failure.recoveryLsn && this.recoveryProgress) {
+          const lsn = await this.recoveryProgress(segment).catch(() => undefined); // no progress known: a failure
+          if (lsn) failure = { ...failure, recoveryLsn: lsn };
+        }
         return {
           ok: false,
           dbid: segment.dbid,

@@ -1,0 +1,87 @@
+/**
+ * A primary in a long crash recovery, for tests: WAL written since the last checkpoint,
+ * a backend killed with SIGKILL (the postmaster then restarts every process and replays
+ * the WAL, as Greenplum's segments do after a backend crash, gpdb #11770), and the
+ * startup process slowed down with SIGSTOP/SIGCONT so the recovery lasts seconds.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client } from 'pg';
+import type { SegmentRow } from '../../lambdas/core/model';
+import { startupProcess } from '../../lambdas/adapters/local/startup-progress';
+
+async function withClient<T>(row: SegmentRow, fn: (c: Client) => Promise<T>): Promise<T> {
+  const client = new Client({ host: row.address, port: row.port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 5000 });
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** Writes about `mb` MB of WAL after a checkpoint that stays the last one (no timed or size-triggered checkpoint). */
+export async function writeWalSinceCheckpoint(primary: SegmentRow, mb: number): Promise<void> {
+  await withClient(primary, async (c) => {
+    await c.query("ALTER SYSTEM SET checkpoint_timeout = '1h'");
+    await c.query("ALTER SYSTEM SET max_wal_size = '4GB'");
+    await c.query('SELECT pg_reload_conf()');
+    await c.query('CHECKPOINT');
+    // ~560 bytes of heap and WAL per row.
+    await c.query(`CREATE TABLE recovery_load AS SELECT g AS id, repeat('x', 500) AS pad FROM generate_series(1, $1::int) g`, [Math.ceil((mb * 1024 * 1024) / 560)]);
+  });
+}
+
+/** Kills one backend with SIGKILL: the postmaster resets and runs crash recovery. */
+export async function crashBackend(primary: SegmentRow): Promise<void> {
+  await withClient(primary, async (c) => {
+    const { rows } = await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    process.kill(rows[0].pid, 'SIGKILL');
+  });
+}
+
+/** A throttled startup process; `stop()` lets it run at full speed again. */
+export interface Throttle {
+  /** Times the startup process was seen and paused. */
+  cycles(): number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Slows crash recovery down: once the startup process replays WAL, it runs `runMs` then
+ * is stopped for `stopMs`, until recovery ends. Looks for the replay for up to 10 s.
+ */
+export function throttleRecovery(datadir: string, runMs: number, stopMs: number): Throttle {
+  let stopping = false;
+  let cycles = 0;
+  let paused: number | undefined;
+  const loop = (async () => {
+    const lookUntil = Date.now() + 10_000;
+    while (!stopping) {
+      const startup = startupProcess(datadir);
+      const pid = startup?.walFile ? startup.pid : undefined;
+      if (pid === undefined) {
+        if (cycles > 0 || Date.now() > lookUntil) return; // recovery over (or never seen)
+        await sleep(5);
+        continue;
+      }
+      try {
+        process.kill(pid, 'SIGSTOP');
+        paused = pid;
+        cycles += 1;
+        await sleep(stopMs);
+      } finally {
+        if (paused !== undefined) process.kill(paused, 'SIGCONT');
+        paused = undefined;
+      }
+      await sleep(runMs);
+    }
+  })().catch(() => undefined);
+  return {
+    cycles: () => cycles,
+    stop: async () => {
+      stopping = true;
+      await loop;
+    },
+  };
+}
