@@ -130,7 +130,6 @@ test('primary in crash recovery that makes progress: no failover', async () => {
   const crashedAt = Date.now();
   await crashBackend(primary);
   const throttle = throttleRecovery(primary.datadir, 10, 150);
-  let recoveredAt: number;
   try {
     await waitFor('3 rounds that saw recovery progress', async () => {
       const seen = c.timeline.events.filter((e) => e.decision === 'recovery-in-progress' && e.at >= crashedAt);
@@ -143,7 +142,7 @@ test('primary in crash recovery that makes progress: no failover', async () => {
     const r = await c.probe.probe(primary, await c.catalog.loadSettings(c.clusterId));
     return r.ok && !r.inRecovery ? true : undefined;
   }, 60_000);
-  recoveredAt = Date.now();
+  const recoveredAt = Date.now();
   await sleep(2000); // more rounds on the recovered primary
 
   expect(recoveredAt - crashedAt).toBeGreaterThan(3000); // the recovery outlasted a failed probe's retries many times
