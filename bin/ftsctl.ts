@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DynamoDbCatalog } from '../lambdas/adapters/dynamodb/catalog';
 import { killInstance } from '../lambdas/adapters/local/host';
+import { localRecoveryProgress } from '../lambdas/adapters/local/startup-progress';
 import { trustCredentials } from '../lambdas/adapters/postgres/connection';
 import { PgSegmentProbe } from '../lambdas/adapters/postgres/probe';
 import { ValidationError } from '../lambdas/core/errors';
@@ -161,14 +162,21 @@ export function buildProgram(): Command {
     .action(async (o) => {
       const catalog = catalogFor(o.cluster, o.dir);
       const [snapshot, settings] = await Promise.all([catalog.load(o.cluster), catalog.loadSettings(o.cluster)]);
-      const results = await new PgSegmentProbe({ credentials: trustCredentials(o.user) }).probeAll(snapshot.segments, settings, snapshot.segments);
+      // A local cluster's instances run here: their crash-recovery progress can be read too.
+      const local = readLocalState(o.dir ?? localClusterDir(o.cluster)) !== undefined;
+      const probe = new PgSegmentProbe({ credentials: trustCredentials(o.user), recoveryProgress: local ? localRecoveryProgress : undefined });
+      const results = await probe.probeAll(snapshot.segments, settings, snapshot.segments);
       if (o.json) return print(JSON.stringify(results, null, 2));
       print(
         table(
           ['dbid', 'content', 'catalog role', 'answer', 'mirror replication', 'ms'],
           results.map((p, i) => {
             const r = snapshot.segments[i];
-            const answer = p.ok ? (p.inRecovery ? 'in recovery (mirror)' : `primary, sync rep ${p.syncRepOn ? 'on' : 'off'}`) : `${p.kind}: ${p.message}`;
+            const answer = p.ok
+              ? p.inRecovery
+                ? 'in recovery (mirror)'
+                : `primary, sync rep ${p.syncRepOn ? 'on' : 'off'}`
+              : `${p.kind}${p.recoveryLsn ? ` (replaying at ${p.recoveryLsn})` : ''}: ${p.message}`;
             const replication = p.ok && !p.inRecovery ? `${p.mirror.state}${p.mirror.syncState !== 'none' ? ` ${p.mirror.syncState}` : ''}` : '';
             return [r.dbid, r.content, r.role, answer, replication, p.durationMs];
           }),
