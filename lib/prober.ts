@@ -87,41 +87,52 @@ export function validateInteger(owner: string, prop: string, value: number | und
   if (!Number.isInteger(value) || value < min || value > max) throw new Error(`${owner}: ${prop} must be an integer between ${min} and ${max}, got ${value}`);
 }
 
-/** Options of {@link createFtsFunction}. */
-export interface FtsFunctionOptions extends FunctionNetworkProps {
-  readonly entry: string;
-  readonly depsLockFilePath: string;
+/** What differs between the two FTS functions. */
+export interface FtsFunctionOptions {
+  /** Handler file when `props.entry` is not set. */
+  readonly defaultEntry: string;
   readonly description: string;
   readonly timeout: Duration;
-  readonly memorySize: number;
-  readonly environment: Record<string, string>;
-  readonly logRetention: logs.RetentionDays;
+  /** Powertools service name (the `service` metric dimension). */
+  readonly serviceName: string;
+  /** Variables besides the shared ones (tables, cluster id, secret, Powertools). */
+  readonly environment?: Record<string, string>;
 }
 
 /**
  * Builds an FTS Lambda the way both functions want it: Node 22 on ARM, JSON logs into
  * a log group with a retention, source maps, and everything bundled (the SDK too, so
  * the code runs against the SDK version it was tested with). `pg-native` stays out:
- * `pg` only loads it when asked to.
+ * `pg` only loads it when asked to. Grants read/write on the tables and read of the secret.
  */
-export function createFtsFunction(scope: Construct, id: string, options: FtsFunctionOptions): nodejs.NodejsFunction {
-  const logGroup = new logs.LogGroup(scope, `${id}Logs`, { retention: options.logRetention });
-  return new nodejs.NodejsFunction(scope, id, {
-    entry: options.entry,
+export function createFtsFunction(scope: Construct, id: string, props: FtsFunctionProps, options: FtsFunctionOptions): nodejs.NodejsFunction {
+  const depsLockFilePath = props.depsLockFilePath ?? DEFAULT_DEPS_LOCK_FILE;
+  const logGroup = new logs.LogGroup(scope, `${id}Logs`, { retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH });
+  const fn = new nodejs.NodejsFunction(scope, id, {
+    entry: props.entry ?? options.defaultEntry,
     handler: 'handler',
-    depsLockFilePath: options.depsLockFilePath,
-    projectRoot: path.dirname(options.depsLockFilePath),
+    depsLockFilePath,
+    projectRoot: path.dirname(depsLockFilePath),
     description: options.description,
     runtime: lambda.Runtime.NODEJS_22_X,
     architecture: lambda.Architecture.ARM_64,
     timeout: options.timeout,
-    memorySize: options.memorySize,
+    memorySize: props.memorySize ?? 512,
     loggingFormat: lambda.LoggingFormat.JSON,
     logGroup,
-    vpc: options.vpc,
-    vpcSubnets: options.vpcSubnets ?? { subnets: options.vpc.privateSubnets },
-    securityGroups: options.securityGroups,
-    environment: { NODE_OPTIONS: '--enable-source-maps', ...options.environment },
+    vpc: props.vpc,
+    vpcSubnets: props.vpcSubnets ?? { subnets: props.vpc.privateSubnets },
+    securityGroups: props.securityGroups,
+    environment: {
+      NODE_OPTIONS: '--enable-source-maps',
+      ...props.environment,
+      ...props.tables.env,
+      ...options.environment,
+      FTS_CLUSTER_ID: props.clusterId,
+      ...(props.pgSecret ? { FTS_PG_SECRET_ARN: props.pgSecret.secretArn } : {}),
+      POWERTOOLS_SERVICE_NAME: options.serviceName,
+      POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+    },
     bundling: {
       target: 'node22',
       minify: true,
@@ -129,22 +140,44 @@ export function createFtsFunction(scope: Construct, id: string, options: FtsFunc
       externalModules: ['pg-native'],
     },
   });
+  props.tables.grantReadWrite(fn);
+  props.pgSecret?.grantRead(fn);
+  return fn;
 }
 
-/** Props of {@link Prober}. */
-export interface ProberProps extends FunctionNetworkProps, HandlerSource {
-  /** Cluster this prober watches; sent as the schedule's input and set as FTS_CLUSTER_ID. */
+/** What both FTS functions (the prober and the PromoteMirror steps) are configured with. */
+export interface FtsFunctionProps extends FunctionNetworkProps, HandlerSource {
+  /** Cluster the function serves (FTS_CLUSTER_ID, the metrics' ClusterId dimension). */
   readonly clusterId: string;
-  /** The catalog tables; the prober gets read/write on these three only. */
+  /** The catalog tables; the function gets read/write on these three only. */
   readonly tables: CatalogTables;
-  /** The PromoteMirror state machine; the prober may start executions of it and nothing else. */
-  readonly promoteStateMachine: sfn.IStateMachine;
   /**
-   * Secret with the PostgreSQL credentials (`{"username", "password"}`) the prober
-   * connects with; FTS_PG_SECRET_ARN. A customer-managed KMS key on it needs its own grant.
+   * Secret with the PostgreSQL credentials (`{"username", "password"}`);
+   * FTS_PG_SECRET_ARN. A customer-managed KMS key on it needs its own grant.
    * @default no secret: the handler connects as FTS_PG_USER without a password (trust/IAM auth)
    */
   readonly pgSecret?: secretsmanager.ISecret;
+  /**
+   * Memory of the function in MB (also buys CPU for parallel probes).
+   * @default 512
+   */
+  readonly memorySize?: number;
+  /**
+   * Retention of the function's log group (and the state machine's, for PromoteMirror).
+   * @default logs.RetentionDays.ONE_MONTH
+   */
+  readonly logRetention?: logs.RetentionDays;
+  /**
+   * Extra environment variables (settings of the handler, e.g. FTS_PG_USER).
+   * @default none
+   */
+  readonly environment?: Record<string, string>;
+}
+
+/** Props of {@link Prober}. */
+export interface ProberProps extends FtsFunctionProps {
+  /** The PromoteMirror state machine; the prober may start executions of it and nothing else. */
+  readonly promoteStateMachine: sfn.IStateMachine;
   /**
    * How often the schedule invokes the prober. Rounds inside an invocation run every
    * `probeIntervalSeconds` (a catalog setting), so this is the takeover delay after an
@@ -160,25 +193,10 @@ export interface ProberProps extends FunctionNetworkProps, HandlerSource {
    */
   readonly timeout?: Duration;
   /**
-   * Memory of the function in MB (also buys CPU for parallel probes).
-   * @default 512
-   */
-  readonly memorySize?: number;
-  /**
    * Whether the schedule starts enabled (disable to deploy a cluster before it is seeded).
    * @default true
    */
   readonly scheduleEnabled?: boolean;
-  /**
-   * Retention of the function's log group.
-   * @default logs.RetentionDays.ONE_MONTH
-   */
-  readonly logRetention?: logs.RetentionDays;
-  /**
-   * Extra environment variables (settings of the handler, e.g. FTS_PG_USER).
-   * @default none
-   */
-  readonly environment?: Record<string, string>;
 }
 
 /**
@@ -208,35 +226,20 @@ export class Prober extends Construct {
       throw new Error(`Prober: timeout (${timeout.toSeconds()} s) must be at least the scheduleRate (${rate.toSeconds()} s)`);
     }
 
-    this.function = createFtsFunction(this, 'Function', {
-      entry: props.entry ?? DEFAULT_PROBER_ENTRY,
-      depsLockFilePath: props.depsLockFilePath ?? DEFAULT_DEPS_LOCK_FILE,
+    this.function = createFtsFunction(this, 'Function', props, {
+      defaultEntry: DEFAULT_PROBER_ENTRY,
       description: `FTS prober of cluster ${props.clusterId}: probe rounds under a DynamoDB lease`,
       timeout,
-      memorySize: props.memorySize ?? 512,
-      logRetention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
-      vpc: props.vpc,
-      vpcSubnets: props.vpcSubnets,
-      securityGroups: props.securityGroups,
-      environment: {
-        ...props.environment,
-        ...props.tables.env,
-        FTS_CLUSTER_ID: props.clusterId,
-        FTS_PROMOTE_STATE_MACHINE_ARN: props.promoteStateMachine.stateMachineArn,
-        ...(props.pgSecret ? { FTS_PG_SECRET_ARN: props.pgSecret.secretArn } : {}),
-        POWERTOOLS_SERVICE_NAME: PROBER_SERVICE_NAME,
-        POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
-      },
+      serviceName: PROBER_SERVICE_NAME,
+      environment: { FTS_PROMOTE_STATE_MACHINE_ARN: props.promoteStateMachine.stateMachineArn },
     });
     // A failed invocation is not worth an async retry: the next scheduled one takes over.
     this.function.configureAsyncInvoke({ retryAttempts: 0, maxEventAge: Duration.minutes(1) });
 
-    // Least privilege: the three tables, this one state machine, this one secret.
-    props.tables.grantReadWrite(this.function);
+    // Least privilege: the three tables and the secret (createFtsFunction), this one state machine.
     this.function.addToRolePolicy(
       new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [props.promoteStateMachine.stateMachineArn] }),
     );
-    props.pgSecret?.grantRead(this.function);
 
     this.schedule = new scheduler.Schedule(this, 'Schedule', {
       description: `Invokes the FTS prober of cluster ${props.clusterId}`,

@@ -14,21 +14,16 @@ import { Duration } from 'aws-cdk-lib';
 import type * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
-import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import type { PromoteStep } from '../lambdas/service/promotion';
-import type { CatalogTables } from './catalog-tables';
 import {
   createFtsFunction,
-  DEFAULT_DEPS_LOCK_FILE,
-  METRICS_NAMESPACE,
   validateClusterId,
   validateInteger,
   validateSeconds,
-  type FunctionNetworkProps,
-  type HandlerSource,
+  type FtsFunctionProps,
 } from './prober';
 
 /** Powertools service name of the PromoteMirror steps (the `service` metric dimension). */
@@ -86,26 +81,12 @@ export const stepResultKey = (step: PromoteStep): string => step.replace(/-([a-z
 export const TRANSIENT_STEP_ERRORS = ['SegmentUnreachableError', 'HostCommandError', 'NotWritableError', 'CatalogConflictError'];
 
 /** Props of {@link PromoteMirrorWorkflow}. */
-export interface PromoteMirrorWorkflowProps extends FunctionNetworkProps, HandlerSource {
-  /** Cluster whose mirrors this workflow promotes (FTS_CLUSTER_ID, metric dimension). */
-  readonly clusterId: string;
-  /** The catalog tables; the step function gets read/write on these three only. */
-  readonly tables: CatalogTables;
-  /**
-   * PostgreSQL credentials secret (`{"username", "password"}`); FTS_PG_SECRET_ARN.
-   * @default no secret: the handler connects as FTS_PG_USER without a password
-   */
-  readonly pgSecret?: secretsmanager.ISecret;
+export interface PromoteMirrorWorkflowProps extends FtsFunctionProps {
   /**
    * Timeout of the step function. `promote` waits up to 30 s for pg_promote.
    * @default Duration.seconds(60)
    */
   readonly timeout?: Duration;
-  /**
-   * Memory of the step function in MB.
-   * @default 512
-   */
-  readonly memorySize?: number;
   /**
    * Longest a whole execution may run before Step Functions fails it (States.Timeout).
    * @default Duration.minutes(15)
@@ -121,16 +102,6 @@ export interface PromoteMirrorWorkflowProps extends FunctionNetworkProps, Handle
    * @default sfn.LogLevel.ALL: failovers are rare and every transition matters afterwards
    */
   readonly logLevel?: sfn.LogLevel;
-  /**
-   * Retention of the function's and the state machine's log groups.
-   * @default logs.RetentionDays.ONE_MONTH
-   */
-  readonly logRetention?: logs.RetentionDays;
-  /**
-   * Extra environment variables of the step function (e.g. FTS_PG_USER).
-   * @default none
-   */
-  readonly environment?: Record<string, string>;
 }
 
 /** The PromoteMirror state machine and the one function behind its steps. */
@@ -154,27 +125,12 @@ export class PromoteMirrorWorkflow extends Construct {
     const timeout = props.timeout ?? Duration.seconds(60);
     const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
 
-    this.function = createFtsFunction(this, 'Function', {
-      entry: props.entry ?? DEFAULT_PROMOTE_MIRROR_ENTRY,
-      depsLockFilePath: props.depsLockFilePath ?? DEFAULT_DEPS_LOCK_FILE,
+    this.function = createFtsFunction(this, 'Function', props, {
+      defaultEntry: DEFAULT_PROMOTE_MIRROR_ENTRY,
       description: `FTS PromoteMirror steps of cluster ${props.clusterId}`,
       timeout,
-      memorySize: props.memorySize ?? 512,
-      logRetention,
-      vpc: props.vpc,
-      vpcSubnets: props.vpcSubnets,
-      securityGroups: props.securityGroups,
-      environment: {
-        ...props.environment,
-        ...props.tables.env,
-        FTS_CLUSTER_ID: props.clusterId,
-        ...(props.pgSecret ? { FTS_PG_SECRET_ARN: props.pgSecret.secretArn } : {}),
-        POWERTOOLS_SERVICE_NAME: PROMOTE_MIRROR_SERVICE_NAME,
-        POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
-      },
+      serviceName: PROMOTE_MIRROR_SERVICE_NAME,
     });
-    props.tables.grantReadWrite(this.function);
-    props.pgSecret?.grantRead(this.function);
 
     // A task outlives the function by a margin, so a hung invocation ends as the
     // function's own timeout error (a clear cause) rather than States.Timeout.
