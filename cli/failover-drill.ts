@@ -3,12 +3,13 @@
  * always writes to the acting primary the catalog names (as an application behind a
  * Greenplum coordinator would), the prober's timeline, and one measured failover.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client } from 'pg';
 import type { SegmentRow } from '../lambdas/core/model';
 import type { Catalog } from '../lambdas/ports/catalog';
 import { killInstance } from '../lambdas/adapters/local/host';
+import { trustCredentials, withSegmentClient } from '../lambdas/adapters/postgres/connection';
 import type { TimelineEvent } from './local-prober';
 import { LOCAL_SUPERUSER } from './local-cluster';
 
@@ -24,6 +25,7 @@ export interface Ack {
   at: number;
 }
 
+/** The workload's long-lived connection (one insert after another, like an application's). */
 async function connect(row: SegmentRow, timeoutMs: number): Promise<Client> {
   const client = new Client({ host: row.address, port: row.port, user: LOCAL_SUPERUSER, database: 'postgres', connectionTimeoutMillis: timeoutMs, query_timeout: 15_000 });
   client.on('error', () => undefined); // a killed server surfaces on the next query
@@ -55,16 +57,18 @@ export class Workload {
     return row;
   }
 
+  /** Runs `work` on one short connection to the acting primary. */
+  private async onActingPrimary<T>(work: (client: Client) => Promise<T>): Promise<T> {
+    return withSegmentClient(await this.actingPrimary(), trustCredentials(LOCAL_SUPERUSER), { connectTimeoutMs: 5000, statementTimeoutMs: 30_000 }, work);
+  }
+
   /** Creates the table (replicated to the mirror like any other write); ids continue after an earlier workload's. */
   async prepare(): Promise<void> {
-    const client = await connect(await this.actingPrimary(), 5000);
-    try {
+    await this.onActingPrimary(async (client) => {
       await client.query(`CREATE TABLE IF NOT EXISTS ${WORKLOAD_TABLE} (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())`);
       const { rows } = await client.query<{ max: string | null }>(`SELECT max(id) FROM ${WORKLOAD_TABLE}`);
       this.nextId = Number(rows[0]?.max ?? 0) + 1_000_000; // beyond ids that committed unacknowledged
-    } finally {
-      await client.end().catch(() => undefined);
-    }
+    });
   }
 
   /** Starts writing in the background. */
@@ -109,14 +113,9 @@ export class Workload {
 
   /** Acknowledged commits missing from the current acting primary (must be none). */
   async lostCommits(): Promise<{ acknowledged: number; found: number; lost: number[] }> {
-    const client = await connect(await this.actingPrimary(), 5000);
-    try {
-      const ids = new Set((await client.query<{ id: string }>(`SELECT id FROM ${WORKLOAD_TABLE}`)).rows.map((r) => Number(r.id)));
-      const lost = this.acks.filter((a) => !ids.has(a.id)).map((a) => a.id);
-      return { acknowledged: this.acks.length, found: this.acks.length - lost.length, lost };
-    } finally {
-      await client.end().catch(() => undefined);
-    }
+    const ids = await this.onActingPrimary(async (client) => new Set((await client.query<{ id: string }>(`SELECT id FROM ${WORKLOAD_TABLE}`)).rows.map((r) => Number(r.id))));
+    const lost = this.acks.filter((a) => !ids.has(a.id)).map((a) => a.id);
+    return { acknowledged: this.acks.length, found: this.acks.length - lost.length, lost };
   }
 }
 
@@ -132,17 +131,26 @@ export class Timeline {
     this.events.push(event);
   };
 
-  /** Reads what the log gained since the last call. */
+  /** Reads what the log gained since the last call (only the new bytes). */
   poll(): TimelineEvent[] {
     if (!this.file || !existsSync(this.file)) return [];
-    const text = readFileSync(this.file, 'utf8');
-    const end = text.lastIndexOf('\n') + 1;
+    const size = statSync(this.file).size;
+    if (size <= this.offset) return [];
+    const buffer = Buffer.alloc(size - this.offset);
+    const fd = openSync(this.file, 'r');
+    try {
+      readSync(fd, buffer, 0, buffer.length, this.offset);
+    } finally {
+      closeSync(fd);
+    }
+    const text = buffer.toString('utf8');
+    const end = text.lastIndexOf('\n') + 1; // a line still being written waits for the next poll
+    this.offset += Buffer.byteLength(text.slice(0, end));
     const fresh = text
-      .slice(this.offset, end)
+      .slice(0, end)
       .split('\n')
       .filter(Boolean)
       .map((l) => JSON.parse(l) as TimelineEvent);
-    this.offset = end;
     this.events.push(...fresh);
     return fresh;
   }

@@ -5,7 +5,7 @@
  */
 import type { Catalog, Lease } from '../ports/catalog';
 import type { SegmentControl, SegmentProbe } from '../ports/segments';
-import type { Telemetry } from '../ports/telemetry';
+import type { MetricName, Telemetry } from '../ports/telemetry';
 import type { Workflows } from '../ports/workflows';
 import type { ClusterSnapshot, ProberMemory, SegmentRow } from '../core/model';
 import type { Decision, RoundPlan } from '../core/decide';
@@ -72,9 +72,19 @@ export async function runProbeRound(deps: ProberDeps, clusterId: string, setting
   return report;
 }
 
+/** Decisions that only raise an alarm: the metric each emits. */
+const ALARM_METRICS: Partial<Record<Decision['kind'], MetricName>> = {
+  'double-fault': 'DoubleFault',
+  'content-unavailable': 'ContentUnavailable',
+  'coordinator-unreachable': 'CoordinatorUnreachable',
+  'probe-misconfigured': 'ProbeMisconfigured',
+};
+
 async function act(deps: ProberDeps, snapshot: ClusterSnapshot, plan: RoundPlan): Promise<void> {
   const row = (dbid: number): SegmentRow => snapshot.segments.find((r) => r.dbid === dbid)!;
   const mirrorOf = (content: number): SegmentRow | undefined => snapshot.segments.find((r) => r.content === content && r.role === 'm');
+  const startPromotion = (content: number, failedPrimaryDbid: number, mirrorDbid: number, reason: string) =>
+    deps.workflows.startPromotion({ clusterId: snapshot.clusterId, content, failedPrimaryDbid, mirrorDbid, catalogVersion: snapshot.version, reason });
   const { telemetry } = deps;
   await Promise.all(
     plan.decisions.map(async (d) => {
@@ -91,49 +101,26 @@ async function act(deps: ProberDeps, snapshot: ClusterSnapshot, plan: RoundPlan)
             await deps.control.setSyncRep(row(d.primaryDbid), row(d.mirrorDbid), true);
             break;
           case 'fail-over': {
-            const started = await deps.workflows.startPromotion({
-              clusterId: snapshot.clusterId,
-              content: d.content,
-              failedPrimaryDbid: d.failedPrimaryDbid,
-              mirrorDbid: d.mirrorDbid,
-              catalogVersion: snapshot.version,
-              reason: d.reason,
-            });
+            const started = await startPromotion(d.content, d.failedPrimaryDbid, d.mirrorDbid, d.reason);
             telemetry.metric('FailoversStarted', 1);
             telemetry.warn(d.reason, { ...fields, execution: started.executionName, started: started.started });
             break;
           }
           case 'promote-again': {
             const failed = snapshot.segments.find((r) => r.content === d.content && r.dbid !== d.dbid);
-            const started = await deps.workflows.startPromotion({
-              clusterId: snapshot.clusterId,
-              content: d.content,
-              failedPrimaryDbid: failed?.dbid ?? d.dbid,
-              mirrorDbid: d.dbid,
-              catalogVersion: snapshot.version,
-              reason: d.reason,
-            });
+            const started = await startPromotion(d.content, failed?.dbid ?? d.dbid, d.dbid, d.reason);
             telemetry.warn(d.reason, { ...fields, execution: started.executionName });
             break;
           }
-          case 'double-fault':
-            telemetry.metric('DoubleFault', 1);
+          default: {
+            const alarm = ALARM_METRICS[d.kind];
+            if (!alarm) {
+              telemetry.info(d.reason, fields);
+              break;
+            }
+            telemetry.metric(alarm, 1);
             telemetry.error(d.reason, fields);
-            break;
-          case 'content-unavailable':
-            telemetry.metric('ContentUnavailable', 1);
-            telemetry.error(d.reason, fields);
-            break;
-          case 'coordinator-unreachable':
-            telemetry.metric('CoordinatorUnreachable', 1);
-            telemetry.error(d.reason, fields);
-            break;
-          case 'probe-misconfigured':
-            telemetry.metric('ProbeMisconfigured', 1);
-            telemetry.error(d.reason, fields);
-            break;
-          default:
-            telemetry.info(d.reason, fields);
+          }
         }
       } catch (e) {
         telemetry.warn(`action failed, retried next round: ${(e as Error).message}`, fields);

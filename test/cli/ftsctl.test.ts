@@ -69,8 +69,8 @@ describe('local up with a bad spec: a clear error, nothing left behind', () => {
 
   const cases: [string, () => string[], RegExp][] = [
     ['no hosts', () => ['--hosts', '0'], /--hosts must be a positive integer/],
-    ['spread with too few hosts', () => ['--hosts', '2', '--primaries-per-host', '2', '--mirroring', 'spread'], /spread mirroring needs more hosts|spread/i],
-    ['a port in use', () => ['--base-port', String(busyPort)], new RegExp(`port ${'\\d+'} \\(dbid 1.*in use`)],
+    ['spread with too few hosts', () => ['--hosts', '2', '--primaries-per-host', '2', '--mirroring', 'spread'], /spread mirroring puts the mirrors of a host's 2 primaries on 2 other hosts, so it needs more than 2 hosts; got 2/],
+    ['a port in use', () => ['--base-port', String(busyPort)], /port \d+ \(dbid 1, basePort \d+ \+ 0\) is in use/],
     ['an unknown option', () => ['--bogus'], /unknown option '--bogus'/],
     ['an unknown mirroring type', () => ['--mirroring', 'ring'], /Allowed choices are group, spread, none/],
     ['an unknown key in a spec file', () => {

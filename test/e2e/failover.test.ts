@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { killInstance } from '../../lambdas/adapters/local/host';
 import { SegmentUnreachableError } from '../../lambdas/core/errors';
 import type { LocalProber } from '../../cli/local-prober';
-import { killAndMeasure, Workload } from '../../cli/failover-drill';
+import { killAndMeasure, Timeline, Workload } from '../../cli/failover-drill';
 import { startBackgroundProber } from '../../cli/local-cluster';
 import { testCluster, type TestCluster } from '../support/local-cluster-fixture';
 import { crashBackend, throttleRecovery, writeWalSinceCheckpoint } from '../support/slow-recovery';
@@ -177,7 +177,6 @@ test('two probers at once: one holds the lease and acts; the failover happens ex
 test('a prober killed mid-failover: the next one finishes it, with exactly one promotion', async () => {
   cluster = await testCluster('killed-prober');
   const pid = await startBackgroundProber(cluster);
-  const { Timeline } = await import('../../cli/failover-drill');
   const daemonLog = new Timeline(cluster.proberLog);
   const killedAt = Date.now();
   await killInstance((await cluster.row(PRIMARY)).datadir);
@@ -206,7 +205,6 @@ test('a promotion step that fails once is retried and completes', async () => {
     },
   });
   await killInstance((await cluster.row(PRIMARY)).datadir);
-  await allDone(prober);
   await waitFor('an execution', async () => (executionsOf(prober).length ? true : undefined), 30_000);
   await allDone(prober);
   expect(promoteCalls).toBe(2);

@@ -5,20 +5,14 @@
  * startup process slowed down with SIGSTOP/SIGCONT so the recovery lasts seconds.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Client } from 'pg';
+import type { Client } from 'pg';
+import { trustCredentials, withSegmentClient } from '../../lambdas/adapters/postgres/connection';
 import type { SegmentRow } from '../../lambdas/core/model';
 import { startupProcess } from '../../lambdas/adapters/local/startup-progress';
 
-async function withClient<T>(row: SegmentRow, fn: (c: Client) => Promise<T>): Promise<T> {
-  const client = new Client({ host: row.address, port: row.port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 5000 });
-  client.on('error', () => undefined);
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
+/** One connection as the superuser; WAL generation may take long, so no statement timeout. */
+const withClient = <T>(row: SegmentRow, fn: (c: Client) => Promise<T>): Promise<T> =>
+  withSegmentClient(row, trustCredentials('postgres'), { connectTimeoutMs: 5000, statementTimeoutMs: false, deadlineMs: 120_000 }, fn);
 
 /** Writes about `mb` MB of WAL after a checkpoint that stays the last one (no timed or size-triggered checkpoint). */
 export async function writeWalSinceCheckpoint(primary: SegmentRow, mb: number): Promise<void> {
