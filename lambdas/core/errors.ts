@@ -53,3 +53,12 @@ export class MirrorNotPromotableError extends FtsError {}
 
 /** The promoted instance did not accept a write. */
 export class NotWritableError extends FtsError {}
+
+/**
+ * The instance reached at a row's address is not the one the row means (its `fts.dbid`,
+ * `fts.content` or system identifier differ). Nothing was done to it.
+ */
+export class WrongInstanceError extends FtsError {}
+
+/** The prober's lease lapsed or was taken over: it must not act on what it decided. */
+export class NotLeaseHolderError extends FtsError {}

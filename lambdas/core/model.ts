@@ -36,6 +36,12 @@ export interface SegmentRow {
   placementGroup?: string;
   /** Partition number within a partition placement group. */
   partitionNumber?: number;
+  /**
+   * System identifier of the content's database cluster (`pg_control_system()`, a
+   * decimal string). Both instances of a content share it (a mirror is a physical copy);
+   * probes and workflow steps refuse an instance whose identifier differs.
+   */
+  systemIdentifier?: string;
 }
 
 /** One row of `gp_configuration_history`. */

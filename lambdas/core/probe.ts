@@ -14,6 +14,22 @@ export type ProbeFailureKind =
   | 'in-recovery'
   /** Connected, but a critical directory check failed (disk gone, permissions). */
   | 'check-failed'
+  /**
+   * Connected, but the instance could not write and flush a heartbeat row within the
+   * probe timeout (full or read-only disk, I/O error): it cannot serve writes.
+   */
+  | 'disk'
+  /**
+   * The instance that answered at the row's address is not the one the row means: its
+   * `fts.dbid` / `fts.content` settings or its system identifier differ (DNS change,
+   * reused IP, typo). Never acted on: the real instance's state is unknown.
+   */
+  | 'wrong-instance'
+  /**
+   * The postmaster answered but refused the session for lack of connection slots
+   * (SQLSTATE 53300): it is alive. Not a failure.
+   */
+  | 'too-many-connections'
   /** Anything else. */
   | 'error';
 
@@ -39,6 +55,20 @@ export interface ProbeAnswer {
   syncRepOn: boolean;
   /** Replay LSN when in recovery; current WAL LSN otherwise. */
   lsn?: string;
+  /** `pg_postmaster_start_time()`, ISO-8601. */
+  startedAt?: string;
+  /**
+   * When the instance last (re)initialized its shared memory, ISO-8601: the start of its
+   * checkpointer process. Later than `startedAt` after a crash reset of the postmaster
+   * (a backend crashed and every backend was restarted); a new value is a new reset.
+   */
+  initializedAt?: string;
+  /** `wal_sender_timeout` in milliseconds (0 = disabled); the second opinion relies on it. */
+  walSenderTimeoutMs?: number;
+  /** The instance's system identifier (`pg_control_system()`), as a decimal string. */
+  systemIdentifier?: string;
+  /** True when the probe wrote and flushed its heartbeat row (acting primaries only). */
+  wrote?: boolean;
   attempts: number;
   durationMs: number;
 }

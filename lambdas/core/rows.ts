@@ -29,6 +29,7 @@ export const segmentRowSchema = z
     availabilityZone: nonEmpty.optional(),
     placementGroup: nonEmpty.optional(),
     partitionNumber: z.number().int().min(1).max(7).optional(),
+    systemIdentifier: z.string().regex(/^[0-9]{1,20}$/, 'must be a decimal system identifier').optional(),
   })
   .strict();
 

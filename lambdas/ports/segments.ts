@@ -6,13 +6,27 @@ import type { SegmentRow } from '../core/model';
 import type { ProbeResult } from '../core/probe';
 import type { Settings } from '../core/settings';
 
-/** Probes instances: one TCP connection and one query each, with retries. */
+/** Options of one probe. */
+export interface ProbeOptions {
+  /**
+   * Also prove the instance can write: commit a heartbeat row with
+   * `synchronous_commit = local` inside the probe timeout (acting primaries only; a
+   * failure is kind `disk`). Default false (read-only probe, e.g. of rows marked down).
+   */
+  writeCheck?: boolean;
+}
+
+/**
+ * Probes instances: one TCP connection per attempt, with retries. Every probe checks
+ * the instance's identity (`fts.dbid`, `fts.content`, and the row's system identifier
+ * when the catalog has one): a mismatch is a failure of kind `wrong-instance`.
+ */
 export interface SegmentProbe {
   /**
    * Probes one instance with the settings' timeout, retries and delay; `mirror` names the
    * walsender whose replication it reports. Never throws.
    */
-  probe(segment: SegmentRow, settings: Settings, mirror?: SegmentRow): Promise<ProbeResult>;
+  probe(segment: SegmentRow, settings: Settings, mirror?: SegmentRow, options?: ProbeOptions): Promise<ProbeResult>;
   /**
    * Probes many in parallel, at most `settings.probeParallelism` at once; `catalogRows`
    * (the whole snapshot) tells each primary's mirror.
@@ -31,10 +45,20 @@ export interface WalReceiverStatus {
   senderPort?: number;
   /** Epoch ms of the last message received from the sender, when known. */
   lastMessageAt?: number;
+  /**
+   * Seconds since the last message from the sender, measured by the mirror's own clock
+   * (`now() - last_msg_receipt_time` on the mirror), so clock skew between the mirror's
+   * host and the caller does not matter.
+   */
+  heardSecondsAgo?: number;
   replayLsn?: string;
 }
 
-/** SQL-level control of one instance. Every call is idempotent. */
+/**
+ * SQL-level control of one instance. Every call is idempotent, and every call first
+ * checks that the instance it reached is the row's (`fts.dbid`, `fts.content`, system
+ * identifier when known): WrongInstanceError otherwise, with nothing done.
+ */
 export interface SegmentControl {
   /** Promotes a mirror (no-op if already a primary), waits until it leaves recovery, turns its sync rep off. */
   promote(segment: SegmentRow, timeoutMs: number): Promise<void>;
@@ -51,8 +75,26 @@ export interface SegmentControl {
 /** How to rebuild an instance as a mirror. */
 export type RebuildMethod = 'rewind' | 'basebackup';
 
+/** What a fence found and did. */
+export interface FenceReport {
+  /** The instance was running when the fence began. */
+  wasRunning: boolean;
+  /** It had to be killed (SIGKILL) because a normal stop did not end it (e.g. frozen). */
+  killed: boolean;
+  /** The data directory did not exist (host replaced): nothing to fence there. */
+  missing: boolean;
+}
+
 /** Process- and file-level control of instances on their host. */
 export interface SegmentHost {
+  /**
+   * Fences an instance that must never again accept writes (an old primary after a
+   * failover): first writes `standby.signal` and a `primary_conninfo` pointing at
+   * `newPrimary` (when given), so that any restart (systemd, reboot, an operator) comes
+   * up read-only, then stops it (immediate), killing it when a stop does not end it (a
+   * frozen postmaster and its backends). Idempotent; succeeds on a stopped instance.
+   */
+  fence(segment: SegmentRow, newPrimary: SegmentRow | undefined): Promise<FenceReport>;
   /** Starts the instance and waits until it accepts connections (or is a streaming standby). */
   start(segment: SegmentRow): Promise<void>;
   /** Stops it: `fast` (clean) or `immediate` (crash-like). No error if already stopped. */

@@ -16,7 +16,25 @@ export type MetricName =
   | 'CoordinatorUnreachable'
   | 'ProberRoundFailed'
   | 'PromotionSucceeded'
-  | 'PromotionFailed';
+  | 'PromotionFailed'
+  /** A PromoteMirror execution was aborted (the primary proved alive). */
+  | 'PromotionAborted'
+  /** An instance at a row's address is not the row's instance (identity mismatch). */
+  | 'WrongInstance'
+  /** A row marked down answered as a writable primary and was fenced. */
+  | 'ZombieFenced'
+  /** A fence could not be carried out yet (host unreachable): it is pending in the catalog. */
+  | 'FencePending'
+  /** A primary's postmaster reset itself after a backend crash. */
+  | 'PrimaryReset'
+  /** A primary keeps resetting (past the threshold): a failure. */
+  | 'PrimaryResetLoop'
+  /** A primary could not write and flush its heartbeat (full or read-only disk). */
+  | 'DiskFailure'
+  /** A primary refused the prober for lack of connection slots (alive). */
+  | 'TooManyConnections'
+  /** A primary's wal_sender_timeout is too long (or off) for the second opinion to be sound. */
+  | 'ReplicationTimeoutMisconfigured';
 
 export interface Telemetry {
   info(message: string, fields?: Record<string, unknown>): void;

@@ -466,7 +466,7 @@ function checkChange(
 
 const ROW_FIELDS: readonly (keyof SegmentRow)[] = [
   'dbid', 'content', 'role', 'preferredRole', 'mode', 'status', 'port', 'hostname', 'address', 'datadir',
-  'instanceId', 'availabilityZone', 'placementGroup', 'partitionNumber',
+  'instanceId', 'availabilityZone', 'placementGroup', 'partitionNumber', 'systemIdentifier',
 ];
 const sameRow = (a: SegmentRow, b: SegmentRow): boolean => ROW_FIELDS.every((f) => a[f] === b[f]);
 
