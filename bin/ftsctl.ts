@@ -5,15 +5,21 @@
  * the catalog of a local cluster (when one of that id runs here) or of the AWS account
  * the SDK's default credentials and FTS_*_TABLE variables point at.
  */
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DynamoDbCatalog } from '../lambdas/adapters/dynamodb/catalog';
 import { killInstance } from '../lambdas/adapters/local/host';
+import { LocalWorkflows, parseExecutionInput, stateMachineName, type StateMachineName } from '../lambdas/adapters/local/local-workflows';
 import { localRecoveryProgress } from '../lambdas/adapters/local/startup-progress';
 import { trustCredentials } from '../lambdas/adapters/postgres/connection';
 import { PgSegmentProbe } from '../lambdas/adapters/postgres/probe';
 import { ValidationError } from '../lambdas/core/errors';
 import type { Catalog } from '../lambdas/ports/catalog';
+import type { Telemetry } from '../lambdas/ports/telemetry';
+import { runPromoteStepEvent, type PromotionDeps } from '../lambdas/service/promotion';
 import { formatHistory, formatState, table } from '../cli/format';
 import {
   connectionString,
@@ -21,9 +27,12 @@ import {
   downLocalCluster,
   localCatalog,
   localClusterDir,
+  openLocalCluster,
   readLocalState,
   upLocalCluster,
+  type LocalCluster,
 } from '../cli/local-cluster';
+import { timelineTelemetry, type TimelineEvent } from '../cli/local-prober';
 import { runDemo } from '../cli/demo';
 
 const positiveInt = (name: string) => (value: string): number => {
@@ -53,6 +62,137 @@ function catalogFor(clusterId: string, dir?: string): Catalog {
 }
 
 const print = (text: string): void => void process.stdout.write(`${text}\n`);
+
+/** How a workflow execution ended, as `ftsctl workflow run` reports it. */
+export interface WorkflowRunResult {
+  stateMachine: StateMachineName;
+  executionName: string;
+  /** AWS only. */
+  executionArn?: string;
+  /** SUCCEEDED, FAILED, TIMED_OUT or ABORTED. */
+  status: string;
+  /** The execution's output (SUCCEEDED). */
+  output?: unknown;
+  /** Error name (e.g. InvalidInput, PromotionFailed). */
+  error?: string;
+  /** Cause, as a sentence: a Lambda error's message is taken out of its JSON envelope. */
+  cause?: string;
+  /** Local only: what the steps logged, oldest first. */
+  log?: TimelineEvent[];
+}
+
+/**
+ * The PromoteMirror steps' dependencies for a local cluster, built from its adapters
+ * (one place, so a new dependency of the steps is one line here).
+ */
+export function localPromotionDeps(cluster: Pick<LocalCluster, 'catalog' | 'probe' | 'control' | 'host'>, telemetry: Telemetry): PromotionDeps {
+  const deps = {
+    catalog: cluster.catalog,
+    probe: cluster.probe,
+    control: cluster.control,
+    host: cluster.host,
+    telemetry,
+    now: () => new Date(),
+    notify: async (subject: string, message: string) => telemetry.info(subject, { notification: message }),
+  };
+  return deps;
+}
+
+/** A Lambda error's Cause is `{"errorType","errorMessage","trace"}`: its message is what a person reads. */
+function readableCause(cause: string | undefined): string | undefined {
+  if (cause === undefined) return undefined;
+  try {
+    const parsed = JSON.parse(cause) as { errorMessage?: unknown };
+    if (typeof parsed?.errorMessage === 'string') return parsed.errorMessage;
+  } catch {
+    /* a plain-text cause */
+  }
+  return cause;
+}
+
+/** A fresh execution name, as the console makes one. */
+const newExecutionName = (): string => `ftsctl-${randomUUID()}`;
+
+/**
+ * Runs a workflow of a local cluster to its end: the synthesized ASL through
+ * LocalWorkflows, every Task state bound to the real step code with the cluster's
+ * adapters. `input` is passed as given.
+ */
+export async function runWorkflowLocally(
+  cluster: Pick<LocalCluster, 'catalog' | 'probe' | 'control' | 'host'>,
+  stateMachine: StateMachineName,
+  input: unknown,
+  options: { executionName?: string; retryIntervalMs?: number } = {},
+): Promise<WorkflowRunResult> {
+  const log: TimelineEvent[] = [];
+  const deps = localPromotionDeps(cluster, timelineTelemetry((e) => log.push(e)));
+  const workflows = new LocalWorkflows({ promoteHandler: (event) => runPromoteStepEvent(deps, event), retryIntervalMs: options.retryIntervalMs });
+  const outcome = await workflows.runExecution(options.executionName ?? newExecutionName(), input);
+  return {
+    stateMachine,
+    executionName: outcome.executionName,
+    status: outcome.status,
+    ...(outcome.output !== undefined ? { output: outcome.output } : {}),
+    ...(outcome.error !== undefined ? { error: outcome.error } : {}),
+    ...(outcome.cause !== undefined ? { cause: readableCause(outcome.cause) } : {}),
+    log,
+  };
+}
+
+/** A state machine ARN (Standard state machines; the name part as Step Functions allows it). */
+const STATE_MACHINE_ARN = /^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$/;
+
+/**
+ * Runs a workflow in AWS: StartExecution with `inputText` as given, then DescribeExecution
+ * every `pollMs` until the execution is no longer running (the client's own retry covers
+ * throttling and transient errors).
+ */
+export async function runWorkflowInAws(
+  client: SFNClient,
+  stateMachineArn: string,
+  stateMachine: StateMachineName,
+  inputText: string,
+  options: { executionName?: string; pollMs?: number } = {},
+): Promise<WorkflowRunResult> {
+  if (!STATE_MACHINE_ARN.test(stateMachineArn)) throw new ValidationError(`--state-machine-arn must be a state machine ARN (arn:aws:states:<region>:<account>:stateMachine:<name>), got ${JSON.stringify(stateMachineArn)}`);
+  const name = options.executionName ?? newExecutionName();
+  const started = await client.send(new StartExecutionCommand({ stateMachineArn, name, input: inputText }));
+  if (!started.executionArn) throw new Error('StartExecution returned no executionArn');
+  for (;;) {
+    const d = await client.send(new DescribeExecutionCommand({ executionArn: started.executionArn }));
+    // PENDING_REDRIVE: a redrive was asked for and the execution is about to run again.
+    if (d.status !== 'RUNNING' && d.status !== 'PENDING_REDRIVE') {
+      let output: unknown = d.output;
+      if (typeof d.output === 'string') {
+        try {
+          output = JSON.parse(d.output) as unknown;
+        } catch {
+          output = d.output;
+        }
+      }
+      return {
+        stateMachine,
+        executionName: name,
+        executionArn: started.executionArn,
+        status: d.status ?? 'UNKNOWN',
+        ...(d.status === 'SUCCEEDED' && output !== undefined ? { output } : {}),
+        ...(d.error ? { error: d.error } : {}),
+        ...(d.cause ? { cause: readableCause(d.cause) } : {}),
+      };
+    }
+    await sleep(options.pollMs ?? 1000);
+  }
+}
+
+/** The text `ftsctl workflow run` prints for a result. */
+export function formatWorkflowRun(r: WorkflowRunResult): string {
+  const lines = [`${r.stateMachine} execution ${r.executionName}: ${r.status}`];
+  if (r.executionArn) lines.push(`arn: ${r.executionArn}`);
+  if (r.error) lines.push(`error: ${r.error}`);
+  if (r.cause) lines.push(`cause: ${r.cause}`);
+  if (r.output !== undefined) lines.push(`output: ${JSON.stringify(r.output, null, 2)}`);
+  return lines.join('\n');
+}
 
 /** Builds the command tree (exported for tests). */
 export function buildProgram(): Command {
@@ -182,6 +322,36 @@ export function buildProgram(): Command {
           }),
         ),
       );
+    });
+
+  const workflow = program.command('workflow').description('the FTS workflows (Step Functions state machines)');
+  workflow
+    .command('run')
+    .description('run a workflow with the input one would paste into the Step Functions console, wait for its end and print it (exit 0 when it succeeded)')
+    .argument('<stateMachine>', 'the state machine: PromoteMirror')
+    .requiredOption('--input <json>', 'the execution input, as JSON')
+    .addOption(clusterOption())
+    .addOption(dirOption())
+    .option('--state-machine-arn <arn>', 'run it in AWS (StartExecution, then DescribeExecution until it ends) instead of on the local cluster')
+    .option('--name <executionName>', 'execution name (default ftsctl-<uuid>)')
+    .option('--json', 'one JSON object')
+    .action(async (name: string, o) => {
+      const stateMachine = stateMachineName(name);
+      const input = parseExecutionInput(o.input); // malformed JSON: nothing runs
+      let result: WorkflowRunResult;
+      if (o.stateMachineArn) {
+        result = await runWorkflowInAws(new SFNClient({ maxAttempts: 5 }), o.stateMachineArn, stateMachine, o.input, { executionName: o.name });
+      } else {
+        const dir = o.dir ?? localClusterDir(o.cluster);
+        const state = readLocalState(dir);
+        if (state?.phase !== 'ready') {
+          throw new ValidationError(`no local cluster ${o.cluster} runs in ${dir} (start one with: npm run ftsctl -- local up --cluster ${o.cluster}); to run the workflow in AWS, give --state-machine-arn`);
+        }
+        result = await runWorkflowLocally(openLocalCluster(dir), stateMachine, input, { executionName: o.name });
+      }
+      if (o.json) print(JSON.stringify(result, null, 2));
+      else print(formatWorkflowRun(result));
+      process.exitCode = result.status === 'SUCCEEDED' ? 0 : 1;
     });
 
   program

@@ -27,7 +27,7 @@ import { isRunning, killInstance, LocalSegmentHost } from '../lambdas/adapters/l
 import { freePort } from '../lambdas/adapters/local/net';
 import { localRecoveryProgress } from '../lambdas/adapters/local/startup-progress';
 import { chownToPgUser, initdbInstance, pgOsUser, writeInstanceConfig } from '../lambdas/adapters/local/postgres-binaries';
-import { trustCredentials } from '../lambdas/adapters/postgres/connection';
+import { trustCredentials, withSegmentClient } from '../lambdas/adapters/postgres/connection';
 import { PgSegmentControl } from '../lambdas/adapters/postgres/control';
 import { mapLimit, PgSegmentProbe } from '../lambdas/adapters/postgres/probe';
 
@@ -289,8 +289,16 @@ export async function upLocalCluster(specInput: unknown, options: UpOptions = {}
       // Parents traversable by the PostgreSQL OS user; the data directory itself is its own.
       await mkdir(dirname(row.datadir), { recursive: true, mode: 0o755 });
       await initdbInstance(row.datadir, { noSync: true });
-      await writeInstanceConfig(row.datadir, { port: row.port });
+      await writeInstanceConfig(row.datadir, { port: row.port, dbid: row.dbid, content: row.content });
       await adapters.host.start(row);
+    });
+    // Both instances of a content share the primary's system identifier (the mirror is
+    // its physical copy); probes and workflow steps refuse an instance with another one.
+    await mapLimit(primaries, 2, async (primary) => {
+      const id = await withSegmentClient(primary, trustCredentials(LOCAL_SUPERUSER), { connectTimeoutMs: 10_000 }, async (c) => {
+        return (await c.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()')).rows[0].id;
+      });
+      for (const row of rows) if (row.content === primary.content) row.systemIdentifier = id;
     });
     const pairs = pairsByContent(rows).filter((p) => p.primary && p.mirror);
     progress(`creating ${pairs.length} mirrors (pg_basebackup through a slot)`);

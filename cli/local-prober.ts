@@ -7,7 +7,7 @@
 import { appendFileSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Catalog } from '../lambdas/ports/catalog';
-import type { SegmentControl, SegmentProbe } from '../lambdas/ports/segments';
+import type { SegmentControl, SegmentHost, SegmentProbe } from '../lambdas/ports/segments';
 import type { MetricName, Telemetry } from '../lambdas/ports/telemetry';
 import { LocalWorkflows, type LocalExecutionEvent, type PromoteStepEvent } from '../lambdas/adapters/local/local-workflows';
 import { runProber, type ProberDeps, type RoundReport } from '../lambdas/service/prober';
@@ -52,6 +52,8 @@ export interface LocalProberOptions {
   catalog: Catalog;
   probe: SegmentProbe;
   control: SegmentControl;
+  /** Host operations (fences). */
+  host: SegmentHost;
   telemetry: Telemetry;
   /** Owner prefix of the lease; default `local-<pid>`. */
   owner?: string;
@@ -76,11 +78,12 @@ export interface LocalProber {
 
 /** Starts the prober loop in this process. */
 export function startLocalProber(options: LocalProberOptions): LocalProber {
-  const { catalog, probe, control, telemetry } = options;
+  const { catalog, probe, control, host, telemetry } = options;
   const promotionDeps: PromotionDeps = {
     catalog,
     probe,
     control,
+    host,
     telemetry,
     now: () => new Date(),
     notify: async (subject, message) => telemetry.info(subject, { notification: message }),
@@ -99,7 +102,7 @@ export function startLocalProber(options: LocalProberOptions): LocalProber {
   const controller = new AbortController();
   // An abort (stop) ends the wait at once; runProber then sees the signal and returns.
   const sleep = (ms: number): Promise<void> => delay(ms, undefined, { signal: controller.signal }).catch(() => undefined);
-  const deps: ProberDeps = { catalog, probe, control, workflows, telemetry, clock: Date.now, sleep };
+  const deps: ProberDeps = { catalog, probe, control, host, workflows, telemetry, clock: Date.now, sleep };
   let rounds = 0;
   let invocation = 0;
   const owner = options.owner ?? `local-${process.pid}`;

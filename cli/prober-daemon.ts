@@ -16,6 +16,7 @@ const prober = startLocalProber({
   catalog: cluster.catalog,
   probe: cluster.probe,
   control: cluster.control,
+  host: cluster.host,
   telemetry: timelineTelemetry(fileSink(cluster.proberLog)),
 });
 const stop = (): void => {

@@ -19,9 +19,23 @@ import { PROMOTE_MIRROR_SERVICE_NAME } from './promote-mirror-workflow';
 import { METRICS_NAMESPACE, PROBER_SERVICE_NAME, validateClusterId, validateInteger } from './prober';
 
 /** Metrics of the prober that mean "a person must look", alarmed on Sum >= 1 in a minute. */
-export const PROBER_ALARM_METRICS = ['DoubleFault', 'ContentUnavailable', 'ProbeMisconfigured', 'ProberRoundFailed'] as const;
+export const PROBER_ALARM_METRICS = [
+  'DoubleFault',
+  'ContentUnavailable',
+  'ProbeMisconfigured',
+  'ProberRoundFailed',
+  'CoordinatorUnreachable',
+  'WrongInstance',
+  'ZombieFenced',
+  'FencePending',
+  'PrimaryReset',
+  'PrimaryResetLoop',
+  'DiskFailure',
+  'TooManyConnections',
+  'ReplicationTimeoutMisconfigured',
+] as const;
 /** Metrics of the PromoteMirror steps alarmed the same way (UnreachablePrimary: a failover was aborted because the primary still answers somewhere). */
-export const PROMOTE_ALARM_METRICS = ['UnreachablePrimary', 'PromotionFailed'] as const;
+export const PROMOTE_ALARM_METRICS = ['UnreachablePrimary', 'PromotionAborted', 'PromotionFailed', 'FencePending'] as const;
 
 /** Props of {@link FtsAlarms}. */
 export interface FtsAlarmsProps {
@@ -117,10 +131,21 @@ export class FtsAlarms extends Construct {
       ProbeMisconfigured: 'a probe failed for a reason that is not the segment (credentials, pg_hba, settings)',
       ProberRoundFailed: 'a prober round failed; failures are not being detected while this lasts',
       UnreachablePrimary: 'a failover was aborted: the primary is unreachable from the prober but still alive (network partition?)',
+      PromotionAborted: 'a failover was aborted because the primary proved alive; it is tried again while the primary keeps failing',
       PromotionFailed: 'a mirror promotion failed; the content may have no writable primary',
+      CoordinatorUnreachable: 'the coordinator does not answer; activating the standby is a decision for a person',
+      WrongInstance: 'an address in the catalog answers as another instance (DNS change, reused IP, typo); nothing is done to it',
+      ZombieFenced: 'an instance marked down answered as a writable primary beside the acting one and was fenced',
+      FencePending: 'an old primary could not be fenced yet (host unreachable); it is retried until it is done',
+      PrimaryReset: 'a primary reset itself after a backend crash',
+      PrimaryResetLoop: 'a primary keeps resetting (crash loop): failed over when its mirror is in sync',
+      DiskFailure: 'a primary could not write and flush its heartbeat (full or read-only disk)',
+      TooManyConnections: 'a primary is out of connection slots (alive; clients are refused)',
+      ReplicationTimeoutMisconfigured: "a primary's wal_sender_timeout is off or too long for the mirror's second opinion before a failover",
     };
     for (const name of PROBER_ALARM_METRICS) atLeastOnce(name, prober(name), descriptions[name]);
-    for (const name of PROMOTE_ALARM_METRICS) atLeastOnce(name, promotion(name), descriptions[name]);
+    // FencePending is emitted by both functions: the prober's alarm keeps the plain name.
+    for (const name of PROMOTE_ALARM_METRICS) atLeastOnce(name === 'FencePending' ? 'PromotionFencePending' : name, promotion(name), descriptions[name]);
     atLeastOnce(
       'PromoteMirrorExecutionsFailed',
       props.promoteStateMachine.metricFailed({ period: Duration.minutes(1), statistic: cloudwatch.Stats.SUM }),

@@ -8,7 +8,7 @@
  * sources), so the prober and the PromoteMirror steps are built the same way.
  */
 import * as path from 'node:path';
-import { Duration, Token } from 'aws-cdk-lib';
+import { Duration, Stack, Token } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -136,13 +136,45 @@ export function createFtsFunction(scope: Construct, id: string, props: FtsFuncti
     bundling: {
       target: 'node22',
       minify: true,
+      // Step Functions' Retry and Catch match on error names (`this.name = new.target.name`
+      // in lambdas/core/errors.ts): minification must not rename the classes.
+      keepNames: true,
       sourceMap: true,
       externalModules: ['pg-native'],
+      // Warnings and errors only (the documented default; esbuild's CLI would print its size summary).
+      logLevel: nodejs.LogLevel.WARNING,
     },
   });
   props.tables.grantReadWrite(fn);
   props.pgSecret?.grantRead(fn);
+  grantHostOperations(fn, props.clusterId);
   return fn;
+}
+
+/** Tag every segment host of the cluster carries; host operations are limited to these instances. */
+export const CLUSTER_TAG_KEY = 'fts:cluster-id';
+
+/**
+ * Host operations (fence, rebuild) through SSM Run Command: `AWS-RunShellScript` on the
+ * cluster's instances only (tagged `fts:cluster-id=<clusterId>`), and reading or
+ * cancelling the commands sent.
+ */
+function grantHostOperations(fn: nodejs.NodejsFunction, clusterId: string): void {
+  const stack = Stack.of(fn);
+  fn.addToRolePolicy(
+    new iam.PolicyStatement({
+      actions: ['ssm:SendCommand'],
+      resources: [stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })],
+      conditions: { StringEquals: { [`ssm:resourceTag/${CLUSTER_TAG_KEY}`]: clusterId } },
+    }),
+  );
+  fn.addToRolePolicy(
+    new iam.PolicyStatement({
+      actions: ['ssm:SendCommand'],
+      resources: [stack.formatArn({ service: 'ssm', account: '', resource: 'document', resourceName: 'AWS-RunShellScript' })],
+    }),
+  );
+  fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['ssm:GetCommandInvocation', 'ssm:CancelCommand'], resources: ['*'] }));
 }
 
 /** What both FTS functions (the prober and the PromoteMirror steps) are configured with. */
@@ -174,22 +206,28 @@ export interface FtsFunctionProps extends FunctionNetworkProps, HandlerSource {
   readonly environment?: Record<string, string>;
 }
 
+/** Longest schedule rate: one period of probing plus the last round must fit in Lambda's 15 minutes. */
+export const MAX_SCHEDULE_RATE_SECONDS = 840;
+/** Seconds an invocation may need past its period: the longest round valid settings allow (50 s) plus releasing the lease. */
+export const LAST_ROUND_SECONDS = 60;
+
 /** Props of {@link Prober}. */
 export interface ProberProps extends FtsFunctionProps {
   /** The PromoteMirror state machine; the prober may start executions of it and nothing else. */
   readonly promoteStateMachine: sfn.IStateMachine;
   /**
-   * How often the schedule invokes the prober. Rounds inside an invocation run every
-   * `probeIntervalSeconds` (a catalog setting), so this is the takeover delay after an
-   * invocation dies, not the probe interval.
+   * How often the schedule invokes the prober (60 s to 14 min). Each invocation probes
+   * for one whole period, so there is no gap whatever the rate; rounds inside it run
+   * every `probeIntervalSeconds` (a catalog setting), so this is the takeover delay
+   * after an invocation dies, not the probe interval.
    * @default Duration.minutes(1)
    */
   readonly scheduleRate?: Duration;
   /**
    * Function timeout: one schedule period of rounds, plus the longest round any valid
-   * settings allow (50 s) and a margin to release the lease; shorter timeouts make the
-   * handler stop its rounds early.
-   * @default Duration.seconds(120)
+   * settings allow (50 s) and a margin to release the lease. It must be at least the
+   * schedule rate plus 60 s, or periods would go unprobed.
+   * @default the schedule rate plus 60 s
    */
   readonly timeout?: Duration;
   /**
@@ -216,14 +254,14 @@ export class Prober extends Construct {
     if (!props.tables) throw new Error('Prober: tables is required');
     if (!props.promoteStateMachine) throw new Error('Prober: promoteStateMachine is required');
     if (!props.vpc) throw new Error('Prober: vpc is required (the prober must reach the segments)');
-    validateSeconds('Prober', 'scheduleRate', props.scheduleRate, 60, 3600);
+    validateSeconds('Prober', 'scheduleRate', props.scheduleRate, 60, MAX_SCHEDULE_RATE_SECONDS);
     validateSeconds('Prober', 'timeout', props.timeout, 10, 900);
     validateInteger('Prober', 'memorySize', props.memorySize, 128, 10240);
     const rate = props.scheduleRate ?? Duration.minutes(1);
-    const timeout = props.timeout ?? Duration.seconds(120);
-    if (timeout.toSeconds() < rate.toSeconds()) {
-      // Shorter than the period would leave gaps with no prober at all.
-      throw new Error(`Prober: timeout (${timeout.toSeconds()} s) must be at least the scheduleRate (${rate.toSeconds()} s)`);
+    const timeout = props.timeout ?? rate.plus(Duration.seconds(LAST_ROUND_SECONDS));
+    if (timeout.toSeconds() < rate.toSeconds() + LAST_ROUND_SECONDS) {
+      // An invocation probes for one period and then finishes its last round: shorter would leave gaps with no prober at all.
+      throw new Error(`Prober: timeout (${timeout.toSeconds()} s) must be at least the scheduleRate plus ${LAST_ROUND_SECONDS} s (${rate.toSeconds() + LAST_ROUND_SECONDS} s)`);
     }
 
     this.function = createFtsFunction(this, 'Function', props, {
@@ -231,7 +269,7 @@ export class Prober extends Construct {
       description: `FTS prober of cluster ${props.clusterId}: probe rounds under a DynamoDB lease`,
       timeout,
       serviceName: PROBER_SERVICE_NAME,
-      environment: { FTS_PROMOTE_STATE_MACHINE_ARN: props.promoteStateMachine.stateMachineArn },
+      environment: { FTS_PROMOTE_STATE_MACHINE_ARN: props.promoteStateMachine.stateMachineArn, FTS_SCHEDULE_PERIOD_SECONDS: String(rate.toSeconds()) },
     });
     // A failed invocation is not worth an async retry: the next scheduled one takes over.
     this.function.configureAsyncInvoke({ retryAttempts: 0, maxEventAge: Duration.minutes(1) });

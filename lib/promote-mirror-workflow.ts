@@ -4,8 +4,12 @@
  * task writes its result at `$.<stepKey>`, so the document accumulates what every step
  * saw and the steps stay stateless and re-runnable (DESIGN.md §2: catalog first, then act).
  *
- *   ValidateInput -> ConfirmFailure -> AlreadyFlipped? -> FlipCatalog -> PromoteMirror
- *     -> VerifyWritable -> ClearPending -> Notify -> Promoted
+ *   ValidateInput -> ConfirmFailure -> AlreadyFlipped? -> FlipCatalog -> FenceOldPrimary
+ *     -> PromoteMirror -> VerifyWritable -> ClearPending -> Notify -> Promoted
+ *
+ * The old primary is fenced before the mirror is promoted, so no moment has two
+ * writable instances of the content; a fence that cannot be done (host unreachable)
+ * stays owed in the catalog and the prober carries it out later.
  *
  * JSONPath only: the local runner (aws-local-stepfunctions) ignores JSONata.
  */
@@ -38,6 +42,7 @@ export const PROMOTE_STATES = {
   confirmFailure: 'ConfirmFailure',
   alreadyFlipped: 'AlreadyFlipped',
   flipCatalog: 'FlipCatalog',
+  fenceOldPrimary: 'FenceOldPrimary',
   promoteMirror: 'PromoteMirror',
   verifyWritable: 'VerifyWritable',
   clearPending: 'ClearPending',
@@ -54,6 +59,7 @@ export type PromoteTaskState =
   | 'ValidateInput'
   | 'ConfirmFailure'
   | 'FlipCatalog'
+  | 'FenceOldPrimary'
   | 'PromoteMirror'
   | 'VerifyWritable'
   | 'ClearPending'
@@ -66,6 +72,7 @@ export const PROMOTE_TASK_STEPS: Readonly<Record<PromoteTaskState, PromoteStep>>
   ValidateInput: 'validate',
   ConfirmFailure: 'confirm-failure',
   FlipCatalog: 'flip-catalog',
+  FenceOldPrimary: 'fence-old-primary',
   PromoteMirror: 'promote',
   VerifyWritable: 'verify-writable',
   ClearPending: 'clear-pending',
@@ -156,7 +163,10 @@ export class PromoteMirrorWorkflow extends Construct {
     const aborted = new sfn.Succeed(this, S.aborted, { stateName: S.aborted, comment: 'The primary is alive: no failover. Not an error.' });
     const promotionFailed = new sfn.Fail(this, S.promotionFailed, { stateName: S.promotionFailed, error: 'PromotionFailed', causePath: `${errorPath}.Cause` });
 
-    const recordAbort = task('RecordAbort').next(aborted);
+    const recordAbort = task('RecordAbort');
+    // record-abort writes a history row; a concurrent catalog writer is worth another try.
+    recordAbort.addRetry({ errors: ['CatalogConflictError'], interval: Duration.seconds(1), maxAttempts: 3, backoffRate: 2 });
+    recordAbort.next(aborted);
     const recordFailure = task('RecordFailure');
     // record-failure writes a history row; a concurrent catalog writer is worth another try.
     recordFailure.addRetry({ errors: ['CatalogConflictError'], interval: Duration.seconds(1), maxAttempts: 3, backoffRate: 2 });
@@ -174,23 +184,24 @@ export class PromoteMirrorWorkflow extends Construct {
     const flip = task('FlipCatalog');
     flip.addRetry({ errors: ['CatalogConflictError'], interval: Duration.seconds(1), maxAttempts: 3, backoffRate: 2 });
 
+    const fence = task('FenceOldPrimary');
     const promote = task('PromoteMirror');
     const verify = task('VerifyWritable');
     const clear = task('ClearPending');
-    for (const t of [promote, verify, clear]) {
+    for (const t of [fence, promote, verify, clear]) {
       t.addRetry({ errors: TRANSIENT_STEP_ERRORS, interval: Duration.seconds(1), backoffRate: 2, maxAttempts: 3 });
     }
     const notify = task('Notify');
-    for (const t of [flip, promote, verify, clear, notify]) t.addCatch(recordFailure, { errors: ['States.ALL'], resultPath: errorPath });
+    for (const t of [flip, fence, promote, verify, clear, notify]) t.addCatch(recordFailure, { errors: ['States.ALL'], resultPath: errorPath });
 
     const alreadyFlipped = new sfn.Choice(this, S.alreadyFlipped, { stateName: S.alreadyFlipped })
       .when(
         // isPresent first: a missing field must route, not fail the execution with States.Runtime.
         sfn.Condition.and(sfn.Condition.isPresent('$.confirmFailure.alreadyFlipped'), sfn.Condition.booleanEquals('$.confirmFailure.alreadyFlipped', true)),
-        promote,
+        fence,
       )
       .otherwise(flip);
-    flip.next(promote);
+    flip.next(fence).next(promote);
     promote.next(verify).next(clear).next(notify).next(promoted);
 
     const definition = validate.next(confirm).next(alreadyFlipped);

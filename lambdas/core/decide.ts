@@ -4,15 +4,35 @@
  * `plan.change` in one catalog transaction conditioned on the snapshot's version, then
  * carries out each decision's action.
  */
-import type { CatalogChange, ClusterSnapshot, ClusterStatus, ContentPair, HistoryRow, ProberMemory, SegmentRow } from './model';
-import { COORDINATOR_CONTENT, compareLsn, pairsByContent } from './model';
+import type {
+  CatalogChange,
+  ClusterSnapshot,
+  ClusterStatus,
+  ContentPair,
+  FailoverAttempt,
+  HistoryRow,
+  PendingFence,
+  PendingPromotion,
+  ProberMemory,
+  SegmentRow,
+} from './model';
+import { COORDINATOR_CONTENT, compareLsn, lsnBytes, pairsByContent } from './model';
 import type { ProbeAnswer, ProbeFailure, ProbeResult } from './probe';
 import type { Settings } from './settings';
 import { applyRows } from './transitions';
 import { MirrorNotPromotableError } from './errors';
 
-/** A promotion that has not cleared its pending marker after this long is started again. */
-export const PROMOTION_STALE_SECONDS = 60;
+/**
+ * Why a failover is started; the PromoteMirror workflow confirms each its own way:
+ * `unreachable` (no answer: probe again and ask the mirror), `disk` (answers but cannot
+ * write: check the write again), `reset-loop` (keeps crashing: check its recent resets).
+ */
+export type FailureKind = 'unreachable' | 'disk' | 'reset-loop';
+
+/** Longest `wal_sender_timeout` the mirror's second opinion tolerates: keepalives come at half of it, and must be fresher than this. */
+export const SECOND_OPINION_FRESH_SECONDS = 10;
+/** `wal_sender_timeout` above this (or 0) leaves the second opinion unsound. */
+export const MAX_WAL_SENDER_TIMEOUT_MS = 2 * (SECOND_OPINION_FRESH_SECONDS - 1) * 1000;
 
 interface Base {
   content: number;
@@ -25,26 +45,29 @@ interface Base {
  * the prober writes the merged change (catalog first) before any action.
  */
 export type Decision =
-  /** Mirror streaming and in sync: both rows mode `s`, mirror `u`. */
+  /** Mirror streaming, in sync and caught up: both rows mode `s`, mirror `u`. */
   | (Base & { kind: 'mark-in-sync'; rows: SegmentRow[] })
-  /** Mirror connected but behind: mirror `u`, mode `n`. */
-  | (Base & { kind: 'mark-catching-up'; rows: SegmentRow[] })
+  /**
+   * Mirror connected but behind: mirror `u`, mode `n`; with `syncRepOff`, the catalog is
+   * written first and then sync rep is turned off so commits do not wait for the catch-up.
+   */
+  | (Base & { kind: 'mark-catching-up'; rows: SegmentRow[]; primaryDbid: number; syncRepOff: boolean })
   /** Mirror down past the grace period: mirror `d`, both `n`; then turn sync rep off on the primary. */
   | (Base & { kind: 'mark-mirror-down'; rows: SegmentRow[]; primaryDbid: number })
-  /** Catalog already says the mirror is down but the primary still waits for it: turn sync rep off (retry). */
+  /** The catalog already says not in sync but the primary still waits for its mirror: turn sync rep off (retry). */
   | (Base & { kind: 'sync-rep-off'; primaryDbid: number })
   /** The mirror streams again and has caught up: turn sync rep back on (never while it lags, gpdb #13891). */
   | (Base & { kind: 'sync-rep-on'; primaryDbid: number; mirrorDbid: number })
   /** Mirror not streaming, still inside the grace period: no change. */
   | (Base & { kind: 'await-mirror'; downSince: string })
-  /** The acting primary reports itself a mirror: an earlier promotion did not land; promote again. */
-  | (Base & { kind: 'promote-again'; dbid: number })
+  /** The acting primary reports itself a mirror: an earlier promotion did not land; promote again (intent recorded first). */
+  | (Base & { kind: 'promote-again'; dbid: number; failedPrimaryDbid: number; attempt: FailoverAttempt; pending?: PendingPromotion })
   /** A promotion is under way (pending marker or workflow started): leave it alone. */
   | (Base & { kind: 'promotion-pending'; dbid: number })
   /** Primary in crash recovery and replaying: not a failure (gpdb #11770). */
   | (Base & { kind: 'recovery-in-progress'; dbid: number; lsn: string })
   /** Primary failed and its mirror is in sync: start the PromoteMirror workflow. */
-  | (Base & { kind: 'fail-over'; failedPrimaryDbid: number; mirrorDbid: number })
+  | (Base & { kind: 'fail-over'; failedPrimaryDbid: number; mirrorDbid: number; failure: FailureKind; attempt: FailoverAttempt })
   /** Primary failed, mirror not in sync: never promote; content unavailable, alarm. */
   | (Base & { kind: 'double-fault'; rows: SegmentRow[]; dbid: number })
   /** Primary without a mirror failed: content unavailable, alarm. */
@@ -54,7 +77,24 @@ export type Decision =
   /** The coordinator did not answer: alarm only; activating the standby is never automatic. */
   | (Base & { kind: 'coordinator-unreachable'; dbid: number })
   /** The probe was refused for credentials: the instance is alive, the prober is misconfigured. Alarm, never fail over. */
-  | (Base & { kind: 'probe-misconfigured'; dbid: number });
+  | (Base & { kind: 'probe-misconfigured'; dbid: number })
+  /** The instance at a row's address is another instance: alarm, never act on it. */
+  | (Base & { kind: 'wrong-instance'; dbid: number })
+  /** The primary refused the prober for lack of connection slots: it is alive. Alarm, never fail over. */
+  | (Base & { kind: 'too-many-connections'; dbid: number })
+  /** The primary's postmaster reset after a backend crash (below the loop threshold): alarm. */
+  | (Base & { kind: 'primary-reset'; dbid: number; resets: number })
+  /** The primary keeps resetting but its mirror is not in sync: alarm only (a failover would lose commits). */
+  | (Base & { kind: 'reset-loop'; dbid: number; resets: number })
+  /** The primary's wal_sender_timeout is off or too long for the mirror's second opinion: alarm. */
+  | (Base & { kind: 'replication-timeout-misconfigured'; dbid: number; walSenderTimeoutMs: number })
+  /**
+   * A row marked down answered as a writable primary (a zombie old primary): the fence is
+   * recorded in the catalog with a history row, then carried out at once, with an alarm.
+   */
+  | (Base & { kind: 'fence-zombie'; dbid: number; fence: PendingFence; history: string })
+  /** A fence the catalog owes is carried out (again). */
+  | (Base & { kind: 'retry-fence'; dbid: number; fence: PendingFence });
 
 export type DecisionKind = Decision['kind'];
 
@@ -82,97 +122,164 @@ export function clusterStatusOf(rows: readonly SegmentRow[]): ClusterStatus {
 const seconds = (from: string, to: Date): number => (to.getTime() - Date.parse(from)) / 1000;
 
 /**
- * Decides what one probe round means. `probes` holds one result per probed acting
- * primary (contents without a result are left alone). Pure: `now` is passed in.
+ * Decides what probe results mean. `probes` holds results for acting primaries and for
+ * rows marked down (probed to catch a zombie old primary); contents without a result
+ * are left alone, so the prober can decide each content as soon as its own probe
+ * completes (`only` restricts the decisions to one content). Pending fences of the
+ * snapshot are carried out again. Pure: `now` is passed in.
  */
-export function decide(snapshot: ClusterSnapshot, probes: readonly ProbeResult[], settings: Settings, now: Date): RoundPlan {
+export function decide(snapshot: ClusterSnapshot, probes: readonly ProbeResult[], settings: Settings, now: Date, only?: number): RoundPlan {
   const memory: ProberMemory = structuredClone(snapshot.memory);
   const byDbid = new Map(probes.map((p) => [p.dbid, p]));
   const decisions: Decision[] = [];
   for (const pair of pairsByContent(snapshot.segments)) {
+    if (only !== undefined && pair.content !== only) continue;
     const key = String(pair.content);
     // A started failover is done once the catalog names another acting primary.
     const started = memory.failoversStarted[key];
     if (started && pair.primary?.dbid !== started.failedPrimaryDbid) delete memory.failoversStarted[key];
-    const probe = pair.primary && byDbid.get(pair.primary.dbid);
-    if (!pair.primary || !probe) continue;
-    const decision = probe.ok
-      ? decideAnswer(snapshot, pair as Required<Pick<ContentPair, 'primary'>> & ContentPair, probe, settings, memory, now)
-      : decideFailure(snapshot, pair as Required<Pick<ContentPair, 'primary'>> & ContentPair, probe, memory, now);
-    if (decision) decisions.push(decision);
+    if (!pair.primary) continue;
+    const ctx: Context = { snapshot, pair: pair as PairWithPrimary, settings, memory, now };
+    const probe = byDbid.get(pair.primary.dbid);
+    if (probe) decisions.push(...(probe.ok ? decideAnswer(ctx, probe) : decideFailure(ctx, probe)));
+    const downMirror = pair.mirror?.status === 'd' ? byDbid.get(pair.mirror.dbid) : undefined;
+    if (downMirror) decisions.push(...decideDownRow(ctx, downMirror));
+  }
+  for (const fence of snapshot.pendingFences ?? []) {
+    if (only !== undefined && fence.content !== only) continue;
+    if (decisions.some((d) => d.kind === 'fence-zombie' && d.dbid === fence.dbid)) continue;
+    decisions.push({ kind: 'retry-fence', content: fence.content, dbid: fence.dbid, fence, reason: `dbid ${fence.dbid} of content ${fence.content} is owed a fence since ${fence.since}: ${fence.reason}` });
   }
   return { decisions, change: mergeChange(snapshot, decisions, now), memory };
 }
 
 type PairWithPrimary = ContentPair & { primary: SegmentRow };
 
-function decideAnswer(
-  snapshot: ClusterSnapshot,
-  pair: PairWithPrimary,
-  probe: ProbeAnswer,
-  settings: Settings,
-  memory: ProberMemory,
-  now: Date,
-): Decision | undefined {
+/** What every per-content rule reads. */
+interface Context {
+  snapshot: ClusterSnapshot;
+  pair: PairWithPrimary;
+  settings: Settings;
+  /** The round's memory, updated in place. */
+  memory: ProberMemory;
+  now: Date;
+}
+
+function decideAnswer(ctx: Context, probe: ProbeAnswer): Decision[] {
+  const { pair, memory } = ctx;
   const { primary, mirror, content } = pair;
-  const key = String(content);
   delete memory.recoveryLsn[String(primary.dbid)];
   if (probe.inRecovery) {
-    if (content === COORDINATOR_CONTENT) return undefined;
-    return promotionUnderWay(snapshot, pair, memory, now) ?? {
-      kind: 'promote-again',
+    if (content === COORDINATOR_CONTENT) return [];
+    return [promotionUnderWay(ctx) ?? promoteAgain(ctx)];
+  }
+  const decisions: Decision[] = [];
+  const resets = countResets(ctx, probe);
+  if (resets.newReset || resets.count >= ctx.settings.resetLoopThreshold) {
+    const failure = resets.count >= ctx.settings.resetLoopThreshold ? resetLoop(ctx, resets.count) : undefined;
+    if (failure) return [failure];
+    decisions.push({
+      kind: 'primary-reset',
       content,
       dbid: primary.dbid,
-      reason: `acting primary dbid ${primary.dbid} of content ${content} reports itself as a mirror: the earlier promotion did not land, promoting again`,
-    };
+      resets: resets.count,
+      reason: `primary dbid ${primary.dbid} of content ${content} reset after a backend crash (${resets.count} reset(s) in ${ctx.settings.resetLoopWindowSeconds} s; a failure from ${ctx.settings.resetLoopThreshold})`,
+    });
+  }
+  if (mirror && probe.walSenderTimeoutMs !== undefined && (probe.walSenderTimeoutMs === 0 || probe.walSenderTimeoutMs > MAX_WAL_SENDER_TIMEOUT_MS)) {
+    decisions.push({
+      kind: 'replication-timeout-misconfigured',
+      content,
+      dbid: primary.dbid,
+      walSenderTimeoutMs: probe.walSenderTimeoutMs,
+      reason: `primary dbid ${primary.dbid} has wal_sender_timeout ${probe.walSenderTimeoutMs} ms; it must be between 1 and ${MAX_WAL_SENDER_TIMEOUT_MS} ms so that a live primary's keepalives reach its mirror within ${SECOND_OPINION_FRESH_SECONDS} s (the second opinion before a failover)`,
+    });
   }
   if (primary.status === 'd') {
     const rows = [{ ...primary, status: 'u' as const }];
-    return { kind: 'primary-back', content, dbid: primary.dbid, rows, reason: `primary dbid ${primary.dbid} of content ${content} answers again` };
+    return [...decisions, { kind: 'primary-back', content, dbid: primary.dbid, rows, reason: `primary dbid ${primary.dbid} of content ${content} answers again` }];
   }
-  if (!mirror) return undefined;
-  const rep = probe.mirror;
-  if (rep.state === 'absent') return decideMirrorAbsent(pair as PairWithPrimary & { mirror: SegmentRow }, probe, settings, memory, now);
+  if (!mirror) return decisions;
+  const replication = decideReplication(ctx as Context & { pair: { mirror: SegmentRow } }, probe);
+  return replication ? [...decisions, replication] : decisions;
+}
 
+/**
+ * The mirror's replication as the primary reports it. The catalog's mode `s` means:
+ * sync rep is on and the mirror has every acknowledged commit. So sync rep is on only
+ * while the mirror is connected and at most `catchUpLagBytes` behind; a mirror further
+ * behind is marked `n` first and then sync rep goes off, so commits never wait for a
+ * long catch-up; and `s` is written only once the mirror has flushed past the primary's
+ * position at the moment sync rep was seen in effect (gpdb #13891).
+ */
+function decideReplication(ctx: Context & { pair: { mirror: SegmentRow } }, probe: ProbeAnswer): Decision | undefined {
+  const { pair, memory, settings } = ctx;
+  const { primary, mirror, content } = pair as PairWithPrimary & { mirror: SegmentRow };
+  const key = String(content);
+  const rep = probe.mirror;
+  if (rep.state === 'absent') {
+    delete memory.syncTarget[key];
+    return decideMirrorAbsent(ctx, probe);
+  }
   // The mirror is connected: whatever the grace period counted is over.
-  if (memory.mirrorDownSince[key]) delete memory.mirrorDownSince[key];
-  const inSync = rep.state === 'streaming' && rep.syncState === 'sync';
-  if (inSync) {
-    if (primary.mode === 's' && mirror.mode === 's' && mirror.status === 'u') return undefined;
+  delete memory.mirrorDownSince[key];
+  const lag = probe.lsn && rep.flushLsn ? lsnBytes(rep.flushLsn, probe.lsn) : undefined;
+  const close = lag !== undefined && lag <= settings.catchUpLagBytes;
+  const pairInSync = primary.mode === 's' && mirror.mode === 's' && mirror.status === 'u';
+  const catchingUp = (syncRepOff: boolean, why: string): Decision | undefined => {
+    if (!syncRepOff && primary.mode === 'n' && mirror.mode === 'n' && mirror.status === 'u') return undefined;
+    return {
+      kind: 'mark-catching-up',
+      content,
+      primaryDbid: primary.dbid,
+      syncRepOff,
+      rows: [{ ...primary, mode: 'n' }, { ...mirror, status: 'u', mode: 'n' }],
+      reason: `mirror dbid ${mirror.dbid} of content ${content} is up and catching up (${rep.state}, ${rep.syncState}${lag !== undefined ? `, ${lag} bytes behind` : ''})${why}`,
+    };
+  };
+  if (probe.syncRepOn) {
+    if (lag !== undefined && !close) {
+      delete memory.syncTarget[key];
+      return catchingUp(true, `: more than ${settings.catchUpLagBytes} bytes behind, synchronous replication off while it catches up`);
+    }
+    if (!(rep.state === 'streaming' && rep.syncState === 'sync')) return undefined; // a short catch-up: commits wait at most for it
+    if (pairInSync) {
+      delete memory.syncTarget[key];
+      return undefined;
+    }
+    // Sync rep is in effect: once the mirror has flushed what the primary had now, it has every acknowledged commit.
+    const target = memory.syncTarget[key];
+    if (!target || !probe.lsn) {
+      if (probe.lsn) memory.syncTarget[key] = probe.lsn;
+      return undefined;
+    }
+    if (!rep.flushLsn || compareLsn(rep.flushLsn, target) < 0) return undefined;
+    delete memory.syncTarget[key];
     return {
       kind: 'mark-in-sync',
       content,
       rows: [{ ...primary, mode: 's' }, { ...mirror, status: 'u', mode: 's' }],
-      reason: `mirror dbid ${mirror.dbid} of content ${content} is streaming and in sync`,
+      reason: `mirror dbid ${mirror.dbid} of content ${content} is streaming and in sync (flushed to ${rep.flushLsn}, past ${target})`,
     };
   }
-  if (rep.state === 'streaming' && !probe.syncRepOn) {
-    // Caught up but asynchronous because sync rep was turned off when it failed.
+  delete memory.syncTarget[key];
+  // Sync rep is off: the catalog must not say in sync.
+  if (primary.mode === 's' || mirror.mode === 's') return catchingUp(false, ': synchronous replication is off');
+  if (rep.state === 'streaming' && close) {
     return {
       kind: 'sync-rep-on',
       content,
       primaryDbid: primary.dbid,
       mirrorDbid: mirror.dbid,
-      reason: `mirror dbid ${mirror.dbid} of content ${content} has caught up: turning synchronous replication back on`,
+      reason: `mirror dbid ${mirror.dbid} of content ${content} has caught up (${lag} bytes behind): turning synchronous replication back on`,
     };
   }
-  if (primary.mode === 'n' && mirror.mode === 'n' && mirror.status === 'u') return undefined;
-  return {
-    kind: 'mark-catching-up',
-    content,
-    rows: [{ ...primary, mode: 'n' }, { ...mirror, status: 'u', mode: 'n' }],
-    reason: `mirror dbid ${mirror.dbid} of content ${content} is up and catching up (${rep.state}, ${rep.syncState})`,
-  };
+  return catchingUp(false, '');
 }
 
-function decideMirrorAbsent(
-  pair: PairWithPrimary & { mirror: SegmentRow },
-  probe: ProbeAnswer,
-  settings: Settings,
-  memory: ProberMemory,
-  now: Date,
-): Decision | undefined {
-  const { primary, mirror, content } = pair;
+function decideMirrorAbsent(ctx: Context, probe: ProbeAnswer): Decision | undefined {
+  const { memory, settings, now } = ctx;
+  const { primary, mirror, content } = ctx.pair as PairWithPrimary & { mirror: SegmentRow };
   const key = String(content);
   if (mirror.status === 'd') {
     delete memory.mirrorDownSince[key];
@@ -219,41 +326,63 @@ function decideMirrorAbsent(
   };
 }
 
-function decideFailure(snapshot: ClusterSnapshot, pair: PairWithPrimary, probe: ProbeFailure, memory: ProberMemory, now: Date): Decision | undefined {
-  const { primary, mirror, content } = pair;
+function decideFailure(ctx: Context, probe: ProbeFailure): Decision[] {
+  const { pair, memory } = ctx;
+  const { primary, content } = pair;
   const dbidKey = String(primary.dbid);
   if (probe.kind === 'authentication') {
-    return { kind: 'probe-misconfigured', content, dbid: primary.dbid, reason: `dbid ${primary.dbid} rejected the prober's credentials: ${probe.message}; not a failure` };
+    return [{ kind: 'probe-misconfigured', content, dbid: primary.dbid, reason: `dbid ${primary.dbid} rejected the prober's credentials: ${probe.message}; not a failure` }];
   }
-  if ((probe.kind === 'in-recovery' || probe.kind === 'starting-up') && probe.recoveryLsn) {
+  if (probe.kind === 'wrong-instance') {
+    return [{ kind: 'wrong-instance', content, dbid: primary.dbid, reason: `the instance at the address of dbid ${primary.dbid} of content ${content} is not that instance: ${probe.message}; nothing is done to it` }];
+  }
+  if (probe.kind === 'too-many-connections') {
+    return [{ kind: 'too-many-connections', content, dbid: primary.dbid, reason: `primary dbid ${primary.dbid} of content ${content} is out of connection slots (${probe.message}): alive, not a failure` }];
+  }
+  const resets = memory.resets[dbidKey];
+  const resetLooping = (resets ? pruneResets(ctx, resets.seenAt).length : 0) >= ctx.settings.resetLoopThreshold;
+  if ((probe.kind === 'in-recovery' || probe.kind === 'starting-up') && probe.recoveryLsn && !resetLooping) {
     const last = memory.recoveryLsn[dbidKey];
     memory.recoveryLsn[dbidKey] = probe.recoveryLsn;
     if (!last || compareLsn(probe.recoveryLsn, last) > 0) {
-      return {
-        kind: 'recovery-in-progress',
-        content,
-        dbid: primary.dbid,
-        lsn: probe.recoveryLsn,
-        reason: `primary dbid ${primary.dbid} of content ${content} is in crash recovery and replaying (at ${probe.recoveryLsn}${last ? `, was ${last}` : ''}): not a failure`,
-      };
+      return [
+        {
+          kind: 'recovery-in-progress',
+          content,
+          dbid: primary.dbid,
+          lsn: probe.recoveryLsn,
+          reason: `primary dbid ${primary.dbid} of content ${content} is in crash recovery and replaying (at ${probe.recoveryLsn}${last ? `, was ${last}` : ''}): not a failure`,
+        },
+      ];
     }
   }
   delete memory.recoveryLsn[dbidKey];
   const why = `${probe.kind} after ${probe.attempts} attempt(s): ${probe.message}`;
   if (content === COORDINATOR_CONTENT) {
-    return { kind: 'coordinator-unreachable', content, dbid: primary.dbid, reason: `coordinator dbid ${primary.dbid} does not answer (${why}); standby activation is never automatic` };
+    return [{ kind: 'coordinator-unreachable', content, dbid: primary.dbid, reason: `coordinator dbid ${primary.dbid} does not answer (${why}); standby activation is never automatic` }];
   }
-  if (primary.status === 'd') return undefined; // already marked unavailable, history written once
-  const pending = promotionUnderWay(snapshot, pair, memory, now);
+  if (primary.status === 'd') return []; // already marked unavailable, history written once
+  const failure: FailureKind = probe.kind === 'disk' ? 'disk' : resetLooping ? 'reset-loop' : 'unreachable';
+  return [failOver(ctx, failure, why)];
+}
+
+/** A failed primary: fail over to an in-sync mirror, else the content is unavailable. */
+function failOver(ctx: Context, failure: FailureKind, why: string): Decision {
+  const { pair, memory } = ctx;
+  const { primary, mirror, content } = pair;
+  const pending = promotionUnderWay(ctx);
   if (pending) return pending;
   if (mirror && mirror.status === 'u' && mirror.mode === 's' && primary.mode === 's') {
-    memory.failoversStarted[String(content)] = { failedPrimaryDbid: primary.dbid, version: snapshot.version, at: now.toISOString() };
+    const attempt = nextAttempt(ctx, primary.dbid);
+    memory.failoversStarted[String(content)] = attempt;
     return {
       kind: 'fail-over',
       content,
       failedPrimaryDbid: primary.dbid,
       mirrorDbid: mirror.dbid,
-      reason: `primary dbid ${primary.dbid} of content ${content} failed (${why}); its mirror dbid ${mirror.dbid} is in sync: promoting it`,
+      failure,
+      attempt,
+      reason: `primary dbid ${primary.dbid} of content ${content} failed (${why}); its mirror dbid ${mirror.dbid} is in sync: promoting it${attempt.attempt > 1 ? ` (attempt ${attempt.attempt})` : ''}`,
     };
   }
   const rows = [{ ...primary, status: 'd' as const, mode: 'n' as const }];
@@ -275,25 +404,121 @@ function decideFailure(snapshot: ClusterSnapshot, pair: PairWithPrimary, probe: 
   };
 }
 
-/** A promotion for the pair already under way and not stale yet. */
-function promotionUnderWay(snapshot: ClusterSnapshot, pair: PairWithPrimary, memory: ProberMemory, now: Date): Decision | undefined {
+/** A primary past the reset threshold: a failure when its mirror is in sync, else an alarm. */
+function resetLoop(ctx: Context, count: number): Decision {
+  const { primary, mirror, content } = ctx.pair;
+  const why = `reset ${count} times in ${ctx.settings.resetLoopWindowSeconds} s (threshold ${ctx.settings.resetLoopThreshold})`;
+  if (mirror && mirror.status === 'u' && mirror.mode === 's' && primary.mode === 's') return failOver(ctx, 'reset-loop', why);
+  return { kind: 'reset-loop', content, dbid: primary.dbid, resets: count, reason: `primary dbid ${primary.dbid} of content ${content} ${why}, but its mirror is not in sync: not failing over` };
+}
+
+/** Reset times still inside the window. */
+function pruneResets(ctx: Context, seenAt: readonly string[]): string[] {
+  return seenAt.filter((t) => seconds(t, ctx.now) < ctx.settings.resetLoopWindowSeconds);
+}
+
+/**
+ * Counts crash resets of the primary's postmaster: a new `initializedAt` later than its
+ * start is a reset. The first sighting of an instance counts only a recent reset.
+ */
+function countResets(ctx: Context, probe: ProbeAnswer): { count: number; newReset: boolean } {
+  const key = String(probe.dbid);
+  const known = ctx.memory.resets[key];
+  const { initializedAt, startedAt } = probe;
+  let seenAt = known ? pruneResets(ctx, known.seenAt) : [];
+  let newReset = false;
+  if (initializedAt && startedAt && Date.parse(initializedAt) - Date.parse(startedAt) > 1000 && initializedAt !== known?.initializedAt) {
+    newReset = known !== undefined || seconds(initializedAt, ctx.now) < ctx.settings.resetLoopWindowSeconds;
+    if (newReset) seenAt = [...seenAt, ctx.now.toISOString()];
+  }
+  if (initializedAt) ctx.memory.resets[key] = { initializedAt, seenAt };
+  else if (known) ctx.memory.resets[key] = { ...known, seenAt };
+  if (ctx.memory.resets[key] && !ctx.memory.resets[key].seenAt.length && !initializedAt) delete ctx.memory.resets[key];
+  return { count: seenAt.length, newReset };
+}
+
+/** The attempt a new failover of the pair makes: a retry of the same episode counts up, a new episode starts at 1. */
+function nextAttempt(ctx: Context, failedPrimaryDbid: number): FailoverAttempt {
+  const last = ctx.memory.failoversStarted[String(ctx.pair.content)];
+  const attempt = last && last.version === ctx.snapshot.version && last.failedPrimaryDbid === failedPrimaryDbid ? last.attempt + 1 : 1;
+  return { failedPrimaryDbid, version: ctx.snapshot.version, attempt, at: ctx.now.toISOString() };
+}
+
+/** The acting primary is in recovery (a promotion did not land): record the intent if missing, then run PromoteMirror again. */
+function promoteAgain(ctx: Context): Decision {
+  const { snapshot, pair, memory, now } = ctx;
+  const { primary, content } = pair;
+  const marker = snapshot.pendingPromotions.find((p) => p.content === content && p.mirrorDbid === primary.dbid);
+  const failed = marker?.failedPrimaryDbid ?? pair.mirror?.dbid ?? primary.dbid;
+  const attempt = nextAttempt(ctx, primary.dbid);
+  memory.failoversStarted[String(content)] = attempt;
+  return {
+    kind: 'promote-again',
+    content,
+    dbid: primary.dbid,
+    failedPrimaryDbid: failed,
+    attempt,
+    ...(marker ? {} : { pending: { content, mirrorDbid: primary.dbid, failedPrimaryDbid: failed, version: snapshot.version + 1, startedAt: now.toISOString() } }),
+    reason: `acting primary dbid ${primary.dbid} of content ${content} reports itself as a mirror: the earlier promotion did not land, promoting again`,
+  };
+}
+
+/**
+ * A promotion for the pair already under way: a pending marker younger than
+ * `promotionStaleSeconds`, or a failover this prober started less than
+ * `failoverRetrySeconds` ago.
+ */
+function promotionUnderWay(ctx: Context): Decision | undefined {
+  const { snapshot, pair, memory, now, settings } = ctx;
   const pending = snapshot.pendingPromotions.find((p) => p.content === pair.content);
   const started = memory.failoversStarted[String(pair.content)];
-  const since = pending?.startedAt ?? (started?.failedPrimaryDbid === pair.primary.dbid ? started.at : undefined);
-  if (!since || seconds(since, now) >= PROMOTION_STALE_SECONDS) return undefined;
+  const since = pending
+    ? seconds(pending.startedAt, now) < settings.promotionStaleSeconds && pending.startedAt
+    : started?.failedPrimaryDbid === pair.primary.dbid && seconds(started.at, now) < settings.failoverRetrySeconds && started.at;
+  // A pending marker restarted after it went stale counts from the restart.
+  const restarted = pending && started && started.version >= pending.version && seconds(started.at, now) < settings.promotionStaleSeconds ? started.at : undefined;
+  const from = restarted ?? since;
+  if (!from) return undefined;
   return {
     kind: 'promotion-pending',
     content: pair.content,
     dbid: pair.primary.dbid,
-    reason: `a promotion for content ${pair.content} started ${seconds(since, now).toFixed(1)} s ago is still under way`,
+    reason: `a promotion for content ${pair.content} started ${seconds(from, now).toFixed(1)} s ago is still under way`,
   };
+}
+
+/** A row marked down that answers: a zombie when it is writable (not in recovery). */
+function decideDownRow(ctx: Context, probe: ProbeResult): Decision[] {
+  const { snapshot, pair, now } = ctx;
+  const row = pair.mirror!;
+  if (!probe.ok) {
+    if (probe.kind !== 'wrong-instance') return [];
+    return [{ kind: 'wrong-instance', content: pair.content, dbid: row.dbid, reason: `the instance at the address of dbid ${row.dbid} of content ${pair.content} is not that instance: ${probe.message}; nothing is done to it` }];
+  }
+  if (probe.inRecovery) return [];
+  const reason = `dbid ${row.dbid} of content ${pair.content} is marked down but answers as a writable primary beside acting primary dbid ${pair.primary.dbid}: fencing it`;
+  const fence: PendingFence = snapshot.pendingFences?.find((f) => f.dbid === row.dbid) ?? {
+    dbid: row.dbid,
+    content: pair.content,
+    newPrimaryDbid: pair.primary.dbid,
+    since: now.toISOString(),
+    reason: 'answered as a writable primary while marked down',
+  };
+  return [{ kind: 'fence-zombie', content: pair.content, dbid: row.dbid, fence, reason, history: `FTS: dbid ${row.dbid} with contentid ${pair.content} answered as a writable primary while marked down (a second primary beside dbid ${pair.primary.dbid}): fenced` }];
 }
 
 function mergeChange(snapshot: ClusterSnapshot, decisions: readonly Decision[], now: Date): CatalogChange | null {
   const rows: SegmentRow[] = [];
   const history: HistoryRow[] = [];
+  const setPending: PendingPromotion[] = [];
+  const setFences: PendingFence[] = [];
   const time = now.toISOString();
   for (const d of decisions) {
+    if (d.kind === 'fence-zombie') {
+      history.push({ time, dbid: d.dbid, description: d.history });
+      if (!snapshot.pendingFences?.some((f) => f.dbid === d.dbid)) setFences.push(d.fence);
+    }
+    if (d.kind === 'promote-again' && d.pending) setPending.push(d.pending);
     if (!('rows' in d)) continue;
     for (const row of d.rows) {
       const old = snapshot.segments.find((r) => r.dbid === row.dbid);
@@ -303,14 +528,21 @@ function mergeChange(snapshot: ClusterSnapshot, decisions: readonly Decision[], 
     }
   }
   const status = clusterStatusOf(applyRows(snapshot.segments, { rows }));
-  if (!rows.length && status === snapshot.status) return null;
-  return { rows, history, ...(status !== snapshot.status ? { status } : {}) };
+  if (!rows.length && !history.length && !setPending.length && status === snapshot.status) return null;
+  return {
+    rows,
+    history,
+    ...(status !== snapshot.status ? { status } : {}),
+    ...(setPending.length ? { setPending } : {}),
+    ...(setFences.length ? { setFences } : {}),
+  };
 }
 
 /**
  * The catalog flip of a failover (what PromoteMirror writes, catalog first): the failed
  * primary becomes a down mirror, the in-sync mirror the acting primary, both mode `n`,
- * a history row each and the pending promotion marker. Throws when the pair is not
+ * a history row each, the pending promotion marker and the fence owed to the old
+ * primary. Throws when the pair is not
  * eligible, so an out-of-sync mirror is never promoted.
  */
 export function planFailover(snapshot: ClusterSnapshot, content: number, failedPrimaryDbid: number, mirrorDbid: number, now: Date): CatalogChange {
@@ -325,6 +557,7 @@ export function planFailover(snapshot: ClusterSnapshot, content: number, failedP
   }
   const time = now.toISOString();
   const demoted: SegmentRow = { ...primary, role: 'm', status: 'd', mode: 'n' };
+  const fence: PendingFence = { dbid: primary.dbid, content, newPrimaryDbid: mirror.dbid, since: time, reason: `failed over to dbid ${mirror.dbid}` };
   const promoted: SegmentRow = { ...mirror, role: 'p', status: 'u', mode: 'n' };
   const rows = [demoted, promoted];
   return {
@@ -335,5 +568,8 @@ export function planFailover(snapshot: ClusterSnapshot, content: number, failedP
     ],
     status: clusterStatusOf(applyRows(snapshot.segments, { rows })),
     setPending: [{ content, mirrorDbid, failedPrimaryDbid, version: snapshot.version + 1, startedAt: time }],
+    // Catalog first: the old primary is owed a fence before anything acts, so a crash
+    // between flip and fence still leaves the prober to carry it out.
+    setFences: [fence],
   };
 }

@@ -76,6 +76,30 @@ export interface PendingPromotion {
 }
 
 /**
+ * A fence the catalog owes an instance (an old primary after a failover, or a row
+ * marked down that answered as a writable primary): recorded before it is attempted,
+ * cleared once it is done, retried by the prober while the host does not answer.
+ */
+export interface PendingFence {
+  dbid: number;
+  content: number;
+  /** The content's acting primary when the fence was recorded (its `primary_conninfo` target). */
+  newPrimaryDbid?: number;
+  since: string;
+  reason: string;
+}
+
+/** One failover attempt the prober started (a failure episode), by content. */
+export interface FailoverAttempt {
+  failedPrimaryDbid: number;
+  /** Catalog version the attempt was decided on. */
+  version: number;
+  /** 1 for the first attempt at that version; a retry of the same episode counts up. */
+  attempt: number;
+  at: string;
+}
+
+/**
  * What the prober remembers between rounds, stored with its lease so a prober that
  * replaces a dead one resumes with the same view.
  */
@@ -87,11 +111,20 @@ export interface ProberMemory {
   /** dbid -> replay LSN last reported while the instance was in crash recovery. */
   recoveryLsn: Record<string, string>;
   /** content -> a PromoteMirror workflow the prober started and whose flip it has not seen yet. */
-  failoversStarted: Record<string, { failedPrimaryDbid: number; version: number; at: string }>;
+  failoversStarted: Record<string, FailoverAttempt>;
+  /**
+   * content -> the primary's WAL position when sync rep was seen on with the mirror as
+   * synchronous standby while the pair was not in sync: once the mirror has flushed up to
+   * it, every commit acknowledged before sync rep took effect is on the mirror, and the
+   * pair may be marked `s`.
+   */
+  syncTarget: Record<string, string>;
+  /** dbid -> crash resets of a primary's postmaster: its last initialization time and the times resets were seen. */
+  resets: Record<string, { initializedAt: string; seenAt: string[] }>;
 }
 
 /** A prober memory with nothing in it. */
-export const emptyMemory = (): ProberMemory => ({ mirrorDownSince: {}, mirrorDrops: {}, recoveryLsn: {}, failoversStarted: {} });
+export const emptyMemory = (): ProberMemory => ({ mirrorDownSince: {}, mirrorDrops: {}, recoveryLsn: {}, failoversStarted: {}, syncTarget: {}, resets: {} });
 
 /** A consistent read of the catalog for one cluster. */
 export interface ClusterSnapshot {
@@ -102,6 +135,8 @@ export interface ClusterSnapshot {
   segments: SegmentRow[];
   /** Pending promotions by content. */
   pendingPromotions: PendingPromotion[];
+  /** Fences owed, by dbid. */
+  pendingFences: PendingFence[];
   memory: ProberMemory;
 }
 
@@ -119,6 +154,10 @@ export interface CatalogChange {
   setPending?: PendingPromotion[];
   /** Contents whose pending promotion is finished. */
   clearPending?: number[];
+  /** Fences to record (replacing a pending fence of the same dbid). */
+  setFences?: PendingFence[];
+  /** dbids whose pending fence is done. */
+  clearFences?: number[];
 }
 
 /** Rows of one content: its acting primary and its mirror (if any). */
@@ -143,12 +182,16 @@ export function pairsByContent(segments: readonly SegmentRow[]): ContentPair[] {
 /** Replication slot / application name a mirror uses, derived from its dbid. */
 export const mirrorSlotName = (mirrorDbid: number): string => `fts_mirror_dbid_${mirrorDbid}`;
 
+const parseLsn = (lsn: string): bigint => {
+  const [hi, lo] = lsn.split('/');
+  return (BigInt(`0x${hi}`) << 32n) + BigInt(`0x${lo}`);
+};
+
 /** Compares PostgreSQL LSNs of the form `X/Y`; negative when a < b. */
 export function compareLsn(a: string, b: string): number {
-  const parse = (lsn: string): bigint => {
-    const [hi, lo] = lsn.split('/');
-    return (BigInt(`0x${hi}`) << 32n) + BigInt(`0x${lo}`);
-  };
-  const d = parse(a) - parse(b);
+  const d = parseLsn(a) - parseLsn(b);
   return d < 0n ? -1 : d > 0n ? 1 : 0;
 }
+
+/** Bytes of WAL from `from` to `to` (negative when `to` is behind). */
+export const lsnBytes = (from: string, to: string): number => Number(parseLsn(to) - parseLsn(from));

@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { ValidationError } from './errors';
-import type { HistoryRow, PendingPromotion, SegmentRow } from './model';
+import type { HistoryRow, PendingFence, PendingPromotion, SegmentRow } from './model';
 
 const role = z.enum(['p', 'm']);
 const nonEmpty = z.string().min(1);
@@ -53,6 +53,17 @@ export const pendingPromotionSchema = z
   })
   .strict();
 
+/** A fence the catalog owes an instance (see PendingFence). */
+export const pendingFenceSchema = z
+  .object({
+    dbid: z.number().int().min(1),
+    content: z.number().int().min(-1),
+    newPrimaryDbid: z.number().int().min(1).optional(),
+    since: z.iso.datetime({ offset: true }),
+    reason: z.string().max(1000),
+  })
+  .strict();
+
 // Compile-time check that the schemas and the model agree in both directions.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 /** Always true; fails to compile when a schema drifts from lambdas/core/model.ts. */
@@ -60,7 +71,8 @@ export const SCHEMAS_MATCH_MODEL: [
   Same<z.infer<typeof segmentRowSchema>, SegmentRow>,
   Same<z.infer<typeof historyRowSchema>, HistoryRow>,
   Same<z.infer<typeof pendingPromotionSchema>, PendingPromotion>,
-] = [true, true, true];
+  Same<z.infer<typeof pendingFenceSchema>, PendingFence>,
+] = [true, true, true, true];
 
 /** Names a row in a message: by its dbid when it has a usable one, else by position. */
 function rowLabel(raw: unknown, index: number): string {
@@ -154,5 +166,14 @@ export function validatePendingPromotions(markers: readonly unknown[]): PendingP
     if (contents.filter((c) => c === content).length > 1) issues.push(`content ${content} has more than one pending promotion`);
   }
   if (issues.length) fail('pending promotions', issues);
+  return parsed;
+}
+
+/** Validates pending fences; at most one per dbid. Throws ValidationError naming the dbid. */
+export function validatePendingFences(fences: readonly unknown[]): PendingFence[] {
+  const { parsed, issues } = parseEach(pendingFenceSchema, fences, (raw, i) => `pending fence ${rowLabel(raw, i)}`);
+  const dbids = parsed.map((f) => f.dbid);
+  for (const dbid of new Set(dbids)) if (dbids.filter((d) => d === dbid).length > 1) issues.push(`dbid ${dbid} has more than one pending fence`);
+  if (issues.length) fail('pending fences', issues);
   return parsed;
 }

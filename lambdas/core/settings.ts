@@ -29,6 +29,27 @@ const schema = z
     replicationAttempts: z.number().int().min(1).max(100).default(3),
     /** Instances probed at once. */
     probeParallelism: z.number().int().min(1).max(256).default(16),
+    /**
+     * Seconds after which a promotion whose catalog flip is written but whose pending
+     * marker was never cleared (its workflow died) is started again.
+     */
+    promotionStaleSeconds: z.number().min(1).max(3600).default(60),
+    /**
+     * Seconds before a failover that did not flip the catalog (aborted because the
+     * primary proved alive, or failed) is attempted again while the primary still fails.
+     */
+    failoverRetrySeconds: z.number().min(1).max(3600).default(15),
+    /**
+     * Bytes of WAL a connected mirror may still lack (primary position minus the mirror's
+     * flush position) for synchronous replication to be on: more, and sync rep is turned
+     * off while it catches up, so commits never wait for a long catch-up; at most this,
+     * and it is turned (back) on.
+     */
+    catchUpLagBytes: z.number().int().min(0).max(1024 ** 3).default(1024 * 1024),
+    /** Crash resets of a primary's postmaster within `resetLoopWindowSeconds` that make it a failure (gpdb #4470). */
+    resetLoopThreshold: z.number().int().min(1).max(1000).default(3),
+    /** Window in which resets are counted. */
+    resetLoopWindowSeconds: z.number().min(1).max(3600).default(60),
   })
   .strict();
 

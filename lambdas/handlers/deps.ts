@@ -8,6 +8,7 @@ import { PgSegmentControl } from '../adapters/postgres/control';
 import { PgSegmentProbe } from '../adapters/postgres/probe';
 import { trustCredentials, type PgCredentialsProvider } from '../adapters/postgres/connection';
 import { secretCredentialsProvider } from '../adapters/aws/secret-credentials';
+import { SsmSegmentHost } from '../adapters/aws/ssm-host';
 import type { HandlerEnvironment } from './environment';
 
 /** What the prober and the PromoteMirror steps share. */
@@ -15,6 +16,8 @@ export interface SegmentDeps {
   catalog: DynamoDbCatalog;
   probe: PgSegmentProbe;
   control: PgSegmentControl;
+  /** Host operations (fence, rebuild) through SSM Run Command on the segment hosts. */
+  host: SsmSegmentHost;
 }
 
 /** Credentials: the secret when FTS_PG_SECRET_ARN is set, else FTS_PG_USER without a password. */
@@ -25,9 +28,11 @@ export function credentialsFrom(env: HandlerEnvironment): PgCredentialsProvider 
 /** Builds the catalog and the segment adapters. */
 export function segmentDeps(env: HandlerEnvironment): SegmentDeps {
   const credentials = credentialsFrom(env);
+  const control = new PgSegmentControl({ credentials });
   return {
     catalog: new DynamoDbCatalog(),
     probe: new PgSegmentProbe({ credentials }),
-    control: new PgSegmentControl({ credentials }),
+    control,
+    host: new SsmSegmentHost({ osUser: env.FTS_PG_OS_USER, pgBin: env.FTS_PG_BIN, control }),
   };
 }

@@ -8,6 +8,12 @@ const schema = z.object({
   FTS_PG_SECRET_ARN: z.string().startsWith('arn:').optional(),
   FTS_PG_USER: z.string().min(1).default('gpadmin'),
   FTS_NOTIFY_TOPIC_ARN: z.string().startsWith('arn:').optional(),
+  /** OS user that owns PostgreSQL on the segment hosts (host operations run as it). */
+  FTS_PG_OS_USER: z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/).default('gpadmin'),
+  /** PostgreSQL bin directory on the segment hosts; the scripts' default when unset. */
+  FTS_PG_BIN: z.string().startsWith('/').optional(),
+  /** Seconds between two scheduled prober invocations: each invocation probes that long. */
+  FTS_SCHEDULE_PERIOD_SECONDS: z.coerce.number().int().min(60).max(840).default(60),
 });
 
 export type HandlerEnvironment = z.infer<typeof schema>;

@@ -12,8 +12,6 @@ import { runProber } from '../service/prober';
 import { segmentDeps } from './deps';
 import { handlerEnvironment, type LambdaContext } from './environment';
 
-/** How long one invocation probes: the schedule's period. */
-export const INVOCATION_PERIOD_MS = 60_000;
 /** Kept back from the Lambda timeout to release the lease and flush metrics. */
 const RELEASE_MARGIN_MS = 5_000;
 
@@ -34,7 +32,8 @@ export async function handler(event: unknown, context: LambdaContext): Promise<{
   const start = Date.now();
   // The last round starts before the deadline and may take a worst-case probe to end.
   const lastRoundMs = MAX_WORST_CASE_PROBE_SECONDS * 1000 + RELEASE_MARGIN_MS;
-  const deadline = start + Math.min(INVOCATION_PERIOD_MS, context.getRemainingTimeInMillis() - lastRoundMs);
+  // One schedule period of probing, whatever the rate: the next invocation is due then (no gaps).
+  const deadline = start + Math.min(env.FTS_SCHEDULE_PERIOD_SECONDS * 1000, context.getRemainingTimeInMillis() - lastRoundMs);
   const rounds = await runProber(
     { ...deps, workflows, telemetry, clock: Date.now, sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)) },
     { clusterId: env.FTS_CLUSTER_ID, owner: context.awsRequestId, deadline },

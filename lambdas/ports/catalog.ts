@@ -5,9 +5,10 @@
  * Consistency needs (what an adapter must guarantee):
  * - `load` is a strongly consistent read of the cluster item and all its rows, taken so
  *   that rows and version belong together.
- * - `apply` is atomic and compare-and-set on the version: all rows, history rows, status
- *   and pending markers are written with version + 1, or nothing is
- *   ({@link CatalogConflictError} when the version moved).
+ * - `apply` is atomic and compare-and-set on the version: all rows, history rows, status,
+ *   pending promotions and pending fences are written with version + 1, or nothing is
+ *   ({@link CatalogConflictError} when the version moved); a prober's writes are also
+ *   conditioned on its lease (fencing token), so a prober paused past its lease writes nothing.
  * - The lease calls are compare-and-set on owner, token and expiry: at most one live
  *   holder; the token grows with every acquisition (a fencing token).
  */
@@ -24,6 +25,12 @@ export interface Lease {
   expiresAt: number;
 }
 
+/** A lease a write is conditioned on: held by `owner` with `token` and live at `now`. */
+export interface LeaseCondition extends Pick<Lease, 'owner' | 'token'> {
+  /** Epoch milliseconds the caller considers now. */
+  now: number;
+}
+
 export interface Catalog {
   /** Creates the cluster item and its rows at version 1; fails if the cluster exists. */
   initialize(clusterId: string, segments: SegmentRow[], settings: Settings, time: string): Promise<void>;
@@ -31,8 +38,11 @@ export interface Catalog {
   load(clusterId: string): Promise<ClusterSnapshot>;
   /** The cluster's settings as stored. */
   loadSettings(clusterId: string): Promise<Settings>;
-  /** Atomically applies a change conditioned on `expectedVersion`; returns the new version. */
-  apply(clusterId: string, expectedVersion: number, change: CatalogChange): Promise<number>;
+  /**
+   * Atomically applies a change conditioned on `expectedVersion` (CatalogConflictError)
+   * and, when given, on the prober lease (NotLeaseHolderError); returns the new version.
+   */
+  apply(clusterId: string, expectedVersion: number, change: CatalogChange, lease?: LeaseCondition): Promise<number>;
   /** History rows, oldest first (at most `limit`, the newest ones). */
   history(clusterId: string, limit?: number): Promise<HistoryRow[]>;
   /** Takes the lease if free or expired; null when another owner holds a live lease. */

@@ -1,24 +1,32 @@
 /**
- * The prober: take the lease, run probe rounds every probe interval until the
- * invocation's deadline, renewing the lease and storing the prober's memory with it.
- * Each round: snapshot, probe acting primaries, `decide`, write the catalog, then act.
+ * The prober: take the lease, then every probe interval start a probe of each content
+ * whose previous probe has finished, until the invocation's deadline. Contents are
+ * independent: each content's decision is made and written as soon as its own probe
+ * completes, so a frozen host (a probe that takes its whole timeout and retries) never
+ * delays another content's mirror-down handling. Catalog writes are serialized within
+ * the prober, conditioned on the version and on the lease, and every action checks the
+ * lease first: a prober paused past its lease decides nothing that anyone acts on.
  */
 import type { Catalog, Lease } from '../ports/catalog';
-import type { SegmentControl, SegmentProbe } from '../ports/segments';
+import type { SegmentControl, SegmentHost, SegmentProbe } from '../ports/segments';
 import type { MetricName, Telemetry } from '../ports/telemetry';
-import type { Workflows } from '../ports/workflows';
-import type { ClusterSnapshot, ProberMemory, SegmentRow } from '../core/model';
+import type { PromoteMirrorInput, Workflows } from '../ports/workflows';
+import type { ClusterSnapshot, PendingFence, ProberMemory, SegmentRow } from '../core/model';
+import { pairsByContent } from '../core/model';
 import type { Decision, RoundPlan } from '../core/decide';
 import { decide } from '../core/decide';
+import type { ProbeResult } from '../core/probe';
 import type { Settings } from '../core/settings';
 import { worstCaseProbeSeconds } from '../core/settings';
-import { CatalogConflictError, LeaseLostError } from '../core/errors';
+import { CatalogConflictError, LeaseLostError, NotLeaseHolderError } from '../core/errors';
 
 /** What the prober needs; built once per Lambda container (or local daemon). */
 export interface ProberDeps {
   catalog: Catalog;
   probe: SegmentProbe;
   control: SegmentControl;
+  /** Host operations (fences of zombie old primaries). */
+  host: SegmentHost;
   workflows: Workflows;
   telemetry: Telemetry;
   /** Epoch milliseconds. */
@@ -26,50 +34,25 @@ export interface ProberDeps {
   sleep: (ms: number) => Promise<void>;
 }
 
-/** What one round saw and did. */
-export interface RoundReport {
+/** What one content's probe and decision saw and did. */
+export interface ContentReport {
+  content: number;
   version: number;
-  probes: number;
-  probesFailed: number;
+  probes: ProbeResult[];
   decisions: Decision[];
-  /** False when another writer changed the catalog first; the next round decides again. */
+  /** False when the catalog could not be written (another writer kept winning, or the lease was lost). */
   written: boolean;
   durationMs: number;
-  memory: ProberMemory;
 }
 
-/** Runs one probe round. Actions that fail are logged; the next round sees what is left to do. */
-export async function runProbeRound(deps: ProberDeps, clusterId: string, settings: Settings): Promise<RoundReport> {
-  const started = deps.clock();
-  const snapshot = await deps.catalog.load(clusterId);
-  const primaries = snapshot.segments.filter((r) => r.role === 'p');
-  const probes = await deps.probe.probeAll(primaries, settings, snapshot.segments);
-  const plan = decide(snapshot, probes, settings, new Date(deps.clock()));
-  let written = true;
-  if (plan.change) {
-    try {
-      await deps.catalog.apply(clusterId, snapshot.version, plan.change); // catalog first
-    } catch (e) {
-      if (!(e instanceof CatalogConflictError)) throw e;
-      written = false;
-      deps.telemetry.warn('catalog changed during the round; deciding again next round', { clusterId, version: snapshot.version });
-    }
-  }
-  if (written) await act(deps, snapshot, plan);
-  const report: RoundReport = {
-    version: snapshot.version,
-    probes: probes.length,
-    probesFailed: probes.filter((p) => !p.ok).length,
-    decisions: plan.decisions,
-    written,
-    durationMs: deps.clock() - started,
-    memory: written ? plan.memory : snapshot.memory,
-  };
-  deps.telemetry.metric('RoundDurationMs', report.durationMs, 'Milliseconds');
-  deps.telemetry.metric('ProbesFailed', report.probesFailed);
-  deps.telemetry.metric('Decisions', plan.decisions.length);
-  deps.telemetry.flush();
-  return report;
+/** What one tick of the prober started. */
+export interface RoundReport {
+  version: number;
+  /** Contents whose probe this tick started. */
+  started: number[];
+  /** Contents still busy with an earlier probe or action (not probed again yet). */
+  busy: number[];
+  durationMs: number;
 }
 
 /** Decisions that only raise an alarm: the metric each emits. */
@@ -78,17 +61,141 @@ const ALARM_METRICS: Partial<Record<Decision['kind'], MetricName>> = {
   'content-unavailable': 'ContentUnavailable',
   'coordinator-unreachable': 'CoordinatorUnreachable',
   'probe-misconfigured': 'ProbeMisconfigured',
+  'wrong-instance': 'WrongInstance',
+  'too-many-connections': 'TooManyConnections',
+  'primary-reset': 'PrimaryReset',
+  'reset-loop': 'PrimaryResetLoop',
+  'replication-timeout-misconfigured': 'ReplicationTimeoutMisconfigured',
 };
 
-async function act(deps: ProberDeps, snapshot: ClusterSnapshot, plan: RoundPlan): Promise<void> {
-  const row = (dbid: number): SegmentRow => snapshot.segments.find((r) => r.dbid === dbid)!;
-  const mirrorOf = (content: number): SegmentRow | undefined => snapshot.segments.find((r) => r.content === content && r.role === 'm');
-  const startPromotion = (content: number, failedPrimaryDbid: number, mirrorDbid: number, reason: string) =>
-    deps.workflows.startPromotion({ clusterId: snapshot.clusterId, content, failedPrimaryDbid, mirrorDbid, catalogVersion: snapshot.version, reason });
-  const { telemetry } = deps;
-  await Promise.all(
-    plan.decisions.map(async (d) => {
+/** Attempts to write one content's decision when other writers keep changing the catalog. */
+const WRITE_ATTEMPTS = 3;
+/** An action is only taken while the lease has at least this long to live. */
+const LEASE_SAFETY_MS = 1000;
+/** Longest a sync rep change or a fence may take (the lease must outlive it). */
+const ACTION_ALLOWANCE_SECONDS = 20;
+
+/** The lease outlives the longest probe plus its actions, so a live prober never loses it between renewals. */
+export const leaseTtlMs = (settings: Settings): number => (worstCaseProbeSeconds(settings) + settings.probeIntervalSeconds + ACTION_ALLOWANCE_SECONDS) * 1000;
+
+/** Options of one prober invocation. */
+export interface ProberRun {
+  clusterId: string;
+  /** Unique per invocation (the Lambda request id). */
+  owner: string;
+  /** Epoch ms by which the invocation must have released the lease. */
+  deadline: number;
+  /** Called after every tick (local mode counts rounds from it). */
+  onRound?: (report: RoundReport) => void;
+  /** Called when a content's decision is made (and written). */
+  onDecided?: (report: ContentReport) => void;
+  /** Ends the invocation after the current tick (local mode's `local down`, tests). */
+  signal?: AbortSignal;
+}
+
+/** One invocation's state: the latest snapshot, the memory, the lease and the contents in flight. */
+class Invocation {
+  snapshot!: ClusterSnapshot;
+  memory!: ProberMemory;
+  settings!: Settings;
+  lost = false;
+  private writeQueue: Promise<unknown> = Promise.resolve();
+  readonly inFlight = new Map<number, Promise<void>>();
+
+  constructor(
+    readonly deps: ProberDeps,
+    readonly run: ProberRun,
+    public lease: Lease,
+  ) {}
+
+  /** True while the lease has time left; an action must not start otherwise. */
+  leaseLive(): boolean {
+    return !this.lost && this.deps.clock() < this.lease.expiresAt - LEASE_SAFETY_MS;
+  }
+
+  /** Runs `work` after every earlier write of this invocation has finished (one writer at a time). */
+  serialized<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.writeQueue.then(work, work);
+    this.writeQueue = next.catch(() => undefined);
+    return next;
+  }
+
+  async reload(): Promise<void> {
+    const snapshot = await this.deps.catalog.load(this.run.clusterId);
+    this.snapshot = snapshot;
+    this.memory ??= snapshot.memory;
+  }
+
+  /** Probes a content's acting primary (with the write check) and its down mirror (zombie check). */
+  async probeContent(content: number): Promise<ProbeResult[]> {
+    const { probe } = this.deps;
+    const pair = pairsByContent(this.snapshot.segments).find((p) => p.content === content);
+    if (!pair?.primary) return [];
+    const settings = this.settings;
+    const probes: Promise<ProbeResult>[] = [probe.probe(pair.primary, settings, pair.mirror, { writeCheck: pair.primary.status === 'u' })];
+    // One quick attempt: a down row that answers at all is worth a look; one that does not is what the catalog says.
+    if (pair.mirror?.status === 'd') probes.push(probe.probe(pair.mirror, { ...settings, probeRetries: 0 }));
+    return Promise.all(probes);
+  }
+
+  /** Decides one content on the latest snapshot and writes the change; re-decides after a conflict. */
+  async decideAndWrite(content: number, probes: ProbeResult[]): Promise<{ plan: RoundPlan; snapshot: ClusterSnapshot; written: boolean }> {
+    return this.serialized(async () => {
+      for (let attempt = 1; ; attempt++) {
+        const snapshot: ClusterSnapshot = { ...this.snapshot, memory: this.memory };
+        const plan = decide(snapshot, probes, this.settings, new Date(this.deps.clock()), content);
+        if (!plan.change) {
+          this.memory = plan.memory;
+          return { plan, snapshot, written: true };
+        }
+        if (!this.leaseLive()) return { plan, snapshot, written: false };
+        try {
+          await this.deps.catalog.apply(this.run.clusterId, snapshot.version, plan.change, { owner: this.lease.owner, token: this.lease.token, now: this.deps.clock() });
+          this.memory = plan.memory;
+          await this.reload();
+          return { plan, snapshot, written: true };
+        } catch (e) {
+          if (e instanceof NotLeaseHolderError) {
+            this.lost = true;
+            this.deps.telemetry.warn(`prober lease lost; not acting: ${e.message}`, { clusterId: this.run.clusterId, content });
+            return { plan, snapshot, written: false };
+          }
+          if (!(e instanceof CatalogConflictError)) throw e;
+          await this.reload();
+          if (attempt >= WRITE_ATTEMPTS) {
+            this.deps.telemetry.warn('catalog kept changing; deciding this content again at its next probe', { clusterId: this.run.clusterId, content });
+            return { plan, snapshot, written: false };
+          }
+        }
+      }
+    });
+  }
+
+  /** One content: probe, decide and write, then act. Errors are logged; the next tick tries again. */
+  async cycle(content: number): Promise<void> {
+    const started = this.deps.clock();
+    const probes = await this.probeContent(content);
+    const { plan, snapshot, written } = await this.decideAndWrite(content, probes);
+    if (written) await this.act(snapshot, plan);
+    this.run.onDecided?.({ content, version: snapshot.version, probes, decisions: plan.decisions, written, durationMs: this.deps.clock() - started });
+    const { telemetry } = this.deps;
+    telemetry.metric('ProbesFailed', probes.filter((p) => !p.ok).length);
+    if (plan.decisions.length) telemetry.metric('Decisions', plan.decisions.length);
+  }
+
+  private async act(snapshot: ClusterSnapshot, plan: RoundPlan): Promise<void> {
+    const { deps } = this;
+    const { telemetry } = deps;
+    const row = (dbid: number): SegmentRow => snapshot.segments.find((r) => r.dbid === dbid)!;
+    const mirrorOf = (content: number): SegmentRow | undefined => snapshot.segments.find((r) => r.content === content && r.role === 'm');
+    const startPromotion = (input: Omit<PromoteMirrorInput, 'clusterId' | 'catalogVersion'>, version: number) =>
+      deps.workflows.startPromotion({ clusterId: snapshot.clusterId, catalogVersion: version, ...input });
+    for (const d of plan.decisions) {
       const fields = { clusterId: snapshot.clusterId, content: d.content, decision: d.kind, reason: d.reason };
+      if (!this.leaseLive()) {
+        telemetry.warn('prober lease no longer live: decision not acted on', fields);
+        continue;
+      }
       try {
         switch (d.kind) {
           case 'mark-mirror-down':
@@ -96,22 +203,40 @@ async function act(deps: ProberDeps, snapshot: ClusterSnapshot, plan: RoundPlan)
             telemetry.info(d.reason, fields);
             await deps.control.setSyncRep(row(d.primaryDbid), mirrorOf(d.content), false);
             break;
+          case 'mark-catching-up':
+            telemetry.info(d.reason, fields);
+            if (d.syncRepOff) await deps.control.setSyncRep(row(d.primaryDbid), mirrorOf(d.content), false);
+            break;
           case 'sync-rep-on':
             telemetry.info(d.reason, fields);
             await deps.control.setSyncRep(row(d.primaryDbid), row(d.mirrorDbid), true);
             break;
           case 'fail-over': {
-            const started = await startPromotion(d.content, d.failedPrimaryDbid, d.mirrorDbid, d.reason);
+            if (d.failure === 'disk') telemetry.metric('DiskFailure', 1);
+            if (d.failure === 'reset-loop') telemetry.metric('PrimaryResetLoop', 1);
+            const input = { content: d.content, failedPrimaryDbid: d.failedPrimaryDbid, mirrorDbid: d.mirrorDbid, failure: d.failure, attempt: d.attempt.attempt, reason: d.reason };
+            const started = await startPromotion(input, d.attempt.version);
             telemetry.metric('FailoversStarted', 1);
             telemetry.warn(d.reason, { ...fields, execution: started.executionName, started: started.started });
             break;
           }
           case 'promote-again': {
-            const failed = snapshot.segments.find((r) => r.content === d.content && r.dbid !== d.dbid);
-            const started = await startPromotion(d.content, failed?.dbid ?? d.dbid, d.dbid, d.reason);
-            telemetry.warn(d.reason, { ...fields, execution: started.executionName });
+            const input = { content: d.content, failedPrimaryDbid: d.failedPrimaryDbid, mirrorDbid: d.dbid, attempt: d.attempt.attempt, reason: d.reason };
+            const started = await startPromotion(input, d.attempt.version);
+            telemetry.warn(d.reason, { ...fields, execution: started.executionName, started: started.started });
             break;
           }
+          case 'fence-zombie':
+            telemetry.metric('ZombieFenced', 1);
+            telemetry.error(d.reason, fields);
+            await this.fence(d.fence, fields);
+            break;
+          case 'retry-fence':
+            // The PromoteMirror workflow fences its own old primary; the prober only takes over once it is done.
+            if (snapshot.pendingPromotions.some((p) => p.content === d.content)) break;
+            telemetry.info(d.reason, fields);
+            await this.fence(d.fence, fields);
+            break;
           default: {
             const alarm = ALARM_METRICS[d.kind];
             if (!alarm) {
@@ -123,31 +248,80 @@ async function act(deps: ProberDeps, snapshot: ClusterSnapshot, plan: RoundPlan)
           }
         }
       } catch (e) {
-        telemetry.warn(`action failed, retried next round: ${(e as Error).message}`, fields);
+        telemetry.warn(`action failed, retried at the next probe: ${(e as Error).message}`, fields);
       }
-    }),
-  );
-}
+    }
+  }
 
-/** Options of one prober invocation. */
-export interface ProberRun {
-  clusterId: string;
-  /** Unique per invocation (the Lambda request id). */
-  owner: string;
-  /** Epoch ms by which the invocation must have released the lease. */
-  deadline: number;
-  /** Called after every round (local mode prints a timeline from it). */
-  onRound?: (report: RoundReport) => void;
-  /** Ends the invocation after the current round (local mode's `local down`, tests). */
-  signal?: AbortSignal;
-}
+  /** Carries out a fence owed in the catalog and clears it; a fence that fails stays pending (alarm). */
+  private async fence(fence: PendingFence, fields: Record<string, unknown>): Promise<void> {
+    const { deps } = this;
+    const target = this.snapshot.segments.find((r) => r.dbid === fence.dbid);
+    if (!target) return;
+    const newPrimary = this.snapshot.segments.find((r) => r.content === fence.content && r.role === 'p' && r.dbid !== fence.dbid);
+    try {
+      const report = await deps.host.fence(target, newPrimary);
+      deps.telemetry.warn(`dbid ${fence.dbid} fenced`, { ...fields, ...report });
+    } catch (e) {
+      deps.telemetry.metric('FencePending', 1);
+      deps.telemetry.error(`fence of dbid ${fence.dbid} failed, still pending: ${(e as Error).message}`, fields);
+      return;
+    }
+    await this.serialized(async () => {
+      for (let attempt = 1; attempt <= WRITE_ATTEMPTS; attempt++) {
+        if (!this.snapshot.pendingFences.some((f) => f.dbid === fence.dbid) || !this.leaseLive()) return;
+        try {
+          await deps.catalog.apply(
+            this.run.clusterId,
+            this.snapshot.version,
+            {
+              rows: [],
+              history: [{ time: new Date(deps.clock()).toISOString(), dbid: fence.dbid, description: `FTS: dbid ${fence.dbid} with contentid ${fence.content} fenced (stopped; a restart comes up read-only): ${fence.reason}` }],
+              clearFences: [fence.dbid],
+            },
+            { owner: this.lease.owner, token: this.lease.token, now: deps.clock() },
+          );
+          await this.reload();
+          return;
+        } catch (e) {
+          if (e instanceof NotLeaseHolderError) {
+            this.lost = true;
+            return;
+          }
+          if (!(e instanceof CatalogConflictError)) throw e;
+          await this.reload();
+        }
+      }
+    });
+  }
 
-/** The lease outlives a slow round by a margin, so a live prober never loses it between renewals. */
-export const leaseTtlMs = (settings: Settings): number => (worstCaseProbeSeconds(settings) + settings.probeIntervalSeconds + 10) * 1000;
+  /** Starts a cycle for every content that is not busy; returns the tick's report. */
+  tick(started: number): RoundReport {
+    const report: RoundReport = { version: this.snapshot.version, started: [], busy: [], durationMs: 0 };
+    const contents = new Set([...this.snapshot.segments.filter((r) => r.role === 'p').map((r) => r.content), ...this.snapshot.pendingFences.map((f) => f.content)]);
+    for (const content of [...contents].sort((a, b) => a - b)) {
+      if (this.inFlight.has(content)) {
+        report.busy.push(content);
+        continue;
+      }
+      report.started.push(content);
+      const cycle = this.cycle(content)
+        .catch((e: unknown) => {
+          this.deps.telemetry.metric('ProberRoundFailed', 1);
+          this.deps.telemetry.error(`probe of content ${content} failed: ${(e as Error).message}`, { clusterId: this.run.clusterId, content });
+        })
+        .finally(() => this.inFlight.delete(content));
+      this.inFlight.set(content, cycle);
+    }
+    report.durationMs = this.deps.clock() - started;
+    return report;
+  }
+}
 
 /**
  * One scheduled invocation: wait for the lease (a previous invocation may still hold it
- * briefly), run rounds until the deadline, release. Returns the rounds run.
+ * briefly), tick until the deadline, wait for the contents in flight, release. Returns
+ * the ticks run.
  */
 export async function runProber(deps: ProberDeps, run: ProberRun): Promise<number> {
   let settings = await deps.catalog.loadSettings(run.clusterId);
@@ -158,34 +332,46 @@ export async function runProber(deps: ProberDeps, run: ProberRun): Promise<numbe
   }
   if (!lease) return 0;
   deps.telemetry.info('prober lease acquired', { clusterId: run.clusterId, owner: run.owner, token: lease.token });
+  const invocation = new Invocation(deps, run, lease);
+  invocation.settings = settings;
   let rounds = 0;
   try {
     for (;;) {
       const started = deps.clock();
-      let memory: ProberMemory | undefined;
       try {
-        const report = await runProbeRound(deps, run.clusterId, settings);
-        memory = report.memory;
+        await invocation.reload();
+        const report = invocation.tick(started);
         rounds += 1;
+        deps.telemetry.metric('RoundDurationMs', report.durationMs, 'Milliseconds');
         run.onRound?.(report);
       } catch (e) {
         deps.telemetry.metric('ProberRoundFailed', 1);
         deps.telemetry.error(`probe round failed: ${(e as Error).message}`, { clusterId: run.clusterId });
       }
-      lease = await deps.catalog.renewLease(lease, leaseTtlMs(settings), deps.clock(), memory);
+      deps.telemetry.flush();
+      if (invocation.lost) break;
+      invocation.lease = await deps.catalog.renewLease(invocation.lease, leaseTtlMs(settings), deps.clock(), invocation.memory);
       settings = await deps.catalog.loadSettings(run.clusterId);
+      invocation.settings = settings;
       const next = started + settings.probeIntervalSeconds * 1000;
-      if (next > run.deadline || run.signal?.aborted) break; // a round may end after the deadline: the next invocation waits for the lease
+      if (next > run.deadline || run.signal?.aborted) break; // the next invocation waits for the lease
       await deps.sleep(Math.max(0, next - deps.clock()));
     }
   } catch (e) {
-    if (e instanceof LeaseLostError) {
-      deps.telemetry.warn('prober lease lost; stopping', { clusterId: run.clusterId, owner: run.owner });
-      return rounds;
-    }
-    throw e;
+    if (!(e instanceof LeaseLostError)) throw e;
+    invocation.lost = true;
+    deps.telemetry.warn('prober lease lost; stopping', { clusterId: run.clusterId, owner: run.owner });
   } finally {
-    if (lease) await deps.catalog.releaseLease(lease).catch(() => undefined);
+    // Contents in flight finish (their actions check the lease) before the lease is released.
+    await Promise.all(invocation.inFlight.values());
+    if (!invocation.lost) {
+      // The memory of the last decisions goes with the lease to the next invocation.
+      await deps.catalog
+        .renewLease(invocation.lease, leaseTtlMs(settings), deps.clock(), invocation.memory)
+        .then((l) => deps.catalog.releaseLease(l))
+        .catch(() => undefined);
+    }
+    deps.telemetry.flush();
   }
   return rounds;
 }

@@ -5,15 +5,15 @@
  */
 import { z } from 'zod';
 import type { Catalog } from '../ports/catalog';
-import type { SegmentControl, SegmentProbe } from '../ports/segments';
+import type { SegmentControl, SegmentHost, SegmentProbe } from '../ports/segments';
 import type { Telemetry } from '../ports/telemetry';
 import type { PromoteMirrorInput } from '../ports/workflows';
-import type { ClusterSnapshot, SegmentRow } from '../core/model';
-import { planFailover } from '../core/decide';
-import { MirrorNotPromotableError, PrimaryAliveError, ValidationError } from '../core/errors';
+import { COORDINATOR_CONTENT, type CatalogChange, type ClusterSnapshot, type SegmentRow } from '../core/model';
+import { planFailover, SECOND_OPINION_FRESH_SECONDS } from '../core/decide';
+import type { Settings } from '../core/settings';
+import { CatalogConflictError, MirrorNotPromotableError, PrimaryAliveError, ValidationError, WrongInstanceError } from '../core/errors';
 
-/** A mirror whose WAL receiver heard from its primary this recently says the primary is alive. */
-export const SECOND_OPINION_FRESH_SECONDS = 10;
+export { SECOND_OPINION_FRESH_SECONDS };
 /** How long promotion (pg_promote) may take before the step fails and is retried. */
 export const PROMOTE_TIMEOUT_MS = 30_000;
 /** How long the write check on the promoted mirror may take. */
@@ -27,6 +27,8 @@ export const promoteMirrorInputSchema = z
     failedPrimaryDbid: z.number().int().min(1),
     mirrorDbid: z.number().int().min(1),
     catalogVersion: z.number().int().min(1),
+    attempt: z.number().int().min(1).max(1_000_000).default(1),
+    failure: z.enum(['unreachable', 'disk', 'reset-loop']).default('unreachable'),
     reason: z.string().max(2000).default('started by hand'),
   })
   .strict()
@@ -37,6 +39,8 @@ export interface PromotionDeps {
   catalog: Catalog;
   probe: SegmentProbe;
   control: SegmentControl;
+  /** Host operations: the fence of the old primary. */
+  host: SegmentHost;
   telemetry: Telemetry;
   now: () => Date;
   /** Sends a notification (SNS in AWS, the console locally). */
@@ -48,6 +52,7 @@ export const PROMOTE_STEPS = [
   'validate',
   'confirm-failure',
   'flip-catalog',
+  'fence-old-primary',
   'promote',
   'verify-writable',
   'clear-pending',
@@ -82,9 +87,81 @@ function rowOf(snapshot: ClusterSnapshot, dbid: number, content: number): Segmen
   return row;
 }
 
-/** True once the catalog names the mirror as the content's acting primary. */
+/**
+ * True once the catalog records this very promotion: the mirror is the acting primary
+ * and the pending marker names the same pair. A mirror that is the acting primary for
+ * another reason (an earlier, finished failover; dbids swapped in the input) is not.
+ */
 const flipped = (snapshot: ClusterSnapshot, input: PromoteMirrorInput): boolean =>
-  rowOf(snapshot, input.mirrorDbid, input.content).role === 'p';
+  rowOf(snapshot, input.mirrorDbid, input.content).role === 'p' &&
+  snapshot.pendingPromotions.some((p) => p.content === input.content && p.mirrorDbid === input.mirrorDbid && p.failedPrimaryDbid === input.failedPrimaryDbid);
+
+/**
+ * Checks the input against the catalog, whoever sent it (prober, console, CLI): both
+ * dbids are rows of the content, and either the failed primary is the acting primary
+ * and the mirror its mirror, or this very promotion is already recorded. Anything else
+ * (swapped dbids, a finished failover, a version from the future) is a ValidationError.
+ */
+function checkAgainstCatalog(snapshot: ClusterSnapshot, input: PromoteMirrorInput): void {
+  if (input.content === COORDINATOR_CONTENT) throw new ValidationError('content -1 is the coordinator: PromoteMirror never promotes its standby (that is ActivateStandby)');
+  if (input.catalogVersion > snapshot.version) {
+    throw new ValidationError(`catalogVersion ${input.catalogVersion} is newer than the catalog of cluster ${snapshot.clusterId} (version ${snapshot.version})`);
+  }
+  const failed = rowOf(snapshot, input.failedPrimaryDbid, input.content);
+  const mirror = rowOf(snapshot, input.mirrorDbid, input.content);
+  if (failed.role === 'p' && mirror.role === 'm') return;
+  if (flipped(snapshot, input)) return;
+  const acting = snapshot.segments.find((r) => r.content === input.content && r.role === 'p');
+  throw new ValidationError(
+    `failedPrimaryDbid ${failed.dbid} is not the acting primary of content ${input.content} (the catalog names dbid ${acting?.dbid ?? 'none'}) and no promotion of dbid ${mirror.dbid} is pending: nothing to promote`,
+  );
+}
+
+/**
+ * Confirms the primary has failed, the way its failure kind calls for; throws
+ * PrimaryAliveError (abort) when it has not, WrongInstanceError when the address answers
+ * with another instance (its real state is unknown).
+ */
+async function confirmPrimaryFailed(deps: PromotionDeps, input: PromoteMirrorInput, settings: Settings, primary: SegmentRow, mirror: SegmentRow): Promise<Record<string, unknown>> {
+  const once = { ...settings, probeRetries: 0 };
+  const probe = await deps.probe.probe(primary, once, mirror, { writeCheck: input.failure === 'disk' });
+  if (!probe.ok && probe.kind === 'wrong-instance') throw new WrongInstanceError(`the primary's address answers as another instance: ${probe.message}; not failing over`);
+  if (!probe.ok && probe.kind === 'too-many-connections') throw new PrimaryAliveError(`primary dbid ${primary.dbid} of content ${input.content} answers (out of connection slots); no failover`);
+  const receiver = await deps.control.walReceiver(mirror); // checks the mirror's identity
+  if (!receiver.inRecovery) throw new MirrorNotPromotableError(`mirror dbid ${mirror.dbid} is not in recovery: it is not a mirror any more`);
+  const seen = { probe: probe.ok ? (probe.inRecovery ? 'in recovery' : 'answers') : probe.kind, mirrorReceiver: receiver.state };
+  if (input.failure === 'disk' && !probe.ok && probe.kind === 'disk') return seen; // alive, but cannot write: the mirror streaming from it proves nothing
+  if (input.failure === 'reset-loop') {
+    const lastReset = probe.ok && probe.initializedAt ? (deps.now().getTime() - Date.parse(probe.initializedAt)) / 1000 : 0;
+    if (probe.ok && !probe.inRecovery && lastReset >= settings.resetLoopWindowSeconds) {
+      throw new PrimaryAliveError(`primary dbid ${primary.dbid} of content ${input.content} has not reset for ${lastReset.toFixed(0)} s; no failover`);
+    }
+    return seen;
+  }
+  if (probe.ok && !probe.inRecovery) throw new PrimaryAliveError(`primary dbid ${primary.dbid} of content ${input.content} answers again${input.failure === 'disk' ? ' and writes' : ''}; no failover`);
+  // The mirror's own clock says how long ago it heard from the primary (no skew between hosts).
+  const heardAgo = receiver.heardSecondsAgo ?? (receiver.lastMessageAt === undefined ? Infinity : (deps.now().getTime() - receiver.lastMessageAt) / 1000);
+  if (receiver.state === 'streaming' && heardAgo < SECOND_OPINION_FRESH_SECONDS) {
+    throw new PrimaryAliveError(
+      `mirror dbid ${mirror.dbid} still streams from primary dbid ${primary.dbid} (last message ${heardAgo.toFixed(1)} s ago): the primary is alive but unreachable from the prober; no failover`,
+    );
+  }
+  return seen;
+}
+
+/** Applies a change, re-reading the catalog after a concurrent write (a few times). */
+async function applyFresh(catalog: Catalog, clusterId: string, build: (snapshot: ClusterSnapshot) => CatalogChange | null): Promise<number | undefined> {
+  for (let attempt = 1; ; attempt++) {
+    const snapshot = await catalog.load(clusterId);
+    const change = build(snapshot);
+    if (!change) return undefined;
+    try {
+      return await catalog.apply(clusterId, snapshot.version, change);
+    } catch (e) {
+      if (!(e instanceof CatalogConflictError) || attempt >= 5) throw e;
+    }
+  }
+}
 
 /** Runs one step; the workflow's state document (input plus earlier results) is `doc`. */
 export async function runPromoteStep(deps: PromotionDeps, step: PromoteStep, doc: unknown): Promise<Record<string, unknown>> {
@@ -94,30 +171,18 @@ export async function runPromoteStep(deps: PromotionDeps, step: PromoteStep, doc
   const fields = { clusterId: input.clusterId, content: input.content, mirrorDbid: input.mirrorDbid, step };
   switch (step) {
     case 'validate': {
-      const snapshot = await catalog.load(input.clusterId);
-      rowOf(snapshot, input.failedPrimaryDbid, input.content);
-      rowOf(snapshot, input.mirrorDbid, input.content);
+      checkAgainstCatalog(await catalog.load(input.clusterId), input);
       return { valid: true };
     }
     case 'confirm-failure': {
       const snapshot = await catalog.load(input.clusterId);
+      checkAgainstCatalog(snapshot, input);
       if (flipped(snapshot, input)) return { alreadyFlipped: true, version: snapshot.version };
       // Eligibility first: never promote an out-of-sync mirror, whatever the probes say.
       planFailover(snapshot, input.content, input.failedPrimaryDbid, input.mirrorDbid, deps.now());
       const settings = await catalog.loadSettings(input.clusterId);
-      const primary = rowOf(snapshot, input.failedPrimaryDbid, input.content);
-      const mirror = rowOf(snapshot, input.mirrorDbid, input.content);
-      const probe = await deps.probe.probe(primary, { ...settings, probeRetries: 0 });
-      if (probe.ok && !probe.inRecovery) throw new PrimaryAliveError(`primary dbid ${primary.dbid} of content ${input.content} answers again; no failover`);
-      const receiver = await deps.control.walReceiver(mirror);
-      if (!receiver.inRecovery) throw new MirrorNotPromotableError(`mirror dbid ${mirror.dbid} is not in recovery: it is not a mirror any more`);
-      const heardAgo = receiver.lastMessageAt === undefined ? Infinity : (deps.now().getTime() - receiver.lastMessageAt) / 1000;
-      if (receiver.state === 'streaming' && heardAgo < SECOND_OPINION_FRESH_SECONDS) {
-        throw new PrimaryAliveError(
-          `mirror dbid ${mirror.dbid} still streams from primary dbid ${primary.dbid} (last message ${heardAgo.toFixed(1)} s ago): the primary is alive but unreachable from the prober; no failover`,
-        );
-      }
-      return { alreadyFlipped: false, version: snapshot.version, probe: probe.ok ? 'in recovery' : probe.kind, mirrorReceiver: receiver.state };
+      const seen = await confirmPrimaryFailed(deps, input, settings, rowOf(snapshot, input.failedPrimaryDbid, input.content), rowOf(snapshot, input.mirrorDbid, input.content));
+      return { alreadyFlipped: false, version: snapshot.version, ...seen };
     }
     case 'flip-catalog': {
       const snapshot = await catalog.load(input.clusterId);
@@ -127,10 +192,38 @@ export async function runPromoteStep(deps: PromotionDeps, step: PromoteStep, doc
       telemetry.info('catalog flipped', { ...fields, version });
       return { version, written: true };
     }
+    case 'fence-old-primary': {
+      const snapshot = await catalog.load(input.clusterId);
+      const fence = snapshot.pendingFences.find((f) => f.dbid === input.failedPrimaryDbid);
+      if (!fence) return { fenced: false, owed: false };
+      const target = rowOf(snapshot, input.failedPrimaryDbid, input.content);
+      try {
+        const report = await deps.host.fence(target, rowOf(snapshot, input.mirrorDbid, input.content));
+        telemetry.info('old primary fenced', { ...fields, ...report });
+        await applyFresh(catalog, input.clusterId, (s) =>
+          s.pendingFences.some((f) => f.dbid === target.dbid)
+            ? {
+                rows: [],
+                history: [{ time: deps.now().toISOString(), dbid: target.dbid, description: `FTS: dbid ${target.dbid} with contentid ${input.content} fenced (stopped; a restart comes up read-only): ${fence.reason}` }],
+                clearFences: [target.dbid],
+              }
+            : null,
+        );
+        return { fenced: true, ...report };
+      } catch (e) {
+        // The promotion goes on: the fence stays owed in the catalog and the prober carries it out when the host answers.
+        const cause = `${(e as Error).name}: ${(e as Error).message}`;
+        telemetry.metric('FencePending', 1);
+        telemetry.error('fence of the old primary failed; it stays pending', { ...fields, cause });
+        return { fenced: false, owed: true, cause };
+      }
+    }
     case 'promote': {
       const snapshot = await catalog.load(input.clusterId);
       const mirror = rowOf(snapshot, input.mirrorDbid, input.content);
-      if (mirror.role !== 'p') throw new MirrorNotPromotableError(`catalog does not name dbid ${mirror.dbid} acting primary of content ${input.content}; refusing to promote before the catalog flip`);
+      if (!flipped(snapshot, input)) {
+        throw new MirrorNotPromotableError(`the catalog does not record the promotion of dbid ${mirror.dbid} to acting primary of content ${input.content}; refusing to promote`);
+      }
       await deps.control.promote(mirror, PROMOTE_TIMEOUT_MS);
       telemetry.info('mirror promoted', fields);
       return { promotedAt: deps.now().toISOString() };
@@ -160,8 +253,14 @@ export async function runPromoteStep(deps: PromotionDeps, step: PromoteStep, doc
     }
     case 'record-abort': {
       const cause = errorCause(doc);
+      telemetry.metric('PromotionAborted', 1);
       telemetry.metric('UnreachablePrimary', 1);
       telemetry.warn('promotion aborted', { ...fields, cause });
+      // A history row (and so a new catalog version) per aborted attempt: the record, and a new episode for the next try.
+      await applyFresh(catalog, input.clusterId, () => ({
+        rows: [],
+        history: [{ time: deps.now().toISOString(), dbid: input.failedPrimaryDbid, description: `FTS: failover of content ${input.content} from dbid ${input.failedPrimaryDbid} to dbid ${input.mirrorDbid} aborted: ${cause}`.slice(0, 1000) }],
+      }));
       await deps.notify?.(`FTS ${input.clusterId}: failover of content ${input.content} aborted`, cause);
       return { aborted: true, cause };
     }
@@ -169,11 +268,10 @@ export async function runPromoteStep(deps: PromotionDeps, step: PromoteStep, doc
       const cause = errorCause(doc);
       telemetry.metric('PromotionFailed', 1);
       telemetry.error('promotion failed', { ...fields, cause });
-      const snapshot = await catalog.load(input.clusterId);
-      await catalog.apply(input.clusterId, snapshot.version, {
+      await applyFresh(catalog, input.clusterId, () => ({
         rows: [],
         history: [{ time: deps.now().toISOString(), dbid: input.mirrorDbid, description: `FTS: promotion of dbid ${input.mirrorDbid} for content ${input.content} failed: ${cause}`.slice(0, 1000) }],
-      });
+      }));
       await deps.notify?.(`FTS ${input.clusterId}: failover of content ${input.content} failed`, cause);
       return { recorded: true, cause };
     }

@@ -15,10 +15,12 @@ import { HostCommandError, ValidationError } from '../../lambdas/core/errors';
 import type { SegmentRow } from '../../lambdas/core/model';
 import { SsmSegmentHost } from '../../lambdas/adapters/aws/ssm-host';
 import {
+  fenceScript,
   rebuildAsMirrorScript,
   shellQuote,
   startScript,
   stopScript,
+  writeIdentityScript,
   writeMirrorConfigScript,
 } from '../../lambdas/adapters/aws/shell';
 
@@ -86,7 +88,9 @@ describe('SsmSegmentHost: what it sends', () => {
     expect(input.Comment).toBe('fts stop -m immediate dbid 5 content 0');
     const script = sentScript();
     expect(script).toContain("runuser -u 'postgres' -- '/opt/pg/bin/pg_ctl' stop -w -t '600' -m 'immediate' -D '/data/mirror/gpseg0'");
-    expect(script).toContain("runuser -u 'postgres' -- '/opt/pg/bin/pg_ctl' status -D '/data/mirror/gpseg0'");
+    // Running means: the PID in postmaster.pid is a live process working in the data directory.
+    expect(script).toContain("pm=$(fts_postmaster '/data/mirror/gpseg0')");
+    expect(script).toContain("fts_clear_stale '/data/mirror/gpseg0'");
     expect(script).not.toContain('sudo');
   });
 
@@ -160,7 +164,7 @@ describe('SsmSegmentHost: what it sends', () => {
     const script = rebuildAsMirrorScript(mirror, primary, 'basebackup');
     expect(script).not.toContain('CHECKPOINT');
     expect(script).not.toContain('pg_replslot');
-    expect(script).not.toContain('rm -f');
+    expect(script).not.toContain("rm -f -- '/data/mirror/gpseg0/standby.signal'");
   });
 
   it('rebuildAsMirror by pg_basebackup: empties the data directory and streams through the mirror slot', async () => {
@@ -173,6 +177,8 @@ describe('SsmSegmentHost: what it sends', () => {
       "sudo -n -u 'gpadmin' -- '/usr/lib/postgresql/15/bin/pg_basebackup' -D '/data/mirror/gpseg0' -h '10.0.1.11' -p '6000' -U 'gpadmin' -X stream -S 'fts_mirror_dbid_5' --checkpoint=fast --no-password",
     );
     expect(script.indexOf('-mindepth 1 -delete')).toBeLessThan(script.indexOf("pg_basebackup' -D"));
+    // Emptied only as a directory with no PostgreSQL process left in it.
+    expect(script.indexOf("fts_instance_pids '/data/mirror/gpseg0' ''")).toBeLessThan(script.indexOf('-mindepth 1 -delete'));
     expect(script).not.toContain('pg_rewind');
   });
 
@@ -188,6 +194,68 @@ describe('SsmSegmentHost: what it sends', () => {
     expect(script).toContain('application_name=');
     expect(script).toContain("touch -- '/data/mirror/gpseg0/standby.signal'");
     expect(script).toContain("mv -f -- '/data/mirror/gpseg0/postgresql.auto.conf.fts-tmp' '/data/mirror/gpseg0/postgresql.auto.conf'");
+    // The mirror's own identity: a pg_basebackup copy carries the primary's.
+    expect(script).toContain("'fts.dbid = '\\''5'\\''' 'fts.content = '\\''0'\\'''");
+  });
+
+  it('writeIdentity: fts.dbid and fts.content into postgresql.auto.conf', async () => {
+    mockRun('Success');
+    await host().writeIdentity(primary);
+    expect(sent().Comment).toBe('fts identity dbid 2 content 0');
+    const script = sentScript();
+    expect(script).toContain("sed -E '/^[[:space:]]*(fts\\.dbid|fts\\.content)[[:space:]]*=/d' '/data/primary/gpseg0/postgresql.auto.conf'");
+    expect(script).toContain("'fts.dbid = '\\''2'\\''' 'fts.content = '\\''0'\\'''");
+    expect(script).not.toContain('standby.signal');
+  });
+
+  it('fence: standby config pointing at the new primary first, then an immediate stop with the fence timeout, then the kill', async () => {
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-f' } });
+    ssm.on(GetCommandInvocationCommand).resolves({
+      Status: 'Success',
+      ResponseCode: 0,
+      StandardOutputContent: 'waiting for server to shut down.... failed\nthe immediate stop did not end the instance\nSIGKILL to 4242 4243\nFENCE wasRunning=1 killed=1 missing=0\n',
+    });
+    const report = await host({ fenceTimeoutSeconds: 7, osUser: 'postgres', runAs: 'runuser' }).fence(primary, mirror);
+    expect(report).toEqual({ wasRunning: true, killed: true, missing: false });
+
+    const input = sent();
+    expect(input.InstanceIds).toEqual(['i-0000000000000001']);
+    expect(input.Comment).toBe('fts fence dbid 2 content 0');
+    const script = sentScript();
+    const signal = "runuser -u 'postgres' -- touch -- '/data/primary/gpseg0/standby.signal'";
+    const stop = "runuser -u 'postgres' -- '/usr/lib/postgresql/15/bin/pg_ctl' stop -w -t '7' -m immediate -D '/data/primary/gpseg0'";
+    const kill = "  fts_kill '/data/primary/gpseg0' \"$pm\"";
+    const steps = ['postgresql.auto.conf', signal, stop, kill, 'echo "FENCE wasRunning='].map((step) => script.indexOf(step));
+    expect(steps.every((i) => i > -1)).toBe(true);
+    expect(steps).toEqual([...steps].sort((x, y) => x - y));
+    // It follows the new primary under the fenced instance's own slot and name, and keeps its identity.
+    expect(script).toContain(
+      "'primary_conninfo = '\\''host='\\'''\\''10.0.2.12'\\'''\\'' port='\\'''\\''7000'\\'''\\'' user='\\'''\\''postgres'\\'''\\'' application_name='\\'''\\''fts_mirror_dbid_2'\\'''\\'''\\''' " +
+        "'primary_slot_name = '\\''fts_mirror_dbid_2'\\'''",
+    );
+    expect(script).toContain("'fts.dbid = '\\''2'\\''' 'fts.content = '\\''0'\\'''");
+    expect(spawnSync('bash', ['-n', '-c', script]).status).toBe(0);
+  });
+
+  it('fence without a new primary writes standby.signal and the identity, no primary_conninfo', async () => {
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-f' } });
+    ssm.on(GetCommandInvocationCommand).resolves({ Status: 'Success', ResponseCode: 0, StandardOutputContent: 'FENCE wasRunning=0 killed=0 missing=1\n' });
+    expect(await host().fence(primary, undefined)).toEqual({ wasRunning: false, killed: false, missing: true });
+    const script = sentScript();
+    expect(script).toContain("sudo -n -u 'gpadmin' -- touch -- '/data/primary/gpseg0/standby.signal'");
+    expect(script).toContain("'fts.dbid = '\\''2'\\'''");
+    expect(script).not.toContain('primary_conninfo');
+    expect(script).toContain("stop -w -t '10' -m immediate");
+  });
+
+  it('fence: a script that succeeded without a report line is a HostCommandError; a wrong pair is refused before any call', async () => {
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-f' } });
+    ssm.on(GetCommandInvocationCommand).resolves({ Status: 'Success', ResponseCode: 0, StandardOutputContent: 'something else\n' });
+    await expect(host().fence(primary, mirror)).rejects.toThrow(HostCommandError);
+    ssm.reset();
+    await expect(host().fence(primary, { ...mirror, content: 1 })).rejects.toThrow(/not a pair/);
+    await expect(host().fence({ ...primary, instanceId: undefined }, mirror)).rejects.toThrow(ValidationError);
+    expect(ssm.commandCalls(SendCommandCommand)).toHaveLength(0);
   });
 
   it('rejects a row without instanceId before any call, naming the dbid', async () => {
@@ -198,6 +266,8 @@ describe('SsmSegmentHost: what it sends', () => {
       () => sh.stop(noInstance, 'fast'),
       () => sh.rebuildAsMirror(noInstance, primary, 'rewind'),
       () => sh.writeMirrorConfig(noInstance, primary),
+      () => sh.fence(noInstance, primary),
+      () => sh.writeIdentity(noInstance),
     ]) {
       await expect(call()).rejects.toThrow(ValidationError);
       await expect(call()).rejects.toThrow(/dbid 5/);
@@ -318,6 +388,9 @@ describe('shell quoting', () => {
       writeMirrorConfigScript(row, primary),
       rebuildAsMirrorScript(row, primary, 'rewind'),
       rebuildAsMirrorScript(row, primary, 'basebackup'),
+      fenceScript(row, primary),
+      fenceScript(row, undefined),
+      writeIdentityScript(row),
     ]) {
       expect(s).toContain(quoted.slice(0, -1));
       expect(s).not.toContain(evil);
@@ -383,12 +456,15 @@ const canRunPg =
       "# Do not edit this file manually!\nwork_mem = '8MB'\n" +
         "primary_conninfo = 'host=''primary host\\\\''s name'' port=''6000'' user=''postgres'' application_name=''fts_mirror_dbid_5'''\n" +
         "primary_slot_name = 'fts_mirror_dbid_5'\n" +
-        "wal_retrieve_retry_interval = '100ms'\n",
+        "wal_retrieve_retry_interval = '100ms'\n" +
+        "fts.dbid = '5'\n" +
+        "fts.content = '0'\n",
     );
     expect(existsSync(join(datadir, 'standby.signal'))).toBe(true);
     // PostgreSQL itself reads the conninfo back as intended.
     const shown = run(`runuser -u postgres -- ${PG_BIN}/postgres -D ${shellQuote(datadir)} -C primary_conninfo`);
     expect(shown.out.trim()).toBe("host='primary host\\'s name' port='6000' user='postgres' application_name='fts_mirror_dbid_5'");
+    expect(run(`runuser -u postgres -- ${PG_BIN}/postgres -D ${shellQuote(datadir)} -C fts.dbid`).out.trim()).toBe('5');
     rmSync(join(datadir, 'standby.signal'));
   });
 });

@@ -1,4 +1,4 @@
-import { decide, planFailover, historyText, clusterStatusOf, PROMOTION_STALE_SECONDS } from '../../lambdas/core/decide';
+import { decide, planFailover, historyText, clusterStatusOf, MAX_WAL_SENDER_TIMEOUT_MS } from '../../lambdas/core/decide';
 import { DEFAULT_SETTINGS, parseSettings } from '../../lambdas/core/settings';
 import { applyRows, checkInvariants } from '../../lambdas/core/transitions';
 import type { ClusterSnapshot } from '../../lambdas/core/model';
@@ -10,6 +10,10 @@ const later = (s: number) => new Date(now.getTime() + s * 1000);
 const settings = DEFAULT_SETTINGS;
 const absent = { state: 'absent', syncState: 'none' } as const;
 const catchup = { state: 'catchup', syncState: 'async' } as const;
+/** 32 MiB behind the fixtures' primary position 0/3000000. */
+const farBehind = { state: 'catchup', syncState: 'async', flushLsn: '0/1000000' } as const;
+const PROMOTION_STALE_SECONDS = settings.promotionStaleSeconds;
+const withMemory = (snapshot: ClusterSnapshot, memory: Partial<ClusterSnapshot['memory']>): ClusterSnapshot => ({ ...snapshot, memory: { ...snapshot.memory, ...memory } });
 
 /** Every decision table row: snapshot x probes -> decision kinds, reason and changed rows. */
 const table: {
@@ -24,36 +28,65 @@ const table: {
 }[] = [
   { name: 'all answer, mirrors in sync: nothing to write', snapshot: cluster(), probes: (s) => round(s), kinds: [], rows: [] },
   {
-    name: 'mirror streaming and in sync after being not in sync: both rows s, mirror u',
+    name: 'mirror streaming as synchronous standby after being not in sync: the primary position is noted, nothing written yet (gpdb #13891)',
     snapshot: cluster({ 2: { mode: 'n' }, 4: { mode: 'n', status: 'd' } }),
     probes: (s) => round(s),
-    kinds: ['mark-in-sync'],
-    reason: /mirror dbid 4 of content 0 is streaming and in sync/,
-    rows: ['2:p/u/s', '4:m/u/s'],
-    status: 'up',
-  },
-  {
-    name: 'mirror connected and catching up: mirror u, mode n',
-    snapshot: cluster(),
-    probes: (s) => round(s, answer(2, { mirror: catchup })),
-    kinds: ['mark-catching-up'],
-    reason: /catching up/,
-    rows: ['2:p/u/n', '4:m/u/n'],
-    status: 'degraded',
-  },
-  {
-    name: 'catching-up mirror already marked: no write',
-    snapshot: cluster({ 2: { mode: 'n' }, 4: { mode: 'n' } }),
-    probes: (s) => round(s, answer(2, { mirror: catchup })),
     kinds: [],
     rows: [],
   },
   {
+    name: 'mirror has flushed past the position noted when sync rep was in effect: both rows s, mirror u',
+    snapshot: withMemory(cluster({ 2: { mode: 'n' }, 4: { mode: 'n', status: 'd' } }), { syncTarget: { '0': '0/2000000' } }),
+    probes: (s) => round(s),
+    kinds: ['mark-in-sync'],
+    reason: /mirror dbid 4 of content 0 is streaming and in sync \(flushed to 0\/3000000, past 0\/2000000\)/,
+    rows: ['2:p/u/s', '4:m/u/s'],
+    status: 'up',
+  },
+  {
+    name: 'mirror synchronous but not yet flushed to the noted position: not in sync yet',
+    snapshot: withMemory(cluster({ 2: { mode: 'n' }, 4: { mode: 'n' } }), { syncTarget: { '0': '0/4000000' } }),
+    probes: (s) => round(s),
+    kinds: [],
+    rows: [],
+  },
+  {
+    name: 'mirror connected but far behind while sync rep is on: catalog n first, then sync rep off so commits do not wait for the catch-up',
+    snapshot: cluster(),
+    probes: (s) => round(s, answer(2, { mirror: farBehind })),
+    kinds: ['mark-catching-up'],
+    reason: /33554432 bytes behind\): more than 1048576 bytes behind, synchronous replication off while it catches up/,
+    rows: ['2:p/u/n', '4:m/u/n'],
+    status: 'degraded',
+  },
+  {
+    name: 'mirror catching up a little while sync rep is on: commits wait at most for that, nothing changes',
+    snapshot: cluster(),
+    probes: (s) => round(s, answer(2, { mirror: { state: 'catchup', syncState: 'async', flushLsn: '0/2FF0000' } })),
+    kinds: [],
+    rows: [],
+  },
+  {
+    name: 'catching-up mirror already marked, sync rep off: no write',
+    snapshot: cluster({ 2: { mode: 'n' }, 4: { mode: 'n' } }),
+    probes: (s) => round(s, answer(2, { syncRepOn: false, mirror: farBehind })),
+    kinds: [],
+    rows: [],
+  },
+  {
+    name: 'pair marked in sync but sync rep is off on the primary: marked not in sync (the mirror may lack acknowledged commits)',
+    snapshot: cluster(),
+    probes: (s) => round(s, answer(2, { syncRepOn: false, mirror: { state: 'streaming', syncState: 'async', flushLsn: '0/3000000' } })),
+    kinds: ['mark-catching-up'],
+    reason: /synchronous replication is off/,
+    rows: ['2:p/u/n', '4:m/u/n'],
+  },
+  {
     name: 'mirror caught up while sync rep is off: turn sync rep on, catalog unchanged',
     snapshot: cluster({ 2: { mode: 'n' }, 4: { mode: 'n' } }),
-    probes: (s) => round(s, answer(2, { syncRepOn: false, mirror: { state: 'streaming', syncState: 'async' } })),
+    probes: (s) => round(s, answer(2, { syncRepOn: false, mirror: { state: 'streaming', syncState: 'async', flushLsn: '0/2FFFF00' } })),
     kinds: ['sync-rep-on'],
-    reason: /caught up: turning synchronous replication back on/,
+    reason: /caught up \(256 bytes behind\): turning synchronous replication back on/,
     rows: [],
   },
   {
@@ -104,11 +137,12 @@ const table: {
     kinds: [],
   },
   {
-    name: 'acting primary reports itself as a mirror: promote again',
+    name: 'acting primary reports itself as a mirror: promote again (the intent is recorded first)',
     snapshot: cluster({ 2: { role: 'm', status: 'd', mode: 'n' }, 4: { role: 'p', mode: 'n' } }),
     probes: (s) => round(s, answer(4, { inRecovery: true })),
     kinds: ['promote-again'],
     reason: /did not land, promoting again/,
+    rows: [],
   },
   {
     name: 'acting primary in recovery while its promotion is pending: leave it to the workflow',
@@ -160,10 +194,91 @@ const table: {
   },
   {
     name: 'failover already started for this primary: no second start',
-    snapshot: { ...cluster(), memory: { ...cluster().memory, failoversStarted: { '0': { failedPrimaryDbid: 2, version: 7, at: now.toISOString() } } } },
+    snapshot: { ...cluster(), memory: { ...cluster().memory, failoversStarted: { '0': { failedPrimaryDbid: 2, version: 7, attempt: 1, at: now.toISOString() } } } },
     probes: (s) => round(s, failure(2, 'refused')),
     at: later(3),
     kinds: ['promotion-pending'],
+  },
+  {
+    name: 'a failover attempt that did not flip the catalog (aborted) is retried after failoverRetrySeconds',
+    snapshot: { ...cluster(), memory: { ...cluster().memory, failoversStarted: { '0': { failedPrimaryDbid: 2, version: 7, attempt: 1, at: now.toISOString() } } } },
+    probes: (s) => round(s, failure(2, 'refused')),
+    at: later(settings.failoverRetrySeconds + 1),
+    kinds: ['fail-over'],
+    reason: /\(attempt 2\)/,
+  },
+  {
+    name: 'primary cannot write its heartbeat (full disk), mirror in sync: fail over',
+    snapshot: cluster(),
+    probes: (s) => round(s, failure(2, 'disk')),
+    kinds: ['fail-over'],
+  },
+  {
+    name: 'the address of the primary answers as another instance: alarm, nothing done',
+    snapshot: cluster(),
+    probes: (s) => round(s, failure(2, 'wrong-instance')),
+    kinds: ['wrong-instance'],
+    rows: [],
+  },
+  {
+    name: 'primary out of connection slots: alive, alarm, never fail over',
+    snapshot: cluster(),
+    probes: (s) => round(s, failure(2, 'too-many-connections')),
+    kinds: ['too-many-connections'],
+    rows: [],
+  },
+  {
+    name: 'primary reset once after a backend crash: alarm only',
+    snapshot: withMemory(cluster(), { resets: { '2': { initializedAt: '2026-11-22T09:00:00.000Z', seenAt: [] } } }),
+    probes: (s) => round(s, answer(2, { startedAt: '2026-11-22T09:00:00.000Z', initializedAt: '2026-11-22T09:59:58.000Z' })),
+    kinds: ['primary-reset'],
+    reason: /reset after a backend crash \(1 reset\(s\) in 60 s; a failure from 3\)/,
+  },
+  {
+    name: 'primary keeps resetting (gpdb #4470), mirror in sync: a failure, fail over',
+    snapshot: withMemory(cluster(), { resets: { '2': { initializedAt: '2026-11-22T09:59:50.000Z', seenAt: [later(-20).toISOString(), later(-10).toISOString()] } } }),
+    probes: (s) => round(s, answer(2, { startedAt: '2026-11-22T09:00:00.000Z', initializedAt: '2026-11-22T09:59:58.000Z' })),
+    kinds: ['fail-over'],
+    reason: /reset 3 times in 60 s/,
+  },
+  {
+    name: 'primary keeps resetting, mirror not in sync: alarm only',
+    snapshot: withMemory(cluster({ 2: { mode: 'n' }, 4: { mode: 'n' } }), { resets: { '2': { initializedAt: '2026-11-22T09:59:50.000Z', seenAt: [later(-20).toISOString(), later(-10).toISOString()] } } }),
+    probes: (s) => round(s, answer(2, { startedAt: '2026-11-22T09:00:00.000Z', initializedAt: '2026-11-22T09:59:58.000Z' })),
+    kinds: ['reset-loop'],
+  },
+  {
+    name: 'primary in crash recovery while reset-looping: the recovery is no excuse, fail over',
+    snapshot: withMemory(cluster(), { resets: { '2': { initializedAt: '2026-11-22T09:59:50.000Z', seenAt: [later(-30).toISOString(), later(-20).toISOString(), later(-10).toISOString()] } } }),
+    probes: (s) => round(s, failure(2, 'in-recovery', { recoveryLsn: '0/2500000' })),
+    kinds: ['fail-over'],
+  },
+  {
+    name: "primary's wal_sender_timeout too long for the second opinion: alarm",
+    snapshot: cluster(),
+    probes: (s) => round(s, answer(2, { walSenderTimeoutMs: 60_000 })),
+    kinds: ['replication-timeout-misconfigured'],
+    reason: new RegExp(`wal_sender_timeout 60000 ms; it must be between 1 and ${MAX_WAL_SENDER_TIMEOUT_MS} ms`),
+  },
+  {
+    name: 'an old primary marked down answers as a writable primary: fence recorded with a history row, then fenced',
+    snapshot: cluster({ 2: { role: 'm', status: 'd', mode: 'n' }, 4: { role: 'p', mode: 'n' } }),
+    probes: (s) => [answer(4, { mirror: absent, syncRepOn: false }), answer(2, { mirror: absent }), ...round(s).filter((p) => p.dbid !== 4)],
+    kinds: ['fence-zombie'],
+    reason: /marked down but answers as a writable primary beside acting primary dbid 4: fencing it/,
+    rows: [],
+  },
+  {
+    name: 'an old primary marked down answers in recovery (fenced): nothing',
+    snapshot: cluster({ 2: { role: 'm', status: 'd', mode: 'n' }, 4: { role: 'p', mode: 'n' } }),
+    probes: (s) => [answer(4, { mirror: absent, syncRepOn: false }), answer(2, { inRecovery: true, mirror: absent }), ...round(s).filter((p) => p.dbid !== 4)],
+    kinds: [],
+  },
+  {
+    name: 'a fence owed in the catalog is carried out again',
+    snapshot: { ...cluster({ 2: { role: 'm', status: 'd', mode: 'n' }, 4: { role: 'p', mode: 'n' } }), pendingFences: [{ dbid: 2, content: 0, newPrimaryDbid: 4, since: now.toISOString(), reason: 'failed over' }] },
+    probes: (s) => [answer(4, { mirror: absent, syncRepOn: false }), ...round(s).filter((p) => p.dbid !== 4)],
+    kinds: ['retry-fence'],
   },
   {
     name: 'primary fails, mirror not in sync: double fault, never promote',
@@ -247,7 +362,7 @@ describe('decide: Greenplum decision table', () => {
     for (const d of plan.decisions) expect(d.reason.length).toBeGreaterThan(10);
     if (rows) expect((plan.change?.rows ?? []).map((r) => `${r.dbid}:${r.role}/${r.status}/${r.mode}`)).toEqual(rows);
     if (status) expect(plan.change?.status ?? snapshot.status).toBe(status);
-    if (plan.change) {
+    if (plan.change?.rows.length) {
       // One history row per changed row, Greenplum's wording, and every invariant held.
       expect(plan.change.history.map((h) => h.dbid)).toEqual(plan.change.rows.map((r) => r.dbid));
       for (const h of plan.change.history) expect(h.description).toMatch(/^FTS: update role, status, and mode for dbid \d+ with contentid -?\d+ to [pm], [ud], and [sn]: /);
@@ -274,13 +389,39 @@ describe('decide: Greenplum decision table', () => {
     expect(plan.decisions.map((d) => d.kind)).toEqual(['mark-mirror-down']);
   });
 
+  test('only: one content is decided, the others are left to their own probes', () => {
+    const s0 = cluster();
+    const plan = decide(s0, round(s0, failure(2, 'refused'), answer(3, { mirror: farBehind })), settings, now, 1);
+    expect(plan.decisions.map((d) => `${d.content}:${d.kind}`)).toEqual(['1:mark-catching-up']);
+  });
+
+  test('a new failure episode after a catalog change starts at attempt 1; the same episode counts up', () => {
+    const s0 = withMemory(cluster(), { failoversStarted: { '0': { failedPrimaryDbid: 2, version: 6, attempt: 3, at: now.toISOString() } } });
+    const plan = decide(s0, round(s0, failure(2, 'refused')), settings, later(settings.failoverRetrySeconds + 1));
+    expect(plan.decisions[0]).toMatchObject({ kind: 'fail-over', attempt: { version: 7, attempt: 1 } });
+    expect(plan.memory.failoversStarted['0']).toMatchObject({ version: 7, attempt: 1 });
+  });
+
+  test('a zombie fence is recorded in the same change as its history row', () => {
+    const s0 = cluster({ 2: { role: 'm', status: 'd', mode: 'n' }, 4: { role: 'p', mode: 'n' } });
+    const plan = decide(s0, [answer(4, { mirror: absent, syncRepOn: false }), answer(2, { mirror: absent })], settings, now);
+    expect(plan.change?.setFences).toEqual([{ dbid: 2, content: 0, newPrimaryDbid: 4, since: now.toISOString(), reason: 'answered as a writable primary while marked down' }]);
+    expect(plan.change?.history.map((h) => h.description)).toEqual([expect.stringMatching(/^FTS: dbid 2 with contentid 0 answered as a writable primary while marked down/)]);
+  });
+
+  test('promote again records the pending promotion it runs (catalog first)', () => {
+    const s0 = cluster({ 2: { role: 'm', status: 'd', mode: 'n' }, 4: { role: 'p', mode: 'n' } });
+    const plan = decide(s0, [answer(4, { inRecovery: true })], settings, now);
+    expect(plan.change?.setPending).toEqual([{ content: 0, mirrorDbid: 4, failedPrimaryDbid: 2, version: 8, startedAt: now.toISOString() }]);
+  });
+
   test('a content without a probe result is left alone', () => {
     const s0 = cluster();
     expect(decide(s0, [], settings, now)).toEqual({ decisions: [], change: null, memory: s0.memory });
   });
 
   test('the started failover is forgotten once the catalog names the new primary', () => {
-    const s0 = { ...cluster({ 2: { role: 'm', status: 'd', mode: 'n' }, 4: { role: 'p', mode: 'n' } }), memory: { ...cluster().memory, failoversStarted: { '0': { failedPrimaryDbid: 2, version: 7, at: now.toISOString() } } } };
+    const s0 = { ...cluster({ 2: { role: 'm', status: 'd', mode: 'n' }, 4: { role: 'p', mode: 'n' } }), memory: { ...cluster().memory, failoversStarted: { '0': { failedPrimaryDbid: 2, version: 7, attempt: 1, at: now.toISOString() } } } };
     const plan = decide(s0, round(s0, answer(4, { mirror: absent, syncRepOn: false })), settings, later(1));
     expect(plan.memory.failoversStarted['0']).toBeUndefined();
   });
@@ -292,6 +433,7 @@ describe('planFailover', () => {
     const change = planFailover(s0, 0, 2, 4, now);
     expect(change.rows.map((r) => `${r.dbid}:${r.role}/${r.status}/${r.mode}`)).toEqual(['2:m/d/n', '4:p/u/n']);
     expect(change.setPending).toEqual([{ content: 0, mirrorDbid: 4, failedPrimaryDbid: 2, version: 8, startedAt: now.toISOString() }]);
+    expect(change.setFences).toEqual([{ dbid: 2, content: 0, newPrimaryDbid: 4, since: now.toISOString(), reason: 'failed over to dbid 4' }]);
     expect(change.status).toBe('degraded');
     expect(checkInvariants(applyRows(s0.segments, change), s0.segments, change)).toEqual([]);
   });

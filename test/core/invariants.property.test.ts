@@ -43,9 +43,12 @@ class World {
       const peer = this.peer(snapshot, r.dbid);
       const streams = this.streaming(r.dbid, peer);
       const sync = streams && !!this.syncRepOn.get(r.dbid);
+      // One commit = one byte of WAL: positions are commit counts.
+      const lsn = (commits: number) => `0/${commits.toString(16).toUpperCase()}`;
+      const flushLsn = streams ? lsn(this.instances.get(peer!)!.commits) : undefined;
       return {
-        ok: true, dbid: r.dbid, inRecovery: inst.standby, syncRepOn: !!this.syncRepOn.get(r.dbid), attempts: 1, durationMs: 1,
-        mirror: { state: streams ? 'streaming' : 'absent', syncState: sync ? 'sync' : streams ? 'async' : 'none' },
+        ok: true, dbid: r.dbid, inRecovery: inst.standby, syncRepOn: !!this.syncRepOn.get(r.dbid), attempts: 1, durationMs: 1, lsn: lsn(inst.commits),
+        mirror: { state: streams ? 'streaming' : 'absent', syncState: sync ? 'sync' : streams ? 'async' : 'none', ...(flushLsn ? { flushLsn } : {}) },
       };
     });
   }
@@ -91,7 +94,8 @@ function apply(snapshot: ClusterSnapshot, change: CatalogChange): ClusterSnapsho
   if (violations.length) throw new Error(`invariant broken: ${violations.join('; ')}`);
   let pending = snapshot.pendingPromotions.filter((p) => !change.clearPending?.includes(p.content));
   pending = [...pending, ...(change.setPending ?? [])];
-  return { ...snapshot, segments, version: snapshot.version + 1, status: change.status ?? snapshot.status, pendingPromotions: pending };
+  const fences = [...snapshot.pendingFences.filter((f) => !change.clearFences?.includes(f.dbid)), ...(change.setFences ?? [])];
+  return { ...snapshot, segments, version: snapshot.version + 1, status: change.status ?? snapshot.status, pendingPromotions: pending, pendingFences: fences };
 }
 
 const event = fc.oneof(
@@ -115,7 +119,7 @@ function simulate(events: readonly Event[]): ClusterSnapshot {
     if (plan.change) snapshot = apply(snapshot, plan.change);
     snapshot = { ...snapshot, memory: plan.memory };
     for (const d of plan.decisions) {
-      if (d.kind === 'mark-mirror-down' || d.kind === 'sync-rep-off') world.syncRepOn.set(d.primaryDbid, false);
+      if (d.kind === 'mark-mirror-down' || d.kind === 'sync-rep-off' || (d.kind === 'mark-catching-up' && d.syncRepOff)) world.syncRepOn.set(d.primaryDbid, false);
       if (d.kind === 'sync-rep-on') world.syncRepOn.set(d.primaryDbid, true);
       if (d.kind === 'promote-again') world.promote(d.dbid);
       if (d.kind === 'fail-over') {

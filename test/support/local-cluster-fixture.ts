@@ -52,6 +52,7 @@ export async function testCluster(name: string, spec: Record<string, unknown> = 
         catalog: cluster.catalog,
         probe: cluster.probe,
         control: cluster.control,
+        host: cluster.host,
         telemetry: timelineTelemetry(timeline.push),
         retryIntervalMs: 0,
         ...options,

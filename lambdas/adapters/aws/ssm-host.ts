@@ -13,11 +13,14 @@ import {
 } from '@aws-sdk/client-ssm';
 import { HostCommandError, ValidationError } from '../../core/errors';
 import type { SegmentRow } from '../../core/model';
-import type { RebuildMethod, SegmentControl, SegmentHost } from '../../ports/segments';
+import type { FenceReport, RebuildMethod, SegmentControl, SegmentHost } from '../../ports/segments';
 import {
+  fenceScript,
+  parseFenceReport,
   rebuildAsMirrorScript,
   startScript,
   stopScript,
+  writeIdentityScript,
   writeMirrorConfigScript,
   type RunAs,
   type ShellOptions,
@@ -57,6 +60,8 @@ export interface SsmSegmentHostOptions {
   deliveryTimeoutSeconds?: number;
   /** Milliseconds between polls, default 1000. */
   pollIntervalMs?: number;
+  /** Seconds a fence gives `pg_ctl stop -m immediate` before it kills the instance; default 10. */
+  fenceTimeoutSeconds?: number;
   /** Clock for the polling deadline (tests); default Date.now. */
   now?: () => number;
   /**
@@ -68,7 +73,7 @@ export interface SsmSegmentHostOptions {
 
 /** What one SSM command is about, for comments, messages and errors. */
 interface Operation {
-  /** `start`, `stop`, `rebuild`, `mirror-config`. */
+  /** `start`, `stop`, `fence`, `rebuild`, `mirror config`, `identity`. */
   name: string;
   segment: SegmentRow;
   script: string;
@@ -111,6 +116,7 @@ export class SsmSegmentHost implements SegmentHost {
       runAs: options.runAs ?? 'sudo',
       replicationUser: options.replicationUser,
       pgCtlTimeoutSeconds: this.timeoutSeconds,
+      fenceTimeoutSeconds: options.fenceTimeoutSeconds,
     };
   }
 
@@ -136,14 +142,34 @@ export class SsmSegmentHost implements SegmentHost {
     await this.run({ name: `rebuild by ${method}`, segment: mirror, script: rebuildAsMirrorScript(mirror, primary, method, this.shell) });
   }
 
-  /** Writes `primary_conninfo`, `primary_slot_name` and `standby.signal` on the mirror's host. */
+  /**
+   * Writes `primary_conninfo`, `primary_slot_name`, the mirror's own `fts.dbid` and
+   * `fts.content`, and `standby.signal` on the mirror's host.
+   */
   async writeMirrorConfig(mirror: SegmentRow, primary: SegmentRow): Promise<void> {
     requireInstance(mirror);
     await this.run({ name: 'mirror config', segment: mirror, script: writeMirrorConfigScript(mirror, primary, this.shell) });
   }
 
+  /** Writes the instance's `fts.dbid` and `fts.content` into its postgresql.auto.conf (e.g. after initdb). */
+  async writeIdentity(segment: SegmentRow): Promise<void> {
+    requireInstance(segment);
+    await this.run({ name: 'identity', segment, script: writeIdentityScript(segment, this.shell) });
+  }
+
+  /**
+   * Fences the instance on its host (./shell's fenceScript): standby config pointing at
+   * `newPrimary` first, then an immediate stop, then SIGKILL for what did not stop. The
+   * report is the script's last `FENCE ...` line of standard output.
+   */
+  async fence(segment: SegmentRow, newPrimary: SegmentRow | undefined): Promise<FenceReport> {
+    requireInstance(segment);
+    const done = await this.run({ name: 'fence', segment, script: fenceScript(segment, newPrimary, this.shell) });
+    return parseFenceReport(done.StandardOutputContent ?? '');
+  }
+
   /** Sends the script, then polls until it ends; throws HostCommandError unless it succeeded. */
-  private async run(op: Operation): Promise<void> {
+  private async run(op: Operation): Promise<GetCommandInvocationCommandOutput> {
     const instanceId = op.segment.instanceId as string;
     const what = `${op.name} of dbid ${op.segment.dbid} (content ${op.segment.content}) on ${instanceId}`;
     let commandId: string | undefined;
@@ -186,7 +212,7 @@ export class SsmSegmentHost implements SegmentHost {
         throw new HostCommandError(`${what}: GetCommandInvocation of command ${commandId} failed: ${describe(err)}`);
       }
       const status = last.Status ?? 'Pending';
-      if (status === 'Success') return;
+      if (status === 'Success') return last;
       if (FAILED_STATUSES.has(status)) {
         // ResponseCode is -1 when the script never exited (timeout, cancel, not delivered).
         const code = last.ResponseCode !== undefined && last.ResponseCode >= 0 ? last.ResponseCode : undefined;

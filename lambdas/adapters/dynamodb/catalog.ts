@@ -20,13 +20,13 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import type { QueryCommandInput } from '@aws-sdk/lib-dynamodb';
 import { clusterStatusOf } from '../../core/decide';
-import { CatalogConflictError, ClusterNotFoundError, LeaseLostError, ValidationError } from '../../core/errors';
+import { CatalogConflictError, ClusterNotFoundError, LeaseLostError, NotLeaseHolderError, ValidationError } from '../../core/errors';
 import { COORDINATOR_CONTENT, emptyMemory } from '../../core/model';
-import type { CatalogChange, ClusterSnapshot, ClusterStatus, HistoryRow, PendingPromotion, ProberMemory, SegmentRow } from '../../core/model';
-import { validateHistoryRows, validatePendingPromotions, validateSegmentRows } from '../../core/rows';
+import type { CatalogChange, ClusterSnapshot, ClusterStatus, HistoryRow, PendingFence, PendingPromotion, ProberMemory, SegmentRow } from '../../core/model';
+import { validateHistoryRows, validatePendingFences, validatePendingPromotions, validateSegmentRows } from '../../core/rows';
 import { parseSettings } from '../../core/settings';
 import type { Settings } from '../../core/settings';
-import type { Catalog, Lease } from '../../ports/catalog';
+import type { Catalog, Lease, LeaseCondition } from '../../ports/catalog';
 import { catalogTableNames, historySeq } from './tables';
 import type { CatalogTableNames } from './tables';
 
@@ -57,6 +57,8 @@ interface ClusterItem {
   settings: Settings;
   /** content (as a string) -> marker. */
   pendingPromotions?: Record<string, PendingPromotion>;
+  /** dbid (as a string) -> fence owed. */
+  pendingFences?: Record<string, PendingFence>;
   memory?: Partial<ProberMemory>;
   leaseOwner?: string;
   leaseToken?: number;
@@ -105,6 +107,7 @@ export class DynamoDbCatalog implements Catalog {
       status: clusterStatusOf(rows),
       settings: stored,
       pendingPromotions: {},
+      pendingFences: {},
       memory: emptyMemory(),
       createdAt: time,
       updatedAt: time,
@@ -150,6 +153,7 @@ export class DynamoDbCatalog implements Catalog {
         status: clusterStatus(clusterId, after.status),
         segments: inCatalog(clusterId, () => validateSegmentRows(items.map(({ clusterId: _c, ...row }) => row))),
         pendingPromotions: inCatalog(clusterId, () => validatePendingPromotions(Object.values(after.pendingPromotions ?? {}))).sort((a, b) => a.content - b.content),
+        pendingFences: inCatalog(clusterId, () => validatePendingFences(Object.values(after.pendingFences ?? {}))).sort((a, b) => a.dbid - b.dbid),
         memory: memoryOf(after.memory),
       };
     }
@@ -170,14 +174,18 @@ export class DynamoDbCatalog implements Catalog {
    * are invalid, name a dbid not in the catalog, move a dbid to another content, leave
    * the catalog breaking the set rules, change a row without a history row for it, or
    * need more than 100 items. Throws CatalogConflictError when the catalog is no longer
-   * at `expectedVersion` (nothing was written).
+   * at `expectedVersion` (nothing was written). With `lease`, the write is also
+   * conditioned on that lease being held and live at `lease.now`: NotLeaseHolderError
+   * otherwise, nothing written (a prober that lost its lease cannot write).
    */
-  async apply(clusterId: string, expectedVersion: number, change: CatalogChange): Promise<number> {
+  async apply(clusterId: string, expectedVersion: number, change: CatalogChange, lease?: LeaseCondition): Promise<number> {
     if (!Number.isInteger(expectedVersion) || expectedVersion < 1) throw new ValidationError(`expected version must be an integer >= 1, got ${expectedVersion}`);
     const rows = validateSegmentRows(change.rows ?? []);
     const history = validateHistoryRows(change.history ?? []);
     const setPending = validatePendingPromotions(change.setPending ?? []);
     const clearPending = change.clearPending ?? [];
+    const setFences = validatePendingFences(change.setFences ?? []);
+    const clearFences = change.clearFences ?? [];
     if (change.status !== undefined && !CLUSTER_STATUSES.includes(change.status)) {
       throw new ValidationError(`cluster status must be one of ${CLUSTER_STATUSES.join('|')}, got ${JSON.stringify(change.status)}`);
     }
@@ -190,6 +198,7 @@ export class DynamoDbCatalog implements Catalog {
     // Validating against a snapshot of another version would prove nothing; the write would fail anyway.
     if (current.version !== expectedVersion) throw new CatalogConflictError(clusterId, expectedVersion);
     const pending = checkChange(clusterId, current, rows, history, setPending, clearPending);
+    const fences = checkFences(clusterId, current, setFences, clearFences);
 
     const next = expectedVersion + 1;
     const names: Record<string, string> = { '#v': 'version' };
@@ -205,15 +214,28 @@ export class DynamoDbCatalog implements Catalog {
       values[':pending'] = pending;
       sets.push('pendingPromotions = :pending');
     }
+    if (fences) {
+      values[':fences'] = fences;
+      sets.push('pendingFences = :fences');
+    }
+    let condition = '#v = :expected';
+    if (lease) {
+      checkLeaseArgs(lease.owner, 1, lease.now);
+      values[':leaseOwner'] = lease.owner;
+      values[':leaseToken'] = lease.token;
+      values[':leaseNow'] = lease.now;
+      condition += ' AND leaseOwner = :leaseOwner AND leaseToken = :leaseToken AND leaseExpiresAt >= :leaseNow';
+    }
     const items = [
       {
         Update: {
           TableName: this.tables.clusters,
           Key: { clusterId },
           UpdateExpression: `SET ${sets.join(', ')}`,
-          ConditionExpression: '#v = :expected',
+          ConditionExpression: condition,
           ExpressionAttributeNames: names,
           ExpressionAttributeValues: values,
+          ...(lease ? { ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const } : {}),
         },
       },
       ...rows.map((row) => ({
@@ -226,7 +248,13 @@ export class DynamoDbCatalog implements Catalog {
     try {
       await this.transact(items);
     } catch (err) {
-      // The cluster item is the first item: its condition failing means the version moved.
+      // The cluster item is the first item: its condition failing means the version moved (or the lease was lost).
+      if (lease && firstReasonIsConditionFailure(err)) {
+        const old = reasonsOf(err)[0]?.Item as Record<string, { S?: string; N?: string }> | undefined;
+        if (old && Number(old.version?.N) === expectedVersion) {
+          throw new NotLeaseHolderError(`catalog of cluster ${clusterId} not written: the prober lease (owner ${lease.owner}, token ${lease.token}) is no longer held; ${describeHolder({ Item: old }, lease.now)}`);
+        }
+      }
       if (firstReasonIsConditionFailure(err) || isTransactionConflict(err)) throw new CatalogConflictError(clusterId, expectedVersion);
       throw err;
     }
@@ -464,6 +492,24 @@ function checkChange(
   return pending;
 }
 
+/** Checks fences to set and clear against the catalog; returns the new fence map when the change touches it. */
+function checkFences(clusterId: string, current: ClusterSnapshot, setFences: PendingFence[], clearFences: number[]): Record<string, PendingFence> | undefined {
+  if (!setFences.length && !clearFences.length) return undefined;
+  const issues: string[] = [];
+  for (const dbid of clearFences) if (!Number.isInteger(dbid)) issues.push(`clearFences holds ${JSON.stringify(dbid)}, not a dbid`);
+  for (const f of setFences) {
+    const row = current.segments.find((r) => r.dbid === f.dbid);
+    if (!row) issues.push(`pending fence names dbid ${f.dbid}, which is not in the catalog of cluster ${clusterId}`);
+    else if (row.content !== f.content) issues.push(`pending fence of dbid ${f.dbid} names content ${f.content}; the row is of content ${row.content}`);
+    if (clearFences.includes(f.dbid)) issues.push(`dbid ${f.dbid} is both set and cleared as pending fence`);
+  }
+  if (issues.length) throw new ValidationError(`invalid change to cluster ${clusterId}: ${issues.join('; ')}`, issues);
+  const fences: Record<string, PendingFence> = {};
+  for (const f of current.pendingFences) if (!clearFences.includes(f.dbid)) fences[String(f.dbid)] = f;
+  for (const f of setFences) fences[String(f.dbid)] = f;
+  return fences;
+}
+
 const ROW_FIELDS: readonly (keyof SegmentRow)[] = [
   'dbid', 'content', 'role', 'preferredRole', 'mode', 'status', 'port', 'hostname', 'address', 'datadir',
   'instanceId', 'availabilityZone', 'placementGroup', 'partitionNumber', 'systemIdentifier',
@@ -483,7 +529,9 @@ function memoryOf(raw: Partial<ProberMemory> | undefined): ProberMemory {
     mirrorDownSince: raw.mirrorDownSince ?? base.mirrorDownSince,
     mirrorDrops: raw.mirrorDrops ?? base.mirrorDrops,
     recoveryLsn: raw.recoveryLsn ?? base.recoveryLsn,
-    failoversStarted: raw.failoversStarted ?? base.failoversStarted,
+    failoversStarted: Object.fromEntries(Object.entries(raw.failoversStarted ?? {}).map(([k, v]) => [k, { ...v, attempt: v.attempt ?? 1 }])),
+    syncTarget: raw.syncTarget ?? base.syncTarget,
+    resets: raw.resets ?? base.resets,
   };
 }
 

@@ -12,9 +12,40 @@
  *
  * Idempotent start as StartExecution gives it: a second start with the name of an
  * execution that runs or has finished starts nothing.
+ *
+ * Besides the prober's `startPromotion`, `startExecution` runs the workflow on any input
+ * exactly as given, the way StartExecution (or the Step Functions console) does:
+ * `ftsctl workflow run` uses it, and the workflow's first step is what validates it.
  */
 import { StateMachine, type RunOptions, type StateMachineDefinition } from 'aws-local-stepfunctions';
+import { ValidationError } from '../../core/errors';
 import { promotionExecutionName, type PromoteMirrorInput, type StartedExecution, type Workflows } from '../../ports/workflows';
+
+/** The state machines FTS deploys (and local mode runs), by the name an operator uses. */
+export const STATE_MACHINE_NAMES = ['PromoteMirror'] as const;
+/** Name of a state machine of FTS. */
+export type StateMachineName = (typeof STATE_MACHINE_NAMES)[number];
+
+/** Checks a state machine name; ValidationError naming the known ones otherwise. */
+export function stateMachineName(name: string): StateMachineName {
+  if ((STATE_MACHINE_NAMES as readonly string[]).includes(name)) return name as StateMachineName;
+  throw new ValidationError(`unknown state machine ${JSON.stringify(name)}; known: ${STATE_MACHINE_NAMES.join(', ')}`);
+}
+
+/**
+ * Parses execution input as the console takes it: one JSON text. ValidationError when it
+ * is not JSON. The value is not checked further: the workflow validates its input.
+ */
+export function parseExecutionInput(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (e) {
+    throw new ValidationError(`the execution input is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+/** Step Functions' rule for execution names: 1 to 80 characters, no whitespace, brackets, wildcards, control or special characters. */
+export const EXECUTION_NAME_PATTERN = /^[A-Za-z0-9_-]{1,80}$/;
 
 /** The event a Task state passes to the step handler. */
 export interface PromoteStepEvent {
@@ -87,7 +118,16 @@ export class LocalWorkflows implements Workflows {
 
   /** Starts PromoteMirror unless an execution of that name runs or ran; does not wait for it. */
   async startPromotion(input: PromoteMirrorInput): Promise<StartedExecution> {
-    const executionName = promotionExecutionName(input);
+    return this.startExecution(promotionExecutionName(input), input);
+  }
+
+  /**
+   * Starts an execution named `executionName` on `input` exactly as given (no check: the
+   * workflow's first step validates it), unless an execution of that name runs or ran;
+   * does not wait for it. Throws ValidationError for a name Step Functions would refuse.
+   */
+  async startExecution(executionName: string, input: unknown): Promise<StartedExecution> {
+    if (!EXECUTION_NAME_PATTERN.test(executionName)) throw new ValidationError(`execution name ${JSON.stringify(executionName)} must be 1 to 80 letters, digits, - or _`);
     if (this.executions.has(executionName)) return { executionName, started: false };
 
     const handler = async (payload: unknown) => {
@@ -122,6 +162,12 @@ export class LocalWorkflows implements Workflows {
       this.notify({ name: executionName, ...outcome });
     });
     return { executionName, started: true };
+  }
+
+  /** Starts (or joins, when the name exists) an execution on `input` as given and waits for its outcome. */
+  async runExecution(executionName: string, input: unknown): Promise<LocalExecutionOutcome & StartedExecution> {
+    const started = await this.startExecution(executionName, input);
+    return { ...(await this.wait(started.executionName)), ...started };
   }
 
   /** The outcome of an execution this instance started; resolves when it ends. */

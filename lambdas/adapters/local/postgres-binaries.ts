@@ -7,8 +7,10 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { chmod, chown, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { HostCommandError, ValidationError } from '../../core/errors';
+import { DEFAULT_OS_USER, writeIdentityScript, type ShellOptions } from '../aws/shell';
 
 /** Characters of a tool's output kept in a HostCommandError. */
 const OUTPUT_TAIL_CHARS = 2000;
@@ -147,12 +149,30 @@ export function runPgBinary(tool: string, args: readonly string[], options: RunP
   const user = pgOsUser();
   const timeoutMs = options.timeoutMs ?? 120_000;
   const ok = options.okExitCodes ?? [0];
-  // Drop libpq variables of the caller's environment: the arguments say where to connect.
+  const env = toolEnv(user ? { HOME: user.home, USER: user.name, LOGNAME: user.name } : undefined);
+  Object.assign(env, options.env ?? {});
+  // cwd `/`: the OS user may not be able to enter the caller's working directory.
+  return runCaptured(tool, bin, args, { cwd: '/', env, uid: user?.uid, gid: user?.gid }, timeoutMs, ok);
+}
+
+/** The caller's environment without libpq variables (the arguments say where to connect), C locale, plus `extra`. */
+function toolEnv(extra: Record<string, string> | undefined): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PG')));
-  Object.assign(env, { LC_ALL: 'C', LANG: 'C' }, user ? { HOME: user.home, USER: user.name, LOGNAME: user.name } : {}, options.env ?? {});
+  return Object.assign(env, { LC_ALL: 'C', LANG: 'C' }, extra ?? {});
+}
+
+interface SpawnSettings {
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  uid?: number;
+  gid?: number;
+  /** Own process group, killed as a whole at the timeout (a script's tools die with it). */
+  detached?: boolean;
+}
+
+function runCaptured(what: string, file: string, args: readonly string[], spawnSettings: SpawnSettings, timeoutMs: number, ok: number[]): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    // cwd `/`: the OS user may not be able to enter the caller's working directory.
-    const child = spawn(bin, args, { cwd: '/', env, uid: user?.uid, gid: user?.gid, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(file, args, { ...spawnSettings, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let timedOut = false;
@@ -160,11 +180,16 @@ export function runPgBinary(tool: string, args: readonly string[], options: RunP
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => {
       timedOut = true;
-      child.kill('SIGKILL');
+      try {
+        if (spawnSettings.detached && child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+        else child.kill('SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
     }, timeoutMs);
     child.once('error', (e) => {
       clearTimeout(timer);
-      reject(new HostCommandError(`${tool} could not start: ${e.message}`));
+      reject(new HostCommandError(`${what} could not start: ${e.message}`));
     });
     child.once('close', (code, signal) => {
       clearTimeout(timer);
@@ -175,9 +200,45 @@ export function runPgBinary(tool: string, args: readonly string[], options: RunP
       }
       const output = tail(`${stdout}\n${stderr}`.trim());
       const why = timedOut ? `timed out after ${timeoutMs} ms` : signal ? `was killed by ${signal}` : `exited with code ${exitCode}`;
-      reject(new HostCommandError(`${tool} ${why}: ${output.split('\n').slice(-3).join(' | ')}`, exitCode, output));
+      reject(new HostCommandError(`${what} ${why}: ${output.split('\n').slice(-3).join(' | ')}`, exitCode, output));
     });
   });
+}
+
+/**
+ * Shell options (../aws/shell) for host scripts run on this machine: as root they switch
+ * to the PostgreSQL OS user with `runuser` ({@link pgOsUser}); otherwise the tools run
+ * as this process's user (`runAs: 'none'`).
+ */
+export function localShellOptions(pgBin?: string): ShellOptions {
+  const user = pgOsUser();
+  if (user) return { osUser: user.name, runAs: 'runuser', pgBin: pgBin ?? findPgBin() };
+  let self = DEFAULT_OS_USER;
+  try {
+    self = userInfo().username;
+  } catch {
+    // No passwd entry for this uid: the name only appears in a comment of the script.
+  }
+  return { osUser: /^[A-Za-z_][A-Za-z0-9_.-]*$/.test(self) ? self : DEFAULT_OS_USER, runAs: 'none', pgBin: pgBin ?? findPgBin() };
+}
+
+/** Options of {@link runHostScript}. */
+export interface HostScriptOptions {
+  /** Kill the script (its whole process group) after this long; default 120 s. */
+  timeoutMs?: number;
+  /** Extra environment variables (e.g. PGPASSWORD; passed on by runuser, never logged). */
+  env?: Record<string, string>;
+  /** Names the script in errors; default `host script`. */
+  what?: string;
+}
+
+/**
+ * Runs a bash script built by ../aws/shell as this process (root switches to the
+ * PostgreSQL user inside the script) and captures its output. Throws HostCommandError
+ * with the exit code and the output's tail unless it exits 0.
+ */
+export function runHostScript(script: string, options: HostScriptOptions = {}): Promise<RunResult> {
+  return runCaptured(options.what ?? 'host script', 'bash', ['-c', script], { cwd: '/', env: toolEnv(options.env), detached: true }, options.timeoutMs ?? 120_000, [0]);
 }
 
 function tail(s: string): string {
@@ -211,6 +272,13 @@ export async function initdbInstance(datadir: string, options: InitdbOptions = {
 /** Settings a segment instance runs with; see {@link writeInstanceConfig}. */
 export interface InstanceConfig {
   port: number;
+  /**
+   * The instance's catalog dbid and content id, written as `fts.dbid` and `fts.content`
+   * into postgresql.auto.conf (Greenplum's `gp_dbid`): probes and control calls check
+   * them. Give both or neither.
+   */
+  dbid?: number;
+  content?: number;
   /** Default `127.0.0.1`. */
   listenAddresses?: string;
   /** Default `''` (no Unix socket): pg_basebackup copies the config to the mirror, a shared socket dir would be confusing. */
@@ -248,10 +316,13 @@ export interface InstanceConfig {
  * Writes the instance's settings into `fts_instance.conf` (included at the end of
  * postgresql.conf, so it wins over initdb's defaults; ALTER SYSTEM still wins over it)
  * and rewrites pg_hba.conf: extra lines, then trust for local sockets and the trusted
- * networks, normal and replication connections. Idempotent; takes effect at the next start (or reload for hba).
+ * networks, normal and replication connections. With `dbid` and `content` it also writes
+ * the instance's identity into postgresql.auto.conf (the host script of
+ * ../aws/shell's writeIdentityScript). Idempotent; takes effect at the next start (or reload).
  */
 export async function writeInstanceConfig(datadir: string, config: InstanceConfig): Promise<void> {
   if (!Number.isInteger(config.port) || config.port < 1 || config.port > 65535) throw new ValidationError(`port ${config.port} is not a TCP port`);
+  if ((config.dbid === undefined) !== (config.content === undefined)) throw new ValidationError('writeInstanceConfig needs both dbid and content, or neither');
   const q = (v: string): string => `'${v.replace(/['\\]/g, (c) => c + c)}'`;
   const lines = [
     '# written by serverless-fts (writeInstanceConfig); edits are overwritten',
@@ -295,4 +366,8 @@ export async function writeInstanceConfig(datadir: string, config: InstanceConfi
     '',
   ];
   await writePgFile(join(datadir, 'pg_hba.conf'), hba.join('\n'));
+
+  if (config.dbid !== undefined && config.content !== undefined) {
+    await runHostScript(writeIdentityScript({ dbid: config.dbid, content: config.content, datadir }, localShellOptions()), { what: `identity of ${datadir}`, timeoutMs: 30_000 });
+  }
 }

@@ -1,11 +1,19 @@
 /**
  * Connections to segment instances: `pg` client config from a catalog row plus
- * credentials from a provider (AWS reads a secret; local mode uses trust), and a helper
+ * credentials from a provider (AWS reads a secret; local mode uses trust), a helper
  * that runs work on one short-lived connection under a hard deadline, so a host that
- * accepts TCP but never answers cannot hang a probe or a workflow step.
+ * accepts TCP but never answers cannot hang a probe or a workflow step, and the identity
+ * check every probe and control call makes before it trusts (or touches) what answered.
+ *
+ * Identity: every instance carries the custom settings `fts.dbid` and `fts.content` in
+ * its postgresql.auto.conf (written when it is built; a mirror copied by pg_basebackup or
+ * pg_rewind gets its own rewritten), and every instance of a content shares the system
+ * identifier of `pg_control_system()` (a mirror is a physical copy). An instance whose
+ * settings or identifier differ from the catalog row is not the row's instance: a DNS
+ * change, a reused IP, a typo in a port.
  */
 import { Client, type ClientConfig } from 'pg';
-import { SegmentUnreachableError } from '../../core/errors';
+import { SegmentUnreachableError, WrongInstanceError } from '../../core/errors';
 import type { SegmentRow } from '../../core/model';
 
 /** Role and password to connect with. The password is never logged nor put in an error. */
@@ -158,4 +166,51 @@ function scrub(e: unknown, password: ClientConfig['password']): unknown {
     e.message = e.message.split(password).join('***');
   }
   return e;
+}
+
+/**
+ * Select-list expressions reading an instance's identity: `fts_dbid`, `fts_content`
+ * (NULL when not set) and `system_identifier` (decimal text). Any role may read them.
+ */
+export const IDENTITY_COLUMNS = `current_setting('fts.dbid', true) AS fts_dbid,
+       current_setting('fts.content', true) AS fts_content,
+       (pg_control_system()).system_identifier::text AS system_identifier`;
+
+/** What {@link IDENTITY_COLUMNS} read. */
+export interface InstanceIdentity {
+  fts_dbid: string | null;
+  fts_content: string | null;
+  system_identifier: string | null;
+}
+
+/**
+ * Why the instance that answered is not the row's, or undefined when it is: `fts.dbid`
+ * missing or another dbid, `fts.content` missing or another content, or (when the row
+ * has one) another system identifier.
+ */
+export function identityMismatch(segment: SegmentRow, found: InstanceIdentity): string | undefined {
+  const at = `the instance at ${segment.address}:${segment.port}`;
+  const dbid = found.fts_dbid?.trim() ?? '';
+  if (dbid === '') return `${at} has no fts.dbid setting, so it cannot be told to be dbid ${segment.dbid}`;
+  if (!/^-?[0-9]+$/.test(dbid) || Number(dbid) !== segment.dbid) return `${at} is fts.dbid ${dbid}, not dbid ${segment.dbid}`;
+  const content = found.fts_content?.trim() ?? '';
+  if (content === '') return `${at} (fts.dbid ${dbid}) has no fts.content setting, so it cannot be told to hold content ${segment.content}`;
+  if (!/^-?[0-9]+$/.test(content) || Number(content) !== segment.content) return `${at} holds fts.content ${content}, not content ${segment.content} of dbid ${segment.dbid}`;
+  if (segment.systemIdentifier !== undefined && found.system_identifier !== segment.systemIdentifier) {
+    return `${at} has system identifier ${found.system_identifier ?? '(unknown)'}, not ${segment.systemIdentifier} of dbid ${segment.dbid}'s content ${segment.content}`;
+  }
+  return undefined;
+}
+
+/**
+ * Reads the identity of the instance `client` is connected to and throws
+ * WrongInstanceError when it is not `segment`'s; returns its system identifier. Run it
+ * before anything else on the connection.
+ */
+export async function checkIdentity(client: Client, segment: SegmentRow): Promise<string | undefined> {
+  const { rows } = await client.query<InstanceIdentity>(`SELECT ${IDENTITY_COLUMNS}`);
+  const found = rows[0] ?? { fts_dbid: null, fts_content: null, system_identifier: null };
+  const mismatch = identityMismatch(segment, found);
+  if (mismatch) throw new WrongInstanceError(`dbid ${segment.dbid}: ${mismatch}; nothing was done to it`);
+  return found.system_identifier ?? undefined;
 }

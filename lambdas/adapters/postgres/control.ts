@@ -2,14 +2,18 @@
  * SegmentControl over PostgreSQL: the SQL half of Greenplum's FTS actions (PROMOTE,
  * SYNCREP_OFF) and of gprecoverseg (replication slots), plus the checks a promotion
  * workflow makes (the mirror's WAL receiver, a committed write). Every call opens one
- * short-lived connection and is idempotent, so a workflow step can be re-run.
+ * short-lived connection and is idempotent, so a workflow step can be re-run, and first
+ * checks on that connection that the instance it reached is the row's (`fts.dbid`,
+ * `fts.content`, the system identifier when the row has one; see connection.ts): if
+ * not, it throws WrongInstanceError having done nothing, so a stale address can never
+ * promote, reconfigure or write to another cluster's instance.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client } from 'pg';
-import { FtsError, HostCommandError, NotWritableError, SegmentUnreachableError, ValidationError } from '../../core/errors';
+import { FtsError, HostCommandError, NotWritableError, SegmentUnreachableError, ValidationError, WrongInstanceError } from '../../core/errors';
 import { mirrorSlotName, type SegmentRow } from '../../core/model';
 import type { SegmentControl, WalReceiverStatus } from '../../ports/segments';
-import { SegmentTimeoutError, withSegmentClient, type PgCredentialsProvider } from './connection';
+import { SegmentTimeoutError, checkIdentity, withSegmentClient, type PgCredentialsProvider } from './connection';
 
 /** Table `verifyWritable` inserts into (in database `postgres`). */
 export const WRITE_CHECK_TABLE = 'fts_write_check';
@@ -97,7 +101,10 @@ export class PgSegmentControl implements SegmentControl {
     });
   }
 
-  /** The instance's WAL receiver as `pg_stat_wal_receiver` shows it, plus its replay LSN. */
+  /**
+   * The instance's WAL receiver as `pg_stat_wal_receiver` shows it, plus its replay LSN;
+   * `heardSecondsAgo` is measured on the instance's own clock.
+   */
   async walReceiver(segment: SegmentRow): Promise<WalReceiverStatus> {
     return this.run(segment, 'read WAL receiver', {}, async (client) => {
       const { rows } = await client.query<{
@@ -106,10 +113,13 @@ export class PgSegmentControl implements SegmentControl {
         sender_host: string | null;
         sender_port: number | null;
         last_msg_ms: number | null;
+        heard_s_ago: number | null;
         replay_lsn: string | null;
       }>(
+        // clock_timestamp(), not now(): a message received while this statement runs is not in the future.
         `SELECT pg_is_in_recovery() AS in_recovery, r.status, r.sender_host, r.sender_port,
                 (extract(epoch FROM r.last_msg_receipt_time) * 1000)::float8 AS last_msg_ms,
+                greatest(extract(epoch FROM clock_timestamp() - r.last_msg_receipt_time), 0)::float8 AS heard_s_ago,
                 pg_last_wal_replay_lsn()::text AS replay_lsn
            FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON true`,
       );
@@ -120,6 +130,7 @@ export class PgSegmentControl implements SegmentControl {
         ...(row.sender_host ? { senderHost: row.sender_host } : {}),
         ...(row.sender_port ? { senderPort: row.sender_port } : {}),
         ...(row.last_msg_ms !== null ? { lastMessageAt: Math.round(row.last_msg_ms) } : {}),
+        ...(row.heard_s_ago !== null ? { heardSecondsAgo: row.heard_s_ago } : {}),
         ...(row.replay_lsn ? { replayLsn: row.replay_lsn } : {}),
       };
     });
@@ -130,6 +141,7 @@ export class PgSegmentControl implements SegmentControl {
    * Throws NotWritableError when the instance is read-only, does not answer, or the
    * commit is still waiting for a synchronous standby at the timeout: the wait is then
    * cancelled (the row stays committed locally, unacknowledged) and the message says so.
+   * WrongInstanceError (nothing written) when another instance answers at the address.
    */
   async verifyWritable(segment: SegmentRow, timeoutMs: number): Promise<void> {
     let cancelled: { waitEvent: string | null } | undefined;
@@ -139,6 +151,7 @@ export class PgSegmentControl implements SegmentControl {
         this.credentials,
         { connectTimeoutMs: this.connectTimeoutMs, statementTimeoutMs: timeoutMs, deadlineMs: this.connectTimeoutMs + timeoutMs + 5000 },
         async (client) => {
+          await checkIdentity(client, segment);
           const warnings: string[] = [];
           client.on('notice', (n) => warnings.push(n.message ?? ''));
           const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
@@ -166,7 +179,7 @@ export class PgSegmentControl implements SegmentControl {
         },
       );
     } catch (e) {
-      if (e instanceof NotWritableError) throw e;
+      if (e instanceof NotWritableError || e instanceof WrongInstanceError) throw e;
       const code = (e as { code?: string }).code;
       if (e instanceof SegmentTimeoutError || code === '57014') {
         const waiting = cancelled?.waitEvent === 'SyncRep' ? ': it was waiting for a synchronous standby (sync rep on, no mirror acknowledges)' : cancelled?.waitEvent ? ` (waiting on ${cancelled.waitEvent})` : '';
@@ -204,7 +217,10 @@ export class PgSegmentControl implements SegmentControl {
     }
   }
 
-  /** Runs one control call; connection-level failures become SegmentUnreachableError, SQL ones HostCommandError. */
+  /**
+   * Runs one control call after the identity check (WrongInstanceError, nothing done);
+   * connection-level failures become SegmentUnreachableError, SQL ones HostCommandError.
+   */
   private async run<T>(
     segment: SegmentRow,
     what: string,
@@ -220,7 +236,10 @@ export class PgSegmentControl implements SegmentControl {
           statementTimeoutMs: timeouts.statementTimeoutMs ?? this.statementTimeoutMs,
           deadlineMs: timeouts.deadlineMs ?? this.connectTimeoutMs + (timeouts.statementTimeoutMs ?? this.statementTimeoutMs) + 5000,
         },
-        work,
+        async (client) => {
+          await checkIdentity(client, segment);
+          return work(client);
+        },
       );
     } catch (e) {
       if (e instanceof FtsError) throw e;

@@ -1,19 +1,45 @@
 /**
- * SegmentProbe over PostgreSQL: Greenplum's FTS probe message, as one TCP connection and
- * one query per attempt. The query reports whether the instance is in recovery, its
- * mirror's walsender (state, sync state, LSNs), whether sync rep is on, its WAL position,
- * and a check of the critical directories (`base`, `global`, `pg_wal`).
+ * SegmentProbe over PostgreSQL: Greenplum's FTS probe message, as one TCP connection per
+ * attempt and one query for what is read. The query reports the instance's identity
+ * (`fts.dbid`, `fts.content`, system identifier), whether it is in recovery, its
+ * mirror's walsender (state, sync state, LSNs), whether sync rep is on, its WAL
+ * position, a check of the critical directories (`base`, `global`, `pg_wal`), when the
+ * postmaster started and when it last (re)initialized (the checkpointer's start, which
+ * moves at every crash reset), and `wal_sender_timeout`.
+ *
+ * With `writeCheck` (acting primaries), the same attempt then commits a heartbeat row in
+ * `fts_heartbeat` (database `postgres`, created on first use) with
+ * `synchronous_commit = local`, so it proves the local disk takes and flushes a write
+ * without ever waiting for a mirror; Greenplum's FTS writes a block for the same reason.
+ * A standby is never written. A write that fails or does not finish within the probe
+ * timeout (while the read answered) is kind `disk`.
+ *
+ * An instance that is not the row's (see connection.ts) is kind `wrong-instance` and
+ * nothing is written to it. An instance that refuses the session for lack of slots
+ * (SQLSTATE 53300) is kind `too-many-connections`: its postmaster answered, it is alive.
+ * Both, like `authentication`, are reported at once: retrying does not change them.
  *
  * The prober's role needs, besides LOGIN: `pg_read_all_stats` (else pg_stat_replication
- * hides the walsender's state and every mirror looks absent) and EXECUTE on
- * `pg_stat_file(text)` (revoked from PUBLIC by default). A superuser has both.
+ * hides the walsender's state and every mirror looks absent, and pg_stat_activity hides
+ * the checkpointer's start), EXECUTE on `pg_stat_file(text)` (revoked from PUBLIC by
+ * default) and on `pg_control_system()` (granted to PUBLIC by default), and SELECT,
+ * INSERT and UPDATE on `fts_heartbeat` (an upsert reads the conflicting row), or CREATE
+ * on schema `public` to create the table on first use; a missing privilege is kind
+ * `error`, not `disk`. A superuser has all of them, and is reserved its connection:
+ * `superuser_reserved_connections` (default 3) keeps slots that only superusers may
+ * take, so a superuser prober still gets in when clients have taken every other slot
+ * and tells a flooded primary from a dead one. A non-superuser prober gets
+ * `too-many-connections` then (PostgreSQL 16 can reserve slots for it too:
+ * `reserved_connections` and the role `pg_use_reserved_connections`).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Client } from 'pg';
+import { WrongInstanceError } from '../../core/errors';
 import { mirrorSlotName, type SegmentRow } from '../../core/model';
 import type { MirrorReplication, ProbeAnswer, ProbeFailureKind, ProbeResult } from '../../core/probe';
 import type { Settings } from '../../core/settings';
-import type { SegmentProbe } from '../../ports/segments';
-import { SegmentTimeoutError, withSegmentClient, type PgCredentialsProvider } from './connection';
+import type { ProbeOptions, SegmentProbe } from '../../ports/segments';
+import { IDENTITY_COLUMNS, SegmentTimeoutError, identityMismatch, withSegmentClient, type InstanceIdentity, type PgCredentialsProvider } from './connection';
 
 /**
  * The probe query. `$1` is the mirror's application name (its slot name) or NULL when
@@ -21,12 +47,17 @@ import { SegmentTimeoutError, withSegmentClient, type PgCredentialsProvider } fr
  * others (a pg_basebackup in progress also has a walsender).
  */
 export const PROBE_SQL = `
-SELECT pg_is_in_recovery() AS in_recovery,
+SELECT ${IDENTITY_COLUMNS},
+       pg_is_in_recovery() AS in_recovery,
        current_setting('synchronous_standby_names') <> '' AS sync_rep_on,
        (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn,
        ((pg_stat_file('base')).isdir AND (pg_stat_file('global')).isdir AND (pg_stat_file('pg_wal')).isdir) AS dirs_ok,
+       pg_postmaster_start_time() AS started_at,
+       (SELECT max(backend_start) FROM pg_stat_activity WHERE backend_type = 'checkpointer') AS initialized_at,
+       w.setting AS wal_sender_timeout, w.unit AS wal_sender_timeout_unit,
        r.application_name, r.state, r.sync_state, r.flush_lsn::text AS flush_lsn, r.replay_lsn::text AS replay_lsn
   FROM (SELECT 1) AS one
+  LEFT JOIN LATERAL (SELECT setting, unit FROM pg_settings WHERE name = 'wal_sender_timeout') AS w ON true
   LEFT JOIN LATERAL (
         SELECT application_name, state, sync_state, flush_lsn, replay_lsn
           FROM pg_stat_replication
@@ -34,11 +65,27 @@ SELECT pg_is_in_recovery() AS in_recovery,
          ORDER BY (application_name LIKE 'fts\\_mirror\\_dbid\\_%') DESC, backend_start
          LIMIT 1) AS r ON true`;
 
-interface ProbeRow {
+/** Table the write check commits its heartbeat row into (in database `postgres`), one row per dbid. */
+export const HEARTBEAT_TABLE = 'fts_heartbeat';
+
+/** The write check: one simple-protocol query, one transaction, one local commit. */
+const heartbeatSql = (dbid: number, create: boolean): string =>
+  [
+    // Never wait for a mirror: the check is about this instance's disk.
+    'SET synchronous_commit = local',
+    ...(create ? [`CREATE TABLE IF NOT EXISTS ${HEARTBEAT_TABLE} (dbid int PRIMARY KEY, at timestamptz NOT NULL)`] : []),
+    `INSERT INTO ${HEARTBEAT_TABLE} (dbid, at) VALUES (${dbid}, now()) ON CONFLICT (dbid) DO UPDATE SET at = EXCLUDED.at`,
+  ].join(';\n');
+
+interface ProbeRow extends InstanceIdentity {
   in_recovery: boolean;
   sync_rep_on: boolean;
   lsn: string | null;
   dirs_ok: boolean | null;
+  started_at: Date | null;
+  initialized_at: Date | null;
+  wal_sender_timeout: string | null;
+  wal_sender_timeout_unit: string | null;
   application_name: string | null;
   state: string | null;
   sync_state: string | null;
@@ -72,6 +119,18 @@ export interface ClassifiedFailure {
 /** Thrown inside an attempt when the directory check reports a missing directory. */
 class CheckFailed extends Error {}
 
+/** Thrown inside an attempt when the heartbeat write failed (already classified). */
+class WriteFailed extends Error {
+  constructor(readonly failure: ClassifiedFailure) {
+    super(failure.message);
+  }
+}
+
+/** Failures that retrying does not change: reported after the first attempt. */
+const FINAL_KINDS: ReadonlySet<ProbeFailureKind> = new Set(['authentication', 'wrong-instance', 'too-many-connections']);
+
+type AttemptAnswer = Omit<ProbeAnswer, 'ok' | 'dbid' | 'attempts' | 'durationMs'>;
+
 /** Probes segment instances with `pg`; see the module comment for the query and the role it needs. */
 export class PgSegmentProbe implements SegmentProbe {
   private readonly credentials: PgCredentialsProvider;
@@ -85,25 +144,25 @@ export class PgSegmentProbe implements SegmentProbe {
   }
 
   /**
-   * Probes one instance: up to `probeRetries + 1` attempts of `probeTimeoutSeconds` each,
-   * `probeRetryDelaySeconds` apart; an authentication failure is not retried. `mirror`
-   * names the walsender to report (the primary's mirror); without it the first FTS
-   * mirror walsender found is reported. Never throws.
+   * Probes one instance: up to `probeRetries + 1` attempts of `probeTimeoutSeconds` each
+   * (connect, read, and the write check when asked), `probeRetryDelaySeconds` apart;
+   * `authentication`, `wrong-instance` and `too-many-connections` are not retried.
+   * `mirror` names the walsender to report (the primary's mirror); without it the first
+   * FTS mirror walsender found is reported. Never throws.
    */
-  async probe(segment: SegmentRow, settings: Settings, mirror?: SegmentRow): Promise<ProbeResult> {
+  async probe(segment: SegmentRow, settings: Settings, mirror?: SegmentRow, options: ProbeOptions = {}): Promise<ProbeResult> {
     const started = Date.now();
     let attempts = 0;
     for (;;) {
       attempts += 1;
       let failure: ClassifiedFailure;
       try {
-        const answer = await this.attempt(segment, settings, mirror);
+        const answer = await this.attempt(segment, settings, mirror, options.writeCheck === true);
         return { ok: true, dbid: segment.dbid, ...answer, attempts, durationMs: Date.now() - started };
       } catch (e) {
         failure = classifyProbeError(e);
       }
-      // Wrong credentials stay wrong: retrying only delays the report.
-      if (failure.kind === 'authentication' || attempts > settings.probeRetries) {
+      if (FINAL_KINDS.has(failure.kind) || attempts > settings.probeRetries) {
         if ((failure.kind === 'in-recovery' || failure.kind === 'starting-up') && !failure.recoveryLsn && this.recoveryProgress) {
           const lsn = await this.recoveryProgress(segment).catch(() => undefined); // no progress known: a failure
           if (lsn) failure = { ...failure, recoveryLsn: lsn };
@@ -125,7 +184,8 @@ export class PgSegmentProbe implements SegmentProbe {
   /**
    * Probes many instances, at most `settings.probeParallelism` at once, results in input
    * order. `catalogRows` (all rows of the cluster) lets each primary's probe report the
-   * walsender of its own mirror: the other row of its content.
+   * walsender of its own mirror: the other row of its content. Read-only probes (no
+   * write check: the port's `probeAll` takes no options).
    */
   async probeAll(segments: readonly SegmentRow[], settings: Settings, catalogRows: readonly SegmentRow[] = []): Promise<ProbeResult[]> {
     return mapLimit(segments, settings.probeParallelism, (segment) =>
@@ -137,24 +197,94 @@ export class PgSegmentProbe implements SegmentProbe {
     );
   }
 
-  private async attempt(segment: SegmentRow, settings: Settings, mirror: SegmentRow | undefined): Promise<Omit<ProbeAnswer, 'ok' | 'dbid' | 'attempts' | 'durationMs'>> {
+  /**
+   * One attempt on one connection: the probe query, the identity and directory checks,
+   * then (when asked, on an instance not in recovery) the heartbeat write; all of it
+   * within the probe timeout, the hard deadline of withSegmentClient.
+   */
+  private async attempt(segment: SegmentRow, settings: Settings, mirror: SegmentRow | undefined, writeCheck: boolean): Promise<AttemptAnswer> {
     const timeoutMs = settings.probeTimeoutSeconds * 1000;
-    const row = await withSegmentClient(
-      segment,
-      this.credentials,
-      // One attempt (connect + query) fits in the probe timeout: the hard deadline is the timeout itself.
-      { connectTimeoutMs: timeoutMs, statementTimeoutMs: timeoutMs, deadlineMs: timeoutMs },
-      async (client) => (await client.query<ProbeRow>(PROBE_SQL, [mirror ? mirrorSlotName(mirror.dbid) : null])).rows[0],
-    );
-    if (!row) throw new Error('the probe query returned no row');
-    if (row.dirs_ok !== true) throw new CheckFailed('a critical directory (base, global or pg_wal) is not a directory');
-    return {
-      inRecovery: row.in_recovery,
-      mirror: replicationOf(row),
-      syncRepOn: row.sync_rep_on,
-      ...(row.lsn ? { lsn: row.lsn } : {}),
-    };
+    const progress = { writing: false };
+    try {
+      return await withSegmentClient(
+        segment,
+        this.credentials,
+        { connectTimeoutMs: timeoutMs, statementTimeoutMs: timeoutMs, deadlineMs: timeoutMs },
+        async (client) => {
+          const row = (await client.query<ProbeRow>(PROBE_SQL, [mirror ? mirrorSlotName(mirror.dbid) : null])).rows[0];
+          if (!row) throw new Error('the probe query returned no row');
+          // Whatever else it says is about another instance: check who answered first.
+          const mismatch = identityMismatch(segment, row);
+          if (mismatch) throw new WrongInstanceError(mismatch);
+          if (row.dirs_ok !== true) throw new CheckFailed('a critical directory (base, global or pg_wal) is not a directory');
+          let wrote: boolean | undefined;
+          if (writeCheck) {
+            wrote = false;
+            // A standby cannot be written (and a mirror's disk is not what serves writes).
+            if (!row.in_recovery) {
+              progress.writing = true;
+              await writeHeartbeat(client, segment.dbid);
+              wrote = true;
+            }
+          }
+          return answerOf(row, wrote);
+        },
+      );
+    } catch (e) {
+      if (progress.writing) {
+        const failure = classifyWriteError(e);
+        if (failure) throw new WriteFailed(failure);
+      }
+      throw e;
+    }
   }
+}
+
+/** Commits the heartbeat row; creates the table the first time (also with a local commit). */
+async function writeHeartbeat(client: Client, dbid: number): Promise<void> {
+  if (!Number.isInteger(dbid)) throw new Error(`dbid ${dbid} is not an integer`);
+  try {
+    await client.query(heartbeatSql(dbid, false));
+  } catch (e) {
+    if (sqlState(e) !== '42P01') throw e;
+    try {
+      await client.query(heartbeatSql(dbid, true));
+    } catch (e2) {
+      // Created concurrently by another session (duplicate table or type): it exists now.
+      if (sqlState(e2) !== '42P07' && sqlState(e2) !== '23505') throw e2;
+      await client.query(heartbeatSql(dbid, false));
+    }
+  }
+}
+
+function answerOf(row: ProbeRow, wrote: boolean | undefined): AttemptAnswer {
+  const walSenderTimeoutMs = settingMs(row.wal_sender_timeout, row.wal_sender_timeout_unit);
+  return {
+    inRecovery: row.in_recovery,
+    mirror: replicationOf(row),
+    syncRepOn: row.sync_rep_on,
+    ...(row.lsn ? { lsn: row.lsn } : {}),
+    ...(row.started_at ? { startedAt: new Date(row.started_at).toISOString() } : {}),
+    ...(row.initialized_at ? { initializedAt: new Date(row.initialized_at).toISOString() } : {}),
+    ...(walSenderTimeoutMs !== undefined ? { walSenderTimeoutMs } : {}),
+    ...(row.system_identifier ? { systemIdentifier: row.system_identifier } : {}),
+    ...(wrote !== undefined ? { wrote } : {}),
+  };
+}
+
+const TIME_UNIT_MS: Record<string, number> = { us: 0.001, ms: 1, s: 1000, min: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/**
+ * A time setting as `pg_settings` gives it (`setting` in `unit`, e.g. `6000` and `ms`)
+ * in milliseconds; undefined when it is not a time. 0 stays 0 (disabled).
+ */
+export function settingMs(setting: string | null, unit: string | null): number | undefined {
+  if (setting === null || setting.trim() === '') return undefined;
+  const value = Number(setting);
+  if (!Number.isFinite(value)) return undefined;
+  const m = /^\s*([0-9]*)\s*(us|ms|s|min|h|d)\s*$/.exec(unit ?? '');
+  if (!m) return value === 0 ? 0 : undefined;
+  return value * (m[1] ? Number(m[1]) : 1) * TIME_UNIT_MS[m[2]];
 }
 
 /**
@@ -177,20 +307,27 @@ function replicationOf(row: ProbeRow): MirrorReplication {
 /**
  * Classifies why a probe attempt failed (Greenplum's FTS tells these apart too):
  * connection refused -> `refused`; connect or statement timeout -> `timeout`; SQLSTATE
- * 28P01/28000 -> `authentication`; 57P03 starting up / shutting down -> `starting-up`;
- * 57P03 in recovery mode / not (yet) accepting connections -> `in-recovery`; a failed
- * directory check -> `check-failed`; anything else -> `error`.
+ * 28P01/28000 -> `authentication`; 53300 (no connection slot left) ->
+ * `too-many-connections`; 57P03 starting up / shutting down -> `starting-up`; 57P03 in
+ * recovery mode / not (yet) accepting connections -> `in-recovery`; a failed directory
+ * check -> `check-failed`; another instance at the address -> `wrong-instance`; a failed
+ * heartbeat write -> as {@link classifyWriteError} says; anything else -> `error`.
  */
 export function classifyProbeError(e: unknown): ClassifiedFailure {
   const err = (e ?? {}) as { code?: unknown; message?: unknown; detail?: unknown; errors?: unknown };
   const message = typeof err.message === 'string' && err.message ? err.message : String(e);
   const codes = [err.code, ...(Array.isArray(err.errors) ? err.errors.map((x: { code?: unknown }) => x?.code) : [])].filter((c): c is string => typeof c === 'string');
+  if (e instanceof WriteFailed) return e.failure;
+  if (e instanceof WrongInstanceError) return { kind: 'wrong-instance', message: `wrong instance: ${message}` };
   if (e instanceof CheckFailed) return { kind: 'check-failed', message };
   if (e instanceof SegmentTimeoutError) return { kind: 'timeout', message };
   if (codes.includes('ECONNREFUSED')) return { kind: 'refused', message: `connection refused (${message})` };
   if (codes.includes('ETIMEDOUT')) return { kind: 'timeout', message };
   const code = typeof err.code === 'string' ? err.code : '';
   if (code === '28P01' || code === '28000') return { kind: 'authentication', message };
+  // "sorry, too many clients already" (the postmaster itself) or "remaining connection
+  // slots are reserved for ...": something answered for the instance, it is alive.
+  if (code === '53300') return { kind: 'too-many-connections', message: `no connection slot for the prober (${message}); the postmaster answered` };
   if (code === '57P03') {
     if (/starting up|shutting down/i.test(message)) return { kind: 'starting-up', message };
     const lsn = typeof err.detail === 'string' ? /([0-9A-F]+\/[0-9A-F]+)/i.exec(err.detail)?.[1] : undefined;
@@ -203,6 +340,36 @@ export function classifyProbeError(e: unknown): ClassifiedFailure {
   // pg's own connection timeout ("timeout expired", "Connection terminated due to connection timeout").
   if (!code.match(/^[0-9A-Z]{5}$/) && /timeout/i.test(message)) return { kind: 'timeout', message };
   return { kind: 'error', message };
+}
+
+/**
+ * Classifies a failure of the heartbeat write, which runs after the read part answered:
+ * no answer in time (the deadline or `statement_timeout`) and any SQL error -> `disk`
+ * (full or read-only disk, I/O error, a data file the server cannot open: PostgreSQL
+ * reports them as 53100, 58030, 58P01, or 42501 "could not open file", sometimes at
+ * PANIC level); the role's missing privileges (42501 "permission denied for ...") and
+ * a server configured read-only (25006) -> `error`, not the disk's fault. A lost
+ * connection (no SQLSTATE, class 08, 57P01-57P03: the instance went away or crashed)
+ * returns undefined: the caller classifies it like any other failure.
+ */
+export function classifyWriteError(e: unknown): ClassifiedFailure | undefined {
+  const err = (e ?? {}) as { message?: unknown };
+  const message = typeof err.message === 'string' && err.message ? err.message : String(e);
+  if (e instanceof SegmentTimeoutError) return { kind: 'disk', message: `the heartbeat write did not finish within the probe timeout though the instance answered the read (${message})` };
+  const code = sqlState(e);
+  if (code === undefined || code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03') return undefined;
+  if (code === '42501' && /permission denied for/i.test(message)) {
+    return { kind: 'error', message: `the prober's role may not write ${HEARTBEAT_TABLE} (${message}); grant it SELECT, INSERT and UPDATE on the table` };
+  }
+  if (code === '25006') return { kind: 'error', message: `the instance refuses writes by configuration (${message})` };
+  if (code === '57014' && /statement timeout/i.test(message)) return { kind: 'disk', message: `the heartbeat write did not finish within the probe timeout though the instance answered the read (${message})` };
+  return { kind: 'disk', message: `the heartbeat write failed: ${message} (${code})` };
+}
+
+/** The SQLSTATE of a pg error, undefined for anything else (socket errors, our own). */
+function sqlState(e: unknown): string | undefined {
+  const code = (e as { code?: unknown } | null | undefined)?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
 }
 
 /** Maps `items` through `fn`, at most `limit` calls in flight; results keep the input order. */

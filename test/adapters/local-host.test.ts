@@ -1,0 +1,245 @@
+/**
+ * LocalSegmentHost against real PostgreSQL: it runs the same bash scripts SsmSegmentHost
+ * sends to EC2 hosts, so these tests exercise the AWS scripts too. Identity settings,
+ * fencing (a running primary, a frozen one, twice, a missing directory) and stale
+ * postmaster.pid files whose PID is a zombie or another program.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, readlinkSync, realpathSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Client } from 'pg';
+import { ValidationError } from '../../lambdas/core/errors';
+import type { SegmentRow } from '../../lambdas/core/model';
+import { isRunning, LocalSegmentHost, postmasterPid } from '../../lambdas/adapters/local/host';
+import { freePort } from '../../lambdas/adapters/local/net';
+import { initdbInstance, runPgBinary, writeInstanceConfig } from '../../lambdas/adapters/local/postgres-binaries';
+import { createPair, waitFor, type PgPair } from '../support/pg-pair';
+
+jest.setTimeout(180_000);
+
+let pair: PgPair;
+/** PIDs this file SIGSTOPped: continued in afterAll, whatever happened. */
+const frozen = new Set<number>();
+/** Helper processes (a sleeping program, a zombie's parent): killed in afterAll. */
+const helpers: ChildProcess[] = [];
+
+beforeAll(async () => {
+  pair = await createPair();
+});
+
+afterAll(async () => {
+  for (const pid of frozen) signal(pid, 'SIGCONT');
+  for (const child of helpers) child.kill('SIGKILL');
+  await pair?.destroy();
+});
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // Already gone.
+  }
+}
+
+/** /proc/<pid>/stat fields after the command name: state, ppid. */
+function procStat(pid: number | string): { state: string; ppid: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { state: rest[0], ppid: Number(rest[1]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Live (not zombie) processes working in the data directory: every process of its instance. */
+function instanceProcesses(datadir: string): number[] {
+  const dir = realpathSync(datadir);
+  return readdirSync('/proc')
+    .filter((e) => /^\d+$/.test(e))
+    .filter((e) => {
+      const st = procStat(e);
+      if (!st || st.state === 'Z' || st.state === 'X') return false;
+      try {
+        return readlinkSync(`/proc/${e}/cwd`) === dir;
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+/** The postmaster and its children. */
+function postmasterAndChildren(datadir: string): number[] {
+  const pm = postmasterPid(datadir);
+  if (pm === undefined) throw new Error(`no postmaster.pid in ${datadir}`);
+  const children = readdirSync('/proc')
+    .filter((e) => /^\d+$/.test(e) && procStat(e)?.ppid === pm)
+    .map(Number);
+  return [pm, ...children];
+}
+
+const identity = async (row: SegmentRow): Promise<{ dbid: string | null; content: string | null }> =>
+  (await pair.query<{ dbid: string | null; content: string | null }>(row, `SELECT current_setting('fts.dbid', true) AS dbid, current_setting('fts.content', true) AS content`))[0];
+
+const inRecovery = async (row: SegmentRow): Promise<boolean> => (await pair.query<{ r: boolean }>(row, 'SELECT pg_is_in_recovery() AS r'))[0].r;
+
+/** What an operator or systemd would do: a plain pg_ctl start, no script. */
+async function startByHand(row: SegmentRow): Promise<void> {
+  await runPgBinary('pg_ctl', ['start', '-w', '-t', '60', '-D', row.datadir, '-l', `${row.datadir}.log`, '-o', `-p ${row.port}`], { timeoutMs: 90_000 });
+}
+
+describe('identity settings', () => {
+  test('a mirror rebuilt by pg_basebackup names its own dbid, not its primary copied one', async () => {
+    const { primary } = pair;
+    const mirror = pair.mirror!;
+    await pair.host.writeIdentity(primary);
+    await pair.query(primary, 'SELECT pg_reload_conf()');
+    await waitFor('the primary to read its identity', async () => ((await identity(primary)).dbid === '2' ? true : undefined));
+    expect(await identity(primary)).toEqual({ dbid: '2', content: '0' });
+
+    // The copy carries the primary's postgresql.auto.conf, fts.dbid = 2 included.
+    await pair.host.rebuildAsMirror(mirror, primary, 'basebackup');
+    await pair.waitForStreaming(primary, mirror, true);
+    expect(await identity(mirror)).toEqual({ dbid: '3', content: '0' });
+    expect(await inRecovery(mirror)).toBe(true);
+
+    // ALTER SYSTEM (sync rep) rewrites postgresql.auto.conf and keeps the identity.
+    await pair.control.setSyncRep(primary, mirror, true);
+    expect(readFileSync(join(primary.datadir, 'postgresql.auto.conf'), 'utf8')).toMatch(/^fts\.dbid = '2'$/m);
+  });
+
+  test('writeInstanceConfig writes the identity of a fresh instance, once', async () => {
+    const datadir = join(pair.root, 'fresh');
+    pair.track(datadir);
+    await initdbInstance(datadir, { noSync: true });
+    const port = await freePort();
+    await writeInstanceConfig(datadir, { port, dbid: 9, content: 4 });
+    await writeInstanceConfig(datadir, { port, dbid: 9, content: 4 });
+    const conf = readFileSync(join(datadir, 'postgresql.auto.conf'), 'utf8');
+    expect(conf.match(/^fts\.dbid = '9'$/gm)).toHaveLength(1);
+    expect(conf.match(/^fts\.content = '4'$/gm)).toHaveLength(1);
+    // PostgreSQL reads them back (postgres -C works on a stopped instance).
+    expect((await runPgBinary('postgres', ['-D', datadir, '-C', 'fts.dbid'])).stdout.trim()).toBe('9');
+    await expect(writeInstanceConfig(datadir, { port, dbid: 9 })).rejects.toBeInstanceOf(ValidationError);
+  });
+});
+
+describe('fence', () => {
+  test('a running primary is stopped; restarted by hand it is a read-only standby; fencing again succeeds', async () => {
+    const { primary } = pair;
+    const mirror = pair.mirror!;
+    await pair.query(primary, 'CREATE TABLE fence_marks (x int PRIMARY KEY)');
+    await pair.query(primary, 'INSERT INTO fence_marks VALUES (1)');
+
+    expect(await pair.host.fence(primary, mirror)).toEqual({ wasRunning: true, killed: false, missing: false });
+    expect(isRunning(primary.datadir)).toBe(false);
+    expect(instanceProcesses(primary.datadir)).toEqual([]);
+    expect(existsSync(join(primary.datadir, 'standby.signal'))).toBe(true);
+    const conf = readFileSync(join(primary.datadir, 'postgresql.auto.conf'), 'utf8');
+    expect(conf).toContain(`port=''${mirror.port}''`);
+    expect(conf).toMatch(/^primary_slot_name = 'fts_mirror_dbid_2'$/m);
+
+    // Stopped and fenced: a second fence finds nothing running and succeeds.
+    expect(await pair.host.fence(primary, mirror)).toEqual({ wasRunning: false, killed: false, missing: false });
+
+    await startByHand(primary);
+    expect(await inRecovery(primary)).toBe(true);
+    expect(await identity(primary)).toEqual({ dbid: '2', content: '0' });
+    await expect(pair.query(primary, 'SET synchronous_commit = local; INSERT INTO fence_marks VALUES (2)')).rejects.toThrow(/read-only transaction/);
+
+    // Running again (as a standby): fenced again, stopped again.
+    expect(await pair.host.fence(primary, mirror)).toEqual({ wasRunning: true, killed: false, missing: false });
+    expect(instanceProcesses(primary.datadir)).toEqual([]);
+  });
+
+  test('a frozen (SIGSTOPped) primary and its backends are killed; after SIGCONT nothing commits', async () => {
+    const oldPrimary = pair.primary;
+    const mirror = pair.mirror!;
+    // The failover: the mirror becomes the primary the catalog names.
+    await runPgBinary('pg_ctl', ['promote', '-w', '-t', '60', '-D', mirror.datadir]);
+    const primary: SegmentRow = { ...mirror, role: 'p', mode: 'n' };
+    await waitFor('the promoted mirror to leave recovery', async () => ((await inRecovery(primary)) ? undefined : true));
+
+    const client = new Client({ host: primary.address, port: primary.port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 5000 });
+    client.on('error', () => undefined);
+    await client.connect();
+    try {
+      // Local commit: no synchronous standby to wait for, a write that ran would be durable.
+      await client.query('SET synchronous_commit = local');
+      const pids = postmasterAndChildren(primary.datadir);
+      for (const pid of pids) {
+        frozen.add(pid);
+        process.kill(pid, 'SIGSTOP');
+      }
+      // Sent to a frozen backend: it cannot run before the fence.
+      const write = client.query('INSERT INTO fence_marks VALUES (3)').then(
+        () => 'committed',
+        (e: Error) => e.message,
+      );
+
+      // A short stop timeout: the frozen postmaster never answers it.
+      const host = new LocalSegmentHost({ replicationCredentials: pair.credentials, control: pair.control, fenceTimeoutSeconds: 2 });
+      expect(await host.fence(primary, oldPrimary)).toEqual({ wasRunning: true, killed: true, missing: false });
+      expect(instanceProcesses(primary.datadir)).toEqual([]);
+      expect(isRunning(primary.datadir)).toBe(false);
+      for (const pid of pids) signal(pid, 'SIGCONT');
+      expect(await write).not.toBe('committed');
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+
+    // Whoever restarts it gets a standby, and the write sent while frozen is not there.
+    await startByHand(primary);
+    expect(await inRecovery(primary)).toBe(true);
+    expect((await pair.query<{ n: string }>(primary, 'SELECT count(*)::text AS n FROM fence_marks WHERE x = 3'))[0].n).toBe('0');
+    await expect(pair.query(primary, 'SET synchronous_commit = local; INSERT INTO fence_marks VALUES (4)')).rejects.toThrow(/read-only transaction/);
+    expect(await pair.host.fence(primary, oldPrimary)).toEqual({ wasRunning: true, killed: false, missing: false });
+  });
+
+  test('a missing data directory is reported, not an error', async () => {
+    const gone: SegmentRow = { ...pair.primary, dbid: 9, datadir: join(pair.root, 'replaced-host', 'gpseg0') };
+    expect(await pair.host.fence(gone, undefined)).toEqual({ wasRunning: false, killed: false, missing: true });
+    expect(existsSync(gone.datadir)).toBe(false);
+  });
+});
+
+describe('stale postmaster.pid', () => {
+  const writePidFile = (datadir: string, pid: number): void =>
+    writeFileSync(join(datadir, 'postmaster.pid'), `${pid}\n${datadir}\n1700000000\n1\n\n127.0.0.1\n  5432001         0\nready   \n`);
+
+  test('a PID reused by another program is neither signalled nor waited for', async () => {
+    const row = pair.primary;
+    expect(isRunning(row.datadir)).toBe(false);
+    const other = spawn('sleep', ['300'], { stdio: 'ignore' });
+    helpers.push(other);
+    writePidFile(row.datadir, other.pid!);
+    expect(isRunning(row.datadir)).toBe(false);
+
+    expect(await pair.host.fence(row, pair.mirror)).toEqual({ wasRunning: false, killed: false, missing: false });
+    expect(existsSync(join(row.datadir, 'postmaster.pid'))).toBe(false);
+    await pair.host.stop(row, 'fast');
+    expect(procStat(other.pid!)?.state).toMatch(/^[SR]$/);
+  });
+
+  test('a zombie PID does not keep the instance from starting', async () => {
+    const row = pair.primary;
+    // `sleep 0` exits and its parent, exec'd into a sleep that never waits, leaves it a zombie.
+    const parent = spawn('bash', ['-c', 'sleep 0 & echo $!; exec sleep 300'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    helpers.push(parent);
+    let out = '';
+    parent.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const zombie = await waitFor('a zombie', async () => {
+      const pid = Number(out.trim());
+      return pid > 0 && procStat(pid)?.state === 'Z' ? pid : undefined;
+    });
+    writePidFile(row.datadir, zombie);
+    expect(isRunning(row.datadir)).toBe(false);
+
+    await pair.host.start(row);
+    expect(isRunning(row.datadir)).toBe(true);
+    expect(await inRecovery(row)).toBe(true); // still fenced: a standby
+    await pair.host.stop(row, 'fast');
+    expect(instanceProcesses(row.datadir)).toEqual([]);
+  });
+});
