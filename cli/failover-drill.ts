@@ -240,3 +240,100 @@ export async function killAndMeasure(
     rtoMs: first.at - killedAt,
   };
 }
+
+/**
+ * Longest time without an acknowledged commit in [from, to]: the gaps between
+ * consecutive acknowledgements, counted from the last one at or before `from` (or from
+ * `from` when there is none) and up to `to`. `acks` are in time order.
+ */
+export function longestStallMs(acks: readonly Ack[], from: number, to: number): number {
+  let previous = from;
+  let longest = 0;
+  for (const a of acks) {
+    if (a.at <= from) {
+      previous = a.at;
+      continue;
+    }
+    if (a.at > to) break;
+    longest = Math.max(longest, a.at - previous);
+    previous = a.at;
+  }
+  return Math.max(longest, to - previous);
+}
+
+/**
+ * A client that never learned of a failover (split-brain check): it keeps writing to the
+ * address of one instance, the acting primary when it started, with
+ * `synchronous_commit = local`, so its commits do not wait for a mirror, reconnecting
+ * after every failure. Every commit it gets acknowledged after that instance stopped
+ * being the acting primary is a split-brain commit: two instances of one content
+ * acknowledged writes. Ids are negative, so they never collide with a Workload's.
+ */
+export class StaleWriter {
+  readonly acks: Ack[] = [];
+  failures = 0;
+  private nextId = -Date.now() * 1000;
+  private running?: Promise<void>;
+  private stopping = false;
+  private client?: Client;
+
+  /** `paceMs`: pause between two commits. */
+  constructor(
+    readonly target: SegmentRow,
+    private readonly paceMs = 20,
+  ) {}
+
+  /** Starts writing in the background. */
+  start(): void {
+    this.stopping = false;
+    this.running = this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopping) {
+      try {
+        if (!this.client) {
+          // No statement timeout: a write in flight on a frozen instance completes if it is ever thawed, as an application's would.
+          const client = new Client({ host: this.target.address, port: this.target.port, user: LOCAL_SUPERUSER, database: 'postgres', connectionTimeoutMillis: 1000, keepAlive: true });
+          client.on('error', () => undefined);
+          this.client = client;
+          await client.connect();
+          await client.query('SET synchronous_commit = local');
+        }
+        const id = this.nextId--;
+        await this.client.query(`INSERT INTO ${WORKLOAD_TABLE} (id) VALUES ($1)`, [id]);
+        this.acks.push({ id, dbid: this.target.dbid, at: Date.now() });
+        await sleep(this.paceMs);
+      } catch {
+        this.failures += 1;
+        this.drop();
+        if (!this.stopping) await sleep(100);
+      }
+    }
+    this.drop();
+  }
+
+  private drop(): void {
+    const client = this.client;
+    this.client = undefined;
+    if (!client) return;
+    try {
+      client.connection.stream.destroy(); // never waits on a frozen or vanished server
+    } catch {
+      /* gone already */
+    }
+    void client.end().catch(() => undefined);
+  }
+
+  /** Stops writing; a write in flight is abandoned (its connection is closed). */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.drop();
+    await this.running;
+  }
+
+  /** Acknowledged commits in [from, to). */
+  acksBetween(from: number, to = Infinity): Ack[] {
+    return this.acks.filter((a) => a.at >= from && a.at < to);
+  }
+}

@@ -10,7 +10,7 @@ import { DynamoDbCatalog } from '../../lambdas/adapters/dynamodb/catalog';
 import { catalogTableNames, createCatalogTables, historySeq } from '../../lambdas/adapters/dynamodb/tables';
 import type { CatalogTableNames } from '../../lambdas/adapters/dynamodb/tables';
 import { planFailover } from '../../lambdas/core/decide';
-import { CatalogConflictError, ClusterNotFoundError, LeaseLostError, ValidationError } from '../../lambdas/core/errors';
+import { CatalogConflictError, ClusterNotFoundError, LeaseLostError, NotLeaseHolderError, ValidationError } from '../../lambdas/core/errors';
 import type { CatalogChange, ProberMemory, SegmentRow } from '../../lambdas/core/model';
 import { emptyMemory } from '../../lambdas/core/model';
 import { DEFAULT_SETTINGS, parseSettings } from '../../lambdas/core/settings';
@@ -90,6 +90,7 @@ describe('initialize and load', () => {
       status: 'up',
       segments: [...segments()].sort((a, b) => a.dbid - b.dbid),
       pendingPromotions: [],
+      pendingFences: [],
       memory: emptyMemory(),
     });
     expect(await catalog.loadSettings(clusterId)).toEqual(settings);
@@ -238,6 +239,46 @@ describe('apply', () => {
     const cleared = await catalog.load(clusterId);
     expect(cleared.pendingPromotions).toEqual([]);
     expect(cleared.segments).toEqual(after.segments);
+  });
+
+  it('records the fence owed to the old primary with the flip, and clears it', async () => {
+    const clusterId = await initialized('fence');
+    const flip = planFailover(await catalog.load(clusterId), 0, 2, 4, new Date(T1));
+    await catalog.apply(clusterId, 1, flip);
+    expect((await catalog.load(clusterId)).pendingFences).toEqual([{ dbid: 2, content: 0, newPrimaryDbid: 4, since: T1, reason: 'failed over to dbid 4' }]);
+    await catalog.apply(clusterId, 2, { rows: [], history: [{ time: T1, dbid: 2, description: 'FTS: dbid 2 fenced' }], clearFences: [2] });
+    expect((await catalog.load(clusterId)).pendingFences).toEqual([]);
+  });
+
+  it('rejects a fence naming a dbid not in the catalog or of another content, writing nothing', async () => {
+    const clusterId = await initialized('bad-fence');
+    await expect(catalog.apply(clusterId, 1, { rows: [], history: [], setFences: [{ dbid: 99, content: 0, since: T1, reason: 'x' }] })).rejects.toThrow(/dbid 99, which is not in the catalog/);
+    await expect(catalog.apply(clusterId, 1, { rows: [], history: [], setFences: [{ dbid: 2, content: 1, since: T1, reason: 'x' }] })).rejects.toThrow(/the row is of content 0/);
+    expect((await catalog.load(clusterId)).version).toBe(1);
+  });
+});
+
+describe('lease-conditioned writes', () => {
+  const TTL = 10_000;
+  const NOW = 1_700_000_000_000;
+
+  it('a prober writes while it holds a live lease, and nothing once the lease expired or was taken over', async () => {
+    const clusterId = await initialized('lease-write');
+    const a = (await catalog.acquireLease(clusterId, 'prober-a', TTL, NOW))!;
+    expect(await catalog.apply(clusterId, 1, mirrorDown(2, 4), { owner: a.owner, token: a.token, now: NOW + 1 })).toBe(2);
+    // Paused past its lease: the write is refused although the version is right.
+    await expect(catalog.apply(clusterId, 2, mirrorDown(3, 5), { owner: a.owner, token: a.token, now: a.expiresAt + 1 })).rejects.toBeInstanceOf(NotLeaseHolderError);
+    const b = (await catalog.acquireLease(clusterId, 'prober-b', TTL, a.expiresAt + 1))!;
+    await expect(catalog.apply(clusterId, 2, mirrorDown(3, 5), { owner: a.owner, token: a.token, now: NOW + 2 })).rejects.toThrow(/lease \(owner prober-a, token 1\) is no longer held; now held by prober-b/);
+    expect((await catalog.load(clusterId)).version).toBe(2);
+    expect(await catalog.apply(clusterId, 2, mirrorDown(3, 5), { owner: b.owner, token: b.token, now: a.expiresAt + 2 })).toBe(3);
+  });
+
+  it('a stale version is still a CatalogConflictError under a live lease', async () => {
+    const clusterId = await initialized('lease-conflict');
+    const a = (await catalog.acquireLease(clusterId, 'prober-a', TTL, NOW))!;
+    await catalog.apply(clusterId, 1, mirrorDown(2, 4));
+    await expect(catalog.apply(clusterId, 1, mirrorDown(3, 5), { owner: a.owner, token: a.token, now: NOW + 1 })).rejects.toBeInstanceOf(CatalogConflictError);
   });
 });
 

@@ -218,7 +218,10 @@ describe('stale postmaster.pid', () => {
 
     expect(await pair.host.fence(row, pair.mirror)).toEqual({ wasRunning: false, killed: false, missing: false });
     expect(existsSync(join(row.datadir, 'postmaster.pid'))).toBe(false);
+    // pg_ctl stop would send SIGINT to it: the stop script does not.
+    writePidFile(row.datadir, other.pid!);
     await pair.host.stop(row, 'fast');
+    expect(existsSync(join(row.datadir, 'postmaster.pid'))).toBe(false);
     expect(procStat(other.pid!)?.state).toMatch(/^[SR]$/);
   });
 

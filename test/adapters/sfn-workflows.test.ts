@@ -14,15 +14,15 @@ const input: PromoteMirrorInput = { clusterId: 'prod', content: 3, failedPrimary
 test('StartExecution with the derived name and the input as JSON', async () => {
   sfn.on(StartExecutionCommand).resolves({ executionArn: `${ARN}:promote-prod-c3-v42`, startDate: new Date() });
   const started = await new SfnWorkflows(ARN, client()).startPromotion(input);
-  expect(started).toEqual({ executionName: 'promote-prod-c3-v42', started: true });
+  expect(started).toEqual({ executionName: 'promote-prod-c3-v42-a1', started: true });
   const calls = sfn.commandCalls(StartExecutionCommand);
   expect(calls).toHaveLength(1);
-  expect(calls[0].args[0].input).toEqual({ stateMachineArn: ARN, name: 'promote-prod-c3-v42', input: JSON.stringify(input) });
+  expect(calls[0].args[0].input).toEqual({ stateMachineArn: ARN, name: 'promote-prod-c3-v42-a1', input: JSON.stringify(input) });
 });
 
 test('ExecutionAlreadyExists means the promotion was already started', async () => {
   sfn.on(StartExecutionCommand).rejects(new ExecutionAlreadyExists({ message: 'Execution Already Exists', $metadata: {} }));
-  expect(await new SfnWorkflows(ARN, client()).startPromotion(input)).toEqual({ executionName: 'promote-prod-c3-v42', started: false });
+  expect(await new SfnWorkflows(ARN, client()).startPromotion(input)).toEqual({ executionName: 'promote-prod-c3-v42-a1', started: false });
 });
 
 test('an error named ExecutionAlreadyExists from another SDK copy counts too', async () => {

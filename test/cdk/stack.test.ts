@@ -112,10 +112,39 @@ describe('prober', () => {
           FTS_CLUSTERS_TABLE: { Ref: tableIds[2] },
           POWERTOOLS_SERVICE_NAME: 'fts-prober',
           POWERTOOLS_METRICS_NAMESPACE: 'ServerlessFTS',
+          FTS_SCHEDULE_PERIOD_SECONDS: '60',
         }),
       },
     });
     expect(template.findResources('AWS::Lambda::Function')[proberFn]).toBeDefined();
+  });
+
+  test('a slower schedule: each invocation probes one whole period, the timeout covers it and the last round (no gaps)', () => {
+    const s = new FtsStack(newApp(), 'S', baseProps);
+    const vpc = ec2.Vpc.fromVpcAttributes(s, 'V', { vpcId: 'vpc-1', availabilityZones: ['us-east-1a'], privateSubnetIds: ['subnet-1'] });
+    const tables = new CatalogTables(s, 'T');
+    const prober = new Prober(s, 'Slow', { clusterId: 'x', tables, vpc, promoteStateMachine: s.promoteMirror.stateMachine, scheduleRate: Duration.minutes(5) });
+    const fn = Template.fromStack(s).findResources('AWS::Lambda::Function')[s.getLogicalId(prober.function.node.defaultChild as never)] as {
+      Properties: { Timeout: number; Environment: { Variables: Record<string, unknown> } };
+    };
+    expect(fn.Properties.Timeout).toBe(360);
+    expect(fn.Properties.Environment.Variables.FTS_SCHEDULE_PERIOD_SECONDS).toBe('300');
+    expect(() => new Prober(s, 'TooSlow', { clusterId: 'x', tables, vpc, promoteStateMachine: s.promoteMirror.stateMachine, scheduleRate: Duration.minutes(15) })).toThrow(
+      /scheduleRate must be between 60 and 840 seconds/,
+    );
+  });
+
+  test('host operations: SSM RunShellScript only on instances tagged with the cluster id', () => {
+    for (const role of [proberRole, id(stack.promoteMirror.function.role as never)]) {
+      const ssm = statementsOf(role).filter((st) => actionsOf(st).some((a) => a.startsWith('ssm:')));
+      const send = ssm.filter((st) => actionsOf(st).includes('ssm:SendCommand'));
+      expect(send).toHaveLength(2);
+      const onInstances = send.find((st) => JSON.stringify(st.Resource).includes(':instance/'))! as { Condition?: unknown };
+      expect(onInstances.Condition).toEqual({ StringEquals: { 'ssm:resourceTag/fts:cluster-id': 'prod-1' } });
+      expect(JSON.stringify(send.find((st) => st !== onInstances)!.Resource)).toContain(':document/AWS-RunShellScript');
+      const rest = ssm.filter((st) => !actionsOf(st).includes('ssm:SendCommand'));
+      expect(rest.flatMap(actionsOf).sort()).toEqual(['ssm:CancelCommand', 'ssm:GetCommandInvocation']);
+    }
   });
 
   test('an EventBridge Scheduler schedule invokes it every minute with the cluster id', () => {
@@ -235,8 +264,22 @@ describe('alarms', () => {
       AlarmActions: [{ Ref: id(stack.alarms.topic as never) }],
     });
 
-  test.each(['DoubleFault', 'ContentUnavailable', 'ProbeMisconfigured', 'ProberRoundFailed'])('%s (prober) alarms on Sum >= 1 per minute', (m) => alarmOn(m, 'fts-prober'));
-  test.each(['UnreachablePrimary', 'PromotionFailed'])('%s (PromoteMirror) alarms on Sum >= 1 per minute', (m) => alarmOn(m, 'fts-promote-mirror'));
+  test.each([
+    'DoubleFault',
+    'ContentUnavailable',
+    'ProbeMisconfigured',
+    'ProberRoundFailed',
+    'CoordinatorUnreachable',
+    'WrongInstance',
+    'ZombieFenced',
+    'FencePending',
+    'PrimaryReset',
+    'PrimaryResetLoop',
+    'DiskFailure',
+    'TooManyConnections',
+    'ReplicationTimeoutMisconfigured',
+  ])('%s (prober) alarms on Sum >= 1 per minute', (m) => alarmOn(m, 'fts-prober'));
+  test.each(['UnreachablePrimary', 'PromotionAborted', 'PromotionFailed', 'FencePending'])('%s (PromoteMirror) alarms on Sum >= 1 per minute', (m) => alarmOn(m, 'fts-promote-mirror'));
 
   test('failed PromoteMirror executions and a silent prober alarm', () => {
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
@@ -279,7 +322,7 @@ describe('props validation', () => {
     expect(() => new Prober(s, 'P1', { clusterId: '', tables, vpc, promoteStateMachine: s.promoteMirror.stateMachine })).toThrow(/Prober: clusterId/);
     expect(
       () => new Prober(s, 'P2', { clusterId: 'x', tables, vpc, promoteStateMachine: s.promoteMirror.stateMachine, timeout: Duration.seconds(30) }),
-    ).toThrow(/timeout \(30 s\) must be at least the scheduleRate/);
+    ).toThrow(/timeout \(30 s\) must be at least the scheduleRate plus 60 s/);
     expect(() => new PromoteMirrorWorkflow(s, 'W', { clusterId: 'x', tables, vpc, memorySize: 64 })).toThrow(/memorySize/);
   });
 

@@ -51,6 +51,7 @@ describe('synthesized definition', () => {
       ConfirmFailure: 'Task',
       AlreadyFlipped: 'Choice',
       FlipCatalog: 'Task',
+      FenceOldPrimary: 'Task',
       PromoteMirror: 'Task',
       VerifyWritable: 'Task',
       ClearPending: 'Task',
@@ -70,6 +71,7 @@ describe('synthesized definition', () => {
       ValidateInput: '$.validate',
       ConfirmFailure: '$.confirmFailure',
       FlipCatalog: '$.flipCatalog',
+      FenceOldPrimary: '$.fenceOldPrimary',
       PromoteMirror: '$.promote',
       VerifyWritable: '$.verifyWritable',
       ClearPending: '$.clearPending',
@@ -93,8 +95,9 @@ describe('synthesized definition', () => {
     expect(states.ConfirmFailure.Next).toBe('AlreadyFlipped');
     expect(states.AlreadyFlipped.Default).toBe('FlipCatalog');
     expect(JSON.stringify(states.AlreadyFlipped.Choices)).toContain('"Variable":"$.confirmFailure.alreadyFlipped","BooleanEquals":true');
-    expect(JSON.stringify(states.AlreadyFlipped.Choices)).toContain('"Next":"PromoteMirror"');
-    expect(states.FlipCatalog.Next).toBe('PromoteMirror');
+    expect(JSON.stringify(states.AlreadyFlipped.Choices)).toContain('"Next":"FenceOldPrimary"');
+    expect(states.FlipCatalog.Next).toBe('FenceOldPrimary');
+    expect(states.FenceOldPrimary.Next).toBe('PromoteMirror');
     expect(states.PromoteMirror.Next).toBe('VerifyWritable');
     expect(states.VerifyWritable.Next).toBe('ClearPending');
     expect(states.ClearPending.Next).toBe('Notify');
@@ -108,10 +111,11 @@ describe('synthesized definition', () => {
   test('Retry error names', () => {
     expect(userRetries('FlipCatalog')).toEqual([{ ErrorEquals: ['CatalogConflictError'], IntervalSeconds: 1, MaxAttempts: 3, BackoffRate: 2 }]);
     expect(TRANSIENT_STEP_ERRORS).toEqual(['SegmentUnreachableError', 'HostCommandError', 'NotWritableError', 'CatalogConflictError']);
-    for (const name of ['PromoteMirror', 'VerifyWritable', 'ClearPending']) {
+    for (const name of ['FenceOldPrimary', 'PromoteMirror', 'VerifyWritable', 'ClearPending']) {
       expect(userRetries(name)).toEqual([{ ErrorEquals: TRANSIENT_STEP_ERRORS, IntervalSeconds: 1, MaxAttempts: 3, BackoffRate: 2 }]);
     }
-    for (const name of ['ValidateInput', 'ConfirmFailure', 'Notify', 'RecordAbort']) expect(userRetries(name)).toEqual([]);
+    for (const name of ['RecordAbort', 'RecordFailure']) expect(userRetries(name)).toEqual([{ ErrorEquals: ['CatalogConflictError'], IntervalSeconds: 1, MaxAttempts: 3, BackoffRate: 2 }]);
+    for (const name of ['ValidateInput', 'ConfirmFailure', 'Notify']) expect(userRetries(name)).toEqual([]);
   });
 
   test('Catch error names', () => {
@@ -121,7 +125,7 @@ describe('synthesized definition', () => {
       [['MirrorNotPromotableError'], 'RecordFailure', '$.error'],
       [['States.ALL'], 'RecordFailure', '$.error'],
     ]);
-    for (const name of ['FlipCatalog', 'PromoteMirror', 'VerifyWritable', 'ClearPending', 'Notify']) {
+    for (const name of ['FlipCatalog', 'FenceOldPrimary', 'PromoteMirror', 'VerifyWritable', 'ClearPending', 'Notify']) {
       expect(catches(name)).toEqual([[['States.ALL'], 'RecordFailure', '$.error']]);
     }
     expect(catches('RecordAbort')).toEqual([]);
@@ -162,20 +166,20 @@ describe('LocalWorkflows runs the synthesized definition', () => {
     const { handler, steps, events } = scripted();
     const seen: LocalExecutionEvent[] = [];
     const run = await workflows(handler, (e) => seen.push(e)).runPromotion(input);
-    expect(run).toMatchObject({ status: 'SUCCEEDED', started: true, executionName: 'promote-c1-c0-v7' });
-    expect(steps).toEqual(['validate', 'confirm-failure', 'flip-catalog', 'promote', 'verify-writable', 'clear-pending', 'notify']);
+    expect(run).toMatchObject({ status: 'SUCCEEDED', started: true, executionName: 'promote-c1-c0-v7-a1' });
+    expect(steps).toEqual(['validate', 'confirm-failure', 'flip-catalog', 'fence-old-primary', 'promote', 'verify-writable', 'clear-pending', 'notify']);
     expect(events[0].input).toEqual(input); // the first step sees the input as sent
-    expect(events[3].input).toMatchObject({ ...input, validate: { done: 'validate' }, confirmFailure: { alreadyFlipped: false }, flipCatalog: { done: 'flip-catalog' } });
+    expect(events[4].input).toMatchObject({ ...input, validate: { done: 'validate' }, confirmFailure: { alreadyFlipped: false }, flipCatalog: { done: 'flip-catalog' } });
     expect(run.output).toMatchObject({ ...input, notify: { done: 'notify' }, clearPending: { done: 'clear-pending' } });
     expect(seen.map((e) => e.status)).toEqual(['RUNNING', 'SUCCEEDED']);
-    expect(seen[0].name).toBe('promote-c1-c0-v7');
+    expect(seen[0].name).toBe('promote-c1-c0-v7-a1');
   });
 
   test('an already flipped catalog skips FlipCatalog', async () => {
     const { handler, steps } = scripted({ 'confirm-failure': () => ({ alreadyFlipped: true, version: 8 }) });
     const run = await workflows(handler).runPromotion(fresh());
     expect(run.status).toBe('SUCCEEDED');
-    expect(steps).toEqual(['validate', 'confirm-failure', 'promote', 'verify-writable', 'clear-pending', 'notify']);
+    expect(steps).toEqual(['validate', 'confirm-failure', 'fence-old-primary', 'promote', 'verify-writable', 'clear-pending', 'notify']);
   });
 
   test('PrimaryAliveError at ConfirmFailure: RecordAbort, then Aborted (SUCCEEDED with the abort output)', async () => {
@@ -203,7 +207,7 @@ describe('LocalWorkflows runs the synthesized definition', () => {
     });
     const run = await workflows(handler).runPromotion(fresh());
     expect(run.status).toBe('SUCCEEDED');
-    expect(steps).toEqual(['validate', 'confirm-failure', 'flip-catalog', 'promote', 'promote', 'verify-writable', 'clear-pending', 'notify']);
+    expect(steps).toEqual(['validate', 'confirm-failure', 'flip-catalog', 'fence-old-primary', 'promote', 'promote', 'verify-writable', 'clear-pending', 'notify']);
   });
 
   test('retries pause for the definition interval unless overridden', async () => {
@@ -266,6 +270,16 @@ describe('LocalWorkflows runs the synthesized definition', () => {
     expect(JSON.parse(run.cause ?? '')).toMatchObject({ errorType: 'ValidationError', errorMessage: 'invalid PromoteMirror input: content: expected number' });
   });
 
+  test('a retry of the same failure episode (next attempt) starts a new execution', async () => {
+    const { handler } = scripted();
+    const wf = workflows(handler);
+    const same = fresh();
+    const first = await wf.runPromotion(same);
+    const retry = await wf.runPromotion({ ...same, attempt: 2 });
+    expect(retry).toMatchObject({ started: true, status: 'SUCCEEDED' });
+    expect(retry.executionName).toBe(first.executionName.replace(/-a1$/, '-a2'));
+  });
+
   test('a second start with the same input starts nothing, while it runs and after it finished', async () => {
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
@@ -292,7 +306,7 @@ describe('LocalWorkflows runs the synthesized definition', () => {
     const { handler, steps } = scripted();
     const run = await new LocalWorkflows({ promoteHandler: handler, retryIntervalMs: 0 }).runPromotion(fresh());
     expect(run.status).toBe('SUCCEEDED');
-    expect(steps).toHaveLength(7);
+    expect(steps).toHaveLength(8);
     expect(() => new LocalWorkflows({ promoteHandler: undefined as never })).toThrow(/promoteHandler/);
   });
 

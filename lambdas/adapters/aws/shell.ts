@@ -194,6 +194,9 @@ export function writeIdentityScript(instance: InstanceIdentity, options: ShellOp
  *    processes too) and waited for; its stale `postmaster.pid` is removed.
  * 4. The last line is `FENCE wasRunning=0|1 killed=0|1 missing=0|1` ({@link parseFenceReport}).
  *
+ * When the config of step 2 cannot be written (a full or read-only disk) it still stops
+ * the instance, then fails: the fence is not durable.
+ *
  * Idempotent: fencing a fenced, stopped instance rewrites the same config and succeeds.
  */
 export function fenceScript(segment: SegmentRow, newPrimary: SegmentRow | undefined, options: ShellOptions = {}): string {
@@ -205,13 +208,21 @@ export function fenceScript(segment: SegmentRow, newPrimary: SegmentRow | undefi
   return script(o, [
     `# fence dbid ${segment.dbid} (content ${segment.content})${newPrimary ? `, new primary dbid ${newPrimary.dbid}` : ''}`,
     ...processFunctions(o),
-    'was_running=0 killed=0 missing=0',
+    'was_running=0 killed=0 missing=0 config_rc=0',
     `if [ ! -d ${d} ] || [ ! -f ${shellQuote(`${segment.datadir}/PG_VERSION`)} ]; then`,
     '  missing=1',
     `  echo ${shellQuote(`${segment.datadir} holds no data directory: no standby config to write`)}`,
     'else',
-    // Config first: should the stop below fail, or the host reboot right now, any restart is a standby.
-    ...config.map((line) => `  ${line}`),
+    // Config first: should the stop below fail, or the host reboot right now, any restart
+    // is a standby. A failed write (a full or read-only disk, a common reason to fence)
+    // must not keep the stop from happening: the subshell's status is kept for the end.
+    '  set +e',
+    '  (',
+    '    set -e',
+    ...config.map((line) => `    ${line}`),
+    '  )',
+    '  config_rc=$?',
+    '  set -e',
     'fi',
     `pm=$(fts_postmaster ${d})`,
     'if [ -n "$pm" ]; then',
@@ -224,6 +235,10 @@ export function fenceScript(segment: SegmentRow, newPrimary: SegmentRow | undefi
     `  fts_kill ${d} "$pm"`,
     'fi',
     `fts_clear_stale ${d}`,
+    'if [ "$config_rc" -ne 0 ]; then',
+    `  echo ${shellQuote(`dbid ${segment.dbid} is stopped, but its standby config could not be written: a restart would make it a writable primary`)} >&2`,
+    '  exit "$config_rc"',
+    'fi',
     `echo "${FENCE_REPORT_PREFIX} wasRunning=$was_running killed=$killed missing=$missing"`,
   ]);
 }

@@ -1,0 +1,129 @@
+/**
+ * The prober service against the real catalog (DynamoDB Local) with scripted probes and
+ * a controlled clock: contents are decided independently (a probe that hangs on one
+ * content never delays another's), and a prober paused past its lease neither writes
+ * nor acts on what it decided.
+ */
+import { randomUUID } from 'node:crypto';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDbCatalog } from '../../lambdas/adapters/dynamodb/catalog';
+import { createCatalogTables, type CatalogTableNames } from '../../lambdas/adapters/dynamodb/tables';
+import type { SegmentRow } from '../../lambdas/core/model';
+import type { ProbeResult } from '../../lambdas/core/probe';
+import { parseSettings } from '../../lambdas/core/settings';
+import type { SegmentControl, SegmentHost, SegmentProbe } from '../../lambdas/ports/segments';
+import { silentTelemetry } from '../../lambdas/ports/telemetry';
+import type { PromoteMirrorInput, Workflows } from '../../lambdas/ports/workflows';
+import { leaseTtlMs, runProber, type ContentReport, type ProberDeps } from '../../lambdas/service/prober';
+import { waitFor } from '../support/pg-pair';
+
+const suffix = randomUUID().slice(0, 8);
+const tables: CatalogTableNames = { segments: `pr-segments-${suffix}`, history: `pr-history-${suffix}`, clusters: `pr-clusters-${suffix}` };
+const catalog = new DynamoDbCatalog({ client: new DynamoDBClient({}), tables });
+const settings = parseSettings({ probeIntervalSeconds: 1, mirrorDownGracePeriodSeconds: 2, probeTimeoutSeconds: 1, probeRetries: 1, probeRetryDelaySeconds: 0.2 });
+let seq = 0;
+
+const row = (dbid: number, content: number, role: 'p' | 'm', host: string): SegmentRow => ({
+  dbid, content, role, preferredRole: role, mode: 's', status: 'u', port: 6000 + dbid, hostname: host, address: host, datadir: `/data/${role}/gpseg${content}`,
+});
+/** Group mirroring on two hosts: sdw1 has primary 2 (content 0) and mirror 5 (content 1). */
+const rows = (): SegmentRow[] => [row(2, 0, 'p', 'sdw1'), row(3, 1, 'p', 'sdw2'), row(4, 0, 'm', 'sdw2'), row(5, 1, 'm', 'sdw1')];
+
+beforeAll(async () => {
+  await createCatalogTables(new DynamoDBClient({}), tables);
+});
+
+const healthy = (dbid: number, over: Partial<ProbeResult> = {}): ProbeResult =>
+  ({ ok: true, dbid, inRecovery: false, mirror: { state: 'streaming', syncState: 'sync', flushLsn: '0/3000000' }, syncRepOn: true, lsn: '0/3000000', attempts: 1, durationMs: 1, ...over }) as ProbeResult;
+
+/** A clock that moves only when the prober sleeps (or the test says so). */
+class Clock {
+  now = Date.parse('2026-11-23T10:00:00.000Z');
+  readonly read = (): number => this.now;
+  /** Sleeps advance the clock and yield to real I/O. */
+  readonly sleep = async (ms: number): Promise<void> => {
+    this.now += ms;
+    await new Promise((r) => setTimeout(r, 5));
+  };
+}
+
+function deps(clock: Clock, probe: SegmentProbe['probe'], started: PromoteMirrorInput[], syncRepCalls: string[] = []): ProberDeps {
+  const workflows: Workflows = {
+    startPromotion: async (input) => {
+      started.push(input);
+      return { executionName: 'x', started: true };
+    },
+  };
+  const control = {
+    setSyncRep: async (primary: SegmentRow, _mirror: SegmentRow | undefined, on: boolean) => void syncRepCalls.push(`${primary.dbid}:${on ? 'on' : 'off'}`),
+  } as unknown as SegmentControl;
+  return {
+    catalog,
+    probe: { probe, probeAll: async () => [] },
+    control,
+    host: {} as SegmentHost,
+    workflows,
+    telemetry: silentTelemetry,
+    clock: clock.read,
+    sleep: clock.sleep,
+  };
+}
+
+test("a probe that hangs on one content (frozen host) never delays another content's mirror-down handling", async () => {
+  const clusterId = `indep-${suffix}-${++seq}`;
+  await catalog.initialize(clusterId, rows(), settings, new Date().toISOString());
+  const clock = new Clock();
+  let release!: (r: ProbeResult) => void;
+  const hanging = new Promise<ProbeResult>((resolve) => (release = resolve));
+  const syncRep: string[] = [];
+  const reports: ContentReport[] = [];
+  const run = runProber(
+    deps(clock, async (segment) => (segment.dbid === 2 ? hanging : healthy(segment.dbid, { mirror: { state: 'absent', syncState: 'none' } })), [], syncRep),
+    { clusterId, owner: 'a', deadline: clock.now + 30_000, onDecided: (r) => reports.push(r) },
+  );
+  // Content 1's mirror (on the frozen host) is marked down and sync rep turned off while content 0's probe still hangs.
+  await waitFor('mirror 5 marked down', async () => ((await catalog.load(clusterId)).segments.find((r) => r.dbid === 5)?.status === 'd' ? true : undefined), 30_000, 20);
+  await waitFor('sync rep off on primary 3', async () => (syncRep.includes('3:off') ? true : undefined), 10_000, 10);
+  expect(reports.every((r) => r.content === 1)).toBe(true);
+  release({ ok: false, dbid: 2, kind: 'timeout', message: 'timeout', attempts: 2, durationMs: 2200 });
+  await run;
+  expect((await catalog.load(clusterId)).segments.find((r) => r.dbid === 2)).toMatchObject({ role: 'p', status: 'u' });
+});
+
+test('a prober paused past its lease writes nothing and starts nothing when it resumes', async () => {
+  const clusterId = `frozen-${suffix}-${++seq}`;
+  await catalog.initialize(clusterId, rows(), settings, new Date().toISOString());
+  const clock = new Clock();
+  let thaw!: () => void;
+  const frozen = new Promise<void>((resolve) => (thaw = resolve));
+  let release!: (r: ProbeResult) => void;
+  const hanging = new Promise<ProbeResult>((resolve) => (release = resolve));
+  const startedByA: PromoteMirrorInput[] = [];
+  const a = deps(clock, async (segment) => (segment.dbid === 2 ? hanging : healthy(segment.dbid)), startedByA);
+  let ticks = 0;
+  // A freezes in its first sleep (SIGSTOP), with content 0's probe in flight.
+  a.sleep = async () => {
+    ticks += 1;
+    await frozen;
+  };
+  const runA = runProber(a, { clusterId, owner: 'a', deadline: clock.now + 600_000 });
+  await waitFor('A in its first sleep', async () => (ticks > 0 ? true : undefined), 10_000, 10);
+  const versionBefore = (await catalog.load(clusterId)).version;
+
+  // Past A's lease, B takes over.
+  clock.now += leaseTtlMs(settings) + 1000;
+  const startedByB: PromoteMirrorInput[] = [];
+  const b = deps(clock, async (segment) => healthy(segment.dbid), startedByB);
+  const ranB = await runProber(b, { clusterId, owner: 'b', deadline: clock.now + 1500 });
+  expect(ranB).toBeGreaterThan(0);
+
+  // A thaws: its hung probe says the primary failed; A must neither write nor start a failover.
+  release({ ok: false, dbid: 2, kind: 'refused', message: 'refused', attempts: 2, durationMs: 1 });
+  thaw();
+  await runA;
+  expect(startedByA).toEqual([]);
+  expect(startedByB).toEqual([]);
+  const after = await catalog.load(clusterId);
+  expect(after.segments.find((r) => r.dbid === 2)).toMatchObject({ role: 'p', status: 'u', mode: 's' });
+  expect(after.version).toBe(versionBefore);
+});
