@@ -101,11 +101,11 @@ async function main(): Promise<void> {
     for (const w of workloads) lostAtEnd += (await w.lostCommits()).lost.length;
     lost = Math.max(lost, lostAtEnd);
     timeline.poll();
-    // A round logs RoundDurationMs, ProbesFailed, Decisions. Quiet rounds (every primary
-    // answers, nothing to do) show the cost of probing; rounds with a failed probe include its retries.
+    // Each content's probe logs ContentRoundMs, ProbesFailed, Decisions. Quiet ones (the
+    // primary answers, nothing to do) show the cost of probing; failed ones include the retries.
     const metrics = timeline.events.filter((e) => e.level === 'metric');
     metrics.forEach((e, i) => {
-      if (e.message !== 'RoundDurationMs') return;
+      if (e.message !== 'ContentRoundMs') return;
       const failed = Number(metrics[i + 1]?.value ?? 0);
       const decisions = Number(metrics[i + 2]?.value ?? 0);
       if (failed > 0) failingRoundMs.push(Number(e.value));
@@ -125,8 +125,8 @@ async function main(): Promise<void> {
         acknowledged_commits: acknowledged,
         lost_commits: lost,
       },
-      probe_round_ms: { ...summarize(roundMs), rounds: roundMs.length },
-      probe_round_with_failed_probe_ms: { ...summarize(failingRoundMs), rounds: failingRoundMs.length },
+      probe_round_ms: { ...summarize(roundMs), probes: roundMs.length },
+      probe_round_with_failed_probe_ms: { ...summarize(failingRoundMs), probes: failingRoundMs.length },
     };
     if (o.json) {
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
@@ -143,8 +143,8 @@ async function main(): Promise<void> {
           row('detection (kill → failover decided)', f.detection_ms),
           row('catalog flip → mirror promoted', f.flip_to_promoted_ms),
           row('RTO (kill → first commit on the new primary)', f.rto_ms),
-          row(`probe round, all answer, nothing to do (${result.probe_round_ms.rounds} rounds)`, result.probe_round_ms),
-          row(`probe round with a dead primary, retries included (${result.probe_round_with_failed_probe_ms.rounds} rounds)`, result.probe_round_with_failed_probe_ms),
+          row(`probe of one content, primary answers, nothing to do (${result.probe_round_ms.probes} probes)`, result.probe_round_ms),
+          row(`probe of a dead primary, retries included (${result.probe_round_with_failed_probe_ms.probes} probes)`, result.probe_round_with_failed_probe_ms),
           '',
         ].join('\n'),
       );

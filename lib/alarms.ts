@@ -155,7 +155,7 @@ export class FtsAlarms extends Construct {
       atLeastOnce('ProberErrors', props.proberFunction.metricErrors({ period: Duration.minutes(1), statistic: cloudwatch.Stats.SUM }), 'the prober Lambda failed');
     }
 
-    // Every round publishes RoundDurationMs; none for a few minutes means nobody probes.
+    // Every tick of the prober publishes RoundDurationMs; none for a few minutes means nobody probes.
     const silentMinutes = props.proberSilentMinutes ?? 3;
     const silent = new cloudwatch.Alarm(this, 'ProberSilent', {
       alarmDescription: `FTS ${props.clusterId}: no probe round for ${silentMinutes} minutes; failures are not being detected`,
@@ -175,9 +175,9 @@ export class FtsAlarms extends Construct {
       defaultInterval: Duration.hours(3),
     });
     this.dashboard.addWidgets(
-      graph('Round duration (ms)', [
-        prober('RoundDurationMs', cloudwatch.Stats.AVERAGE).with({ label: 'average' }),
-        prober('RoundDurationMs', cloudwatch.Stats.MAXIMUM).with({ label: 'maximum' }),
+      graph('Probe of a content, decision and write (ms)', [
+        prober('ContentRoundMs', cloudwatch.Stats.AVERAGE).with({ label: 'average' }),
+        prober('ContentRoundMs', cloudwatch.Stats.MAXIMUM).with({ label: 'maximum' }),
       ]),
       graph('Probes failed', [prober('ProbesFailed')]),
       graph('Decisions', [prober('Decisions'), prober('DoubleFault'), prober('ContentUnavailable')]),

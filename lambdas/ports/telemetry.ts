@@ -6,6 +6,8 @@
 /** Metric names; CloudWatch alarms are defined on some of them (lib/alarms.ts). */
 export type MetricName =
   | 'RoundDurationMs'
+  /** One content's probe, decision and catalog write (its actions excluded). */
+  | 'ContentRoundMs'
   | 'ProbesFailed'
   | 'Decisions'
   | 'FailoversStarted'

@@ -259,8 +259,10 @@ describe('the prober\'s path to a primary', () => {
     const prober = cluster.startProber();
     const c = cluster;
     await waitFor('8 rounds', async () => (prober.rounds() >= 8 ? true : undefined), 60_000);
-    const rounds = c.timeline.events.filter((e) => e.message === 'RoundDurationMs').map((e) => Number(e.value));
-    expect(Math.min(...rounds)).toBeGreaterThanOrEqual(600);
+    // Content 0's probes (through the proxy) took the delay; content 1's did not and were not held up by them.
+    const rounds = c.timeline.events.filter((e) => e.message === 'ContentRoundMs').map((e) => Number(e.value));
+    expect(rounds.filter((ms) => ms >= 600).length).toBeGreaterThanOrEqual(6);
+    expect(rounds.filter((ms) => ms < 600).length).toBeGreaterThanOrEqual(6);
     expect(c.timeline.events.filter((e) => e.decision === 'fail-over')).toEqual([]);
     expect(executionsOf(prober)).toHaveLength(0);
     expect(await c.row(PRIMARY)).toMatchObject({ role: 'p', status: 'u', mode: 's' });

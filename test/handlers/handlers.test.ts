@@ -56,8 +56,17 @@ test('prober handler: a killed primary starts PromoteMirror with an execution na
   const calls = sfn.commandCalls(StartExecutionCommand);
   expect(calls.length).toBeGreaterThanOrEqual(1);
   const request = calls[0].args[0].input;
-  expect(request).toMatchObject({ stateMachineArn: STATE_MACHINE, name: `promote-${cluster.clusterId}-c0-v${version}` });
-  expect(JSON.parse(request.input!)).toEqual({ clusterId: cluster.clusterId, content: 0, failedPrimaryDbid: 2, mirrorDbid: 4, catalogVersion: version, reason: expect.stringMatching(/primary dbid 2 of content 0 failed/) });
+  expect(request).toMatchObject({ stateMachineArn: STATE_MACHINE, name: `promote-${cluster.clusterId}-c0-v${version}-a1` });
+  expect(JSON.parse(request.input!)).toEqual({
+    clusterId: cluster.clusterId,
+    content: 0,
+    failedPrimaryDbid: 2,
+    mirrorDbid: 4,
+    catalogVersion: version,
+    attempt: 1,
+    failure: 'unreachable',
+    reason: expect.stringMatching(/primary dbid 2 of content 0 failed/),
+  });
   // The lease is released at the end: a next invocation takes it at once.
   expect(await cluster.catalog.acquireLease(cluster.clusterId, 'next', 1000, Date.now())).not.toBeNull();
 });

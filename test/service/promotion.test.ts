@@ -88,7 +88,7 @@ describe('input is checked against the catalog, whoever sent it', () => {
   });
 
   test('a finished failover run again is refused (the promoted mirror is no longer "the mirror")', async () => {
-    const { clusterId, input, step, flip } = await setup();
+    const { clusterId, step, flip } = await setup();
     await flip();
     const v = (await catalog.load(clusterId)).version;
     await catalog.apply(clusterId, v, { rows: [], history: [], clearPending: [0] });

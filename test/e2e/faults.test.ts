@@ -1,0 +1,32 @@
+/**
+ * The fault matrix once: every scenario of cli/faults/scenarios.ts as one test, through
+ * the same code `npm run faults` runs (clusters shared between scenarios, restored after
+ * each). Each test asserts the targets: no acknowledged commit lost, no split-brain
+ * commit, no false failover, no stuck content, and the scenario's expected outcome.
+ */
+import { ClusterPool, runTrial } from '../../cli/faults/harness';
+import { executionOrder } from '../../cli/faults/matrix';
+import { SCENARIOS } from '../../cli/faults/scenarios';
+
+// Restores after a failover (pg_rewind, then back in sync) come on top of a scenario's own time limit.
+const RESTORE_MARGIN_MS = 180_000;
+
+const pool = new ClusterPool({ dynamoEndpoint: process.env.AWS_ENDPOINT_URL_DYNAMODB });
+afterAll(async () => {
+  await pool.destroyAll();
+}, 120_000);
+
+describe.each(executionOrder(SCENARIOS).map((s) => [s.name, s] as const))('%s', (_name, scenario) => {
+  test(`${scenario.title}: ${scenario.expected}`, async () => {
+    const r = await runTrial(scenario, pool, 1);
+    expect({
+      lostCommits: r.lostCommits,
+      splitBrainCommits: r.splitBrainCommits,
+      falseFailovers: r.falseFailovers,
+      stuckContents: r.stuckContents,
+    }).toEqual({ lostCommits: 0, splitBrainCommits: 0, falseFailovers: 0, stuckContents: [] });
+    // Every failed check, expected outcome included, with its reason.
+    expect(r.failures).toEqual([]);
+    expect(r.status).not.toBe('fail');
+  }, (scenario.timeoutMs ?? 180_000) + RESTORE_MARGIN_MS);
+});
