@@ -2,7 +2,7 @@
  * PromoteMirror (Greenplum's FTS PROMOTE): a Standard state machine whose every Task
  * invokes the same Lambda with `{ "step": <step>, "input": <state document> }`. Each
  * task writes its result at `$.<stepKey>`, so the document accumulates what every step
- * saw and the steps stay stateless and re-runnable (DESIGN.md §2: catalog first, then act).
+ * saw and the steps stay stateless and re-runnable (catalog first, then act).
  *
  *   ValidateInput -> ConfirmFailure -> AlreadyFlipped? -> FlipCatalog -> FenceOldPrimary
  *     -> PromoteMirror -> VerifyWritable -> ClearPending -> Notify -> Promoted

@@ -1,7 +1,7 @@
 /**
  * The steps of the PromoteMirror workflow. Each step is idempotent and re-reads the
  * catalog, so Step Functions can retry any of them after a crash; the catalog is
- * written before the action it describes (DESIGN.md §2).
+ * written before the action it describes.
  */
 import { z } from 'zod';
 import type { Catalog } from '../ports/catalog';

@@ -33,7 +33,7 @@ export const DEFAULT_PG_CTL_TIMEOUT_SECONDS = 300;
 export const DEFAULT_FENCE_TIMEOUT_SECONDS = 10;
 /**
  * Mirrors retry WAL retrieval this often: with PostgreSQL's 5 s default a promotion right
- * after the primary died took 5.2 s, with 100 ms it took 0.2-0.3 s (DESIGN.md section 2).
+ * after the primary died took 5.2 s, with 100 ms it took 0.2-0.3 s (measured on PostgreSQL 15, loopback).
  */
 export const DEFAULT_WAL_RETRIEVE_RETRY_INTERVAL = '100ms';
 /** Custom setting naming the instance's dbid (Greenplum's `gp_dbid`). */

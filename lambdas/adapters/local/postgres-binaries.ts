@@ -291,7 +291,7 @@ export interface InstanceConfig {
   maxConnections?: number;
   /** Default `16MB`. */
   sharedBuffers?: string;
-  /** Default `100ms`: promotion right after a primary death takes 0.2 s instead of 5 s (DESIGN.md section 2). */
+  /** Default `100ms`: promotion right after a primary death takes 0.2 s instead of 5 s (measured on PostgreSQL 15). */
   walRetrieveRetryInterval?: string;
   /** `max_slot_wal_keep_size`: caps WAL a slot of a long-dead mirror retains; default -1 (unlimited, PostgreSQL's default). */
   maxSlotWalKeepSize?: string;
