@@ -39,6 +39,7 @@ export function formatState(snapshot: ClusterSnapshot, view: StateView = {}): st
   const head = [
     `Cluster ${snapshot.clusterId}: ${snapshot.status.toUpperCase()}   catalog version ${snapshot.version}`,
     ...snapshot.pendingPromotions.map((p) => `  pending promotion: content ${p.content} -> dbid ${p.mirrorDbid} (since ${p.startedAt})`),
+    ...snapshot.pendingFences.map((f) => `  fence owed: dbid ${f.dbid} of content ${f.content} (since ${f.since}: ${f.reason})`),
   ];
   if (view.mapping) {
     const rows = pairsByContent(snapshot.segments)

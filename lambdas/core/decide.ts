@@ -238,7 +238,10 @@ function decideReplication(ctx: Context & { pair: { mirror: SegmentRow } }, prob
     };
   };
   if (probe.syncRepOn) {
-    if (lag !== undefined && !close) {
+    // Only a walsender still catching up is a catch-up: a streaming synchronous mirror
+    // under heavy writes lags by the WAL in flight, and dropping sync rep then would
+    // give up protection for nothing.
+    if (rep.state === 'catchup' && lag !== undefined && !close) {
       delete memory.syncTarget[key];
       return catchingUp(true, `: more than ${settings.catchUpLagBytes} bytes behind, synchronous replication off while it catches up`);
     }
@@ -491,6 +494,9 @@ function promotionUnderWay(ctx: Context): Decision | undefined {
 function decideDownRow(ctx: Context, probe: ProbeResult): Decision[] {
   const { snapshot, pair, now } = ctx;
   const row = pair.mirror!;
+  // While its promotion runs, the workflow fences the old primary it owes a fence to.
+  const owedByWorkflow = snapshot.pendingPromotions.some((p) => p.content === pair.content) && snapshot.pendingFences?.some((f) => f.dbid === row.dbid);
+  if (owedByWorkflow) return [];
   if (!probe.ok) {
     if (probe.kind !== 'wrong-instance') return [];
     return [{ kind: 'wrong-instance', content: pair.content, dbid: row.dbid, reason: `the instance at the address of dbid ${row.dbid} of content ${pair.content} is not that instance: ${probe.message}; nothing is done to it` }];

@@ -60,6 +60,23 @@ const table: {
     status: 'degraded',
   },
   {
+    name: 'synchronous mirror streaming but behind under heavy writes (WAL in flight): sync rep stays on, nothing changes',
+    snapshot: cluster(),
+    probes: (s) => round(s, answer(2, { mirror: { state: 'streaming', syncState: 'sync', flushLsn: '0/1000000' } })),
+    kinds: [],
+    rows: [],
+  },
+  {
+    name: 'an old primary that answers writable while its own promotion still runs: left to the workflow, which fences it',
+    snapshot: {
+      ...cluster({ 2: { role: 'm', status: 'd', mode: 'n' }, 4: { role: 'p', mode: 'n' } }),
+      pendingPromotions: [{ content: 0, mirrorDbid: 4, failedPrimaryDbid: 2, version: 8, startedAt: now.toISOString() }],
+      pendingFences: [{ dbid: 2, content: 0, newPrimaryDbid: 4, since: now.toISOString(), reason: 'failed over to dbid 4' }],
+    },
+    probes: (s) => [answer(4, { inRecovery: true }), answer(2, { mirror: absent }), ...round(s).filter((p) => p.dbid !== 4)],
+    kinds: ['promotion-pending', 'retry-fence'],
+  },
+  {
     name: 'mirror catching up a little while sync rep is on: commits wait at most for that, nothing changes',
     snapshot: cluster(),
     probes: (s) => round(s, answer(2, { mirror: { state: 'catchup', syncState: 'async', flushLsn: '0/2FF0000' } })),
