@@ -24,6 +24,7 @@ import { CatalogConflictError, ClusterNotFoundError, LeaseLostError, NotLeaseHol
 import { COORDINATOR_CONTENT, emptyMemory } from '../../core/model';
 import type { CatalogChange, ClusterSnapshot, ClusterStatus, HistoryRow, PendingFence, PendingPromotion, ProberMemory, SegmentRow } from '../../core/model';
 import { validateHistoryRows, validatePendingFences, validatePendingPromotions, validateSegmentRows } from '../../core/rows';
+import { parseChange, validateChange } from '../../core/catalog-change';
 import { parseSettings } from '../../core/settings';
 import type { Settings } from '../../core/settings';
 import type { Catalog, Lease, LeaseCondition } from '../../ports/catalog';
@@ -180,15 +181,8 @@ export class DynamoDbCatalog implements Catalog {
    */
   async apply(clusterId: string, expectedVersion: number, change: CatalogChange, lease?: LeaseCondition): Promise<number> {
     if (!Number.isInteger(expectedVersion) || expectedVersion < 1) throw new ValidationError(`expected version must be an integer >= 1, got ${expectedVersion}`);
-    const rows = validateSegmentRows(change.rows ?? []);
-    const history = validateHistoryRows(change.history ?? []);
-    const setPending = validatePendingPromotions(change.setPending ?? []);
-    const clearPending = change.clearPending ?? [];
-    const setFences = validatePendingFences(change.setFences ?? []);
-    const clearFences = change.clearFences ?? [];
-    if (change.status !== undefined && !CLUSTER_STATUSES.includes(change.status)) {
-      throw new ValidationError(`cluster status must be one of ${CLUSTER_STATUSES.join('|')}, got ${JSON.stringify(change.status)}`);
-    }
+    const parsed = parseChange(change);
+    const { rows, history } = parsed;
     const itemCount = 1 + rows.length + history.length;
     if (itemCount > MAX_TRANSACTION_ITEMS) {
       throw new ValidationError(`a catalog change of ${itemCount} items exceeds the ${MAX_TRANSACTION_ITEMS} of one transaction; a change that large is a bug`);
@@ -197,8 +191,8 @@ export class DynamoDbCatalog implements Catalog {
     const current = await this.load(clusterId);
     // Validating against a snapshot of another version would prove nothing; the write would fail anyway.
     if (current.version !== expectedVersion) throw new CatalogConflictError(clusterId, expectedVersion);
-    const pending = checkChange(clusterId, current, rows, history, setPending, clearPending);
-    const fences = checkFences(clusterId, current, setFences, clearFences);
+    // The catalog-change rules (transitions table included) hold for every writer.
+    const { pending, fences } = validateChange(current, parsed);
 
     const next = expectedVersion + 1;
     const names: Record<string, string> = { '#v': 'version' };
@@ -443,78 +437,6 @@ export class DynamoDbCatalog implements Catalog {
     }
   }
 }
-
-/**
- * Checks a change against the current snapshot; returns the new pending-promotion map
- * when the change touches it. Throws ValidationError listing every problem.
- */
-function checkChange(
-  clusterId: string,
-  current: ClusterSnapshot,
-  rows: SegmentRow[],
-  history: HistoryRow[],
-  setPending: PendingPromotion[],
-  clearPending: number[],
-): Record<string, PendingPromotion> | undefined {
-  const issues: string[] = [];
-  const stored = new Map(current.segments.map((r) => [r.dbid, r]));
-  for (const row of rows) {
-    const old = stored.get(row.dbid);
-    if (!old) issues.push(`dbid ${row.dbid} is not in the catalog of cluster ${clusterId}; a change only replaces existing rows`);
-    else if (old.content !== row.content) issues.push(`dbid ${row.dbid} belongs to content ${old.content}, not ${row.content}; an instance never changes content`);
-    else if (!sameRow(old, row) && !history.some((h) => h.dbid === row.dbid)) issues.push(`dbid ${row.dbid} changes without a history row`);
-  }
-  for (const h of history) if (!stored.has(h.dbid)) issues.push(`history row names dbid ${h.dbid}, which is not in the catalog of cluster ${clusterId}`);
-  if (issues.length) throw new ValidationError(`invalid change to cluster ${clusterId}: ${issues.join('; ')}`, issues);
-
-  const changed = new Map(rows.map((r) => [r.dbid, r]));
-  const merged = current.segments.map((r) => changed.get(r.dbid) ?? r);
-  try {
-    validateSegmentRows(merged);
-  } catch (err) {
-    if (!(err instanceof ValidationError)) throw err;
-    throw new ValidationError(`change to cluster ${clusterId} would leave an invalid catalog: ${err.issues.join('; ')}`, err.issues);
-  }
-
-  if (!setPending.length && !clearPending.length) return undefined;
-  for (const content of clearPending) if (!Number.isInteger(content)) issues.push(`clearPending holds ${JSON.stringify(content)}, not a content id`);
-  for (const p of setPending) {
-    if (clearPending.includes(p.content)) issues.push(`content ${p.content} is both set and cleared as pending promotion`);
-    const pairDbids = merged.filter((r) => r.content === p.content).map((r) => r.dbid);
-    for (const dbid of [p.mirrorDbid, p.failedPrimaryDbid]) {
-      if (!pairDbids.includes(dbid)) issues.push(`pending promotion of content ${p.content} names dbid ${dbid}, not a row of that content`);
-    }
-  }
-  if (issues.length) throw new ValidationError(`invalid change to cluster ${clusterId}: ${issues.join('; ')}`, issues);
-  const pending: Record<string, PendingPromotion> = {};
-  for (const p of current.pendingPromotions) if (!clearPending.includes(p.content)) pending[String(p.content)] = p;
-  for (const p of setPending) pending[String(p.content)] = p;
-  return pending;
-}
-
-/** Checks fences to set and clear against the catalog; returns the new fence map when the change touches it. */
-function checkFences(clusterId: string, current: ClusterSnapshot, setFences: PendingFence[], clearFences: number[]): Record<string, PendingFence> | undefined {
-  if (!setFences.length && !clearFences.length) return undefined;
-  const issues: string[] = [];
-  for (const dbid of clearFences) if (!Number.isInteger(dbid)) issues.push(`clearFences holds ${JSON.stringify(dbid)}, not a dbid`);
-  for (const f of setFences) {
-    const row = current.segments.find((r) => r.dbid === f.dbid);
-    if (!row) issues.push(`pending fence names dbid ${f.dbid}, which is not in the catalog of cluster ${clusterId}`);
-    else if (row.content !== f.content) issues.push(`pending fence of dbid ${f.dbid} names content ${f.content}; the row is of content ${row.content}`);
-    if (clearFences.includes(f.dbid)) issues.push(`dbid ${f.dbid} is both set and cleared as pending fence`);
-  }
-  if (issues.length) throw new ValidationError(`invalid change to cluster ${clusterId}: ${issues.join('; ')}`, issues);
-  const fences: Record<string, PendingFence> = {};
-  for (const f of current.pendingFences) if (!clearFences.includes(f.dbid)) fences[String(f.dbid)] = f;
-  for (const f of setFences) fences[String(f.dbid)] = f;
-  return fences;
-}
-
-const ROW_FIELDS: readonly (keyof SegmentRow)[] = [
-  'dbid', 'content', 'role', 'preferredRole', 'mode', 'status', 'port', 'hostname', 'address', 'datadir',
-  'instanceId', 'availabilityZone', 'placementGroup', 'partitionNumber', 'systemIdentifier',
-];
-const sameRow = (a: SegmentRow, b: SegmentRow): boolean => ROW_FIELDS.every((f) => a[f] === b[f]);
 
 /** Drops undefined fields (DynamoDB stores no undefined; a caller's document client may not strip them). */
 function compact<T extends object>(value: T): T {
