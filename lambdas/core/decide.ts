@@ -250,10 +250,11 @@ function decideReplication(ctx: Context & { pair: { mirror: SegmentRow } }, prob
       delete memory.syncTarget[key];
       return undefined;
     }
-    // Sync rep is in effect: once the mirror has flushed what the primary had now, it has every acknowledged commit.
+    // Once sync rep is in effect (the checkpointer has applied it: from then on commits
+    // wait), the mirror that has flushed what the primary had then has every acknowledged commit.
     const target = memory.syncTarget[key];
     if (!target || !probe.lsn) {
-      if (probe.lsn) memory.syncTarget[key] = probe.lsn;
+      if (probe.lsn && probe.syncRepSettled === true) memory.syncTarget[key] = probe.lsn;
       return undefined;
     }
     if (!rep.flushLsn || compareLsn(rep.flushLsn, target) < 0) return undefined;

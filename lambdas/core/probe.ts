@@ -51,8 +51,16 @@ export interface ProbeAnswer {
   inRecovery: boolean;
   /** The mirror's replication (meaningful when not in recovery). */
   mirror: MirrorReplication;
-  /** Whether `synchronous_standby_names` is set on the instance. */
+  /** Whether `synchronous_standby_names` is set on the instance (as a new session reads the configuration). */
   syncRepOn: boolean;
+  /**
+   * Whether the instance's checkpointer has applied its configuration: it is idle in its
+   * main loop or pausing in a spread checkpoint, the two places it reloads the
+   * configuration. Commits wait for a synchronous standby only once the checkpointer has
+   * applied `synchronous_standby_names`; during an immediate checkpoint or one behind
+   * schedule it does not, while new sessions already see the new value.
+   */
+  syncRepSettled?: boolean;
   /** Replay LSN when in recovery; current WAL LSN otherwise. */
   lsn?: string;
   /** `pg_postmaster_start_time()`, ISO-8601. */
@@ -69,6 +77,12 @@ export interface ProbeAnswer {
   systemIdentifier?: string;
   /** True when the probe wrote and flushed its heartbeat row (acting primaries only). */
   wrote?: boolean;
+  /**
+   * Why the heartbeat was not written although the instance answered and is writable
+   * (a lock held on the heartbeat row, a cancelled statement, missing privileges): the
+   * instance is alive; this is not a disk failure.
+   */
+  writeError?: string;
   attempts: number;
   durationMs: number;
 }
@@ -82,6 +96,12 @@ export interface ProbeFailure {
   message: string;
   /** For `in-recovery`: the replay LSN reached, when the host can tell. */
   recoveryLsn?: string;
+  /**
+   * For `disk`: `io` when PostgreSQL reported an I/O error (full disk, read-only file
+   * system, a file it cannot write or open), `timeout` when the write did not finish in
+   * time without waiting on a lock (a hung disk, or an overloaded instance).
+   */
+  diskError?: 'io' | 'timeout';
   attempts: number;
   durationMs: number;
 }

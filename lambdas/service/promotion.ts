@@ -130,7 +130,9 @@ async function confirmPrimaryFailed(deps: PromotionDeps, input: PromoteMirrorInp
   const receiver = await deps.control.walReceiver(mirror); // checks the mirror's identity
   if (!receiver.inRecovery) throw new MirrorNotPromotableError(`mirror dbid ${mirror.dbid} is not in recovery: it is not a mirror any more`);
   const seen = { probe: probe.ok ? (probe.inRecovery ? 'in recovery' : 'answers') : probe.kind, mirrorReceiver: receiver.state };
-  if (input.failure === 'disk' && !probe.ok && probe.kind === 'disk') return seen; // alive, but cannot write: the mirror streaming from it proves nothing
+  // Alive but failing to write with an I/O error: the mirror streaming from it proves nothing. A
+  // write that merely timed out gets the second opinion like an unreachable primary.
+  if (input.failure === 'disk' && !probe.ok && probe.kind === 'disk' && probe.diskError === 'io') return seen;
   if (input.failure === 'reset-loop') {
     const lastReset = probe.ok && probe.initializedAt ? (deps.now().getTime() - Date.parse(probe.initializedAt)) / 1000 : 0;
     if (probe.ok && !probe.inRecovery && lastReset >= settings.resetLoopWindowSeconds) {

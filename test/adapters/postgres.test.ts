@@ -180,15 +180,15 @@ describe('PgSegmentProbe', () => {
     });
   });
 
-  test('classifyWriteError: what fails the heartbeat write is the disk, except privileges, configuration and a lost connection', () => {
+  test('classifyWriteError: an I/O error or a write that does not finish is the disk; a lost connection is classified as usual', () => {
     const pgError = (code: string, message: string): Error => Object.assign(new Error(message), { code });
-    expect(classifyWriteError(pgError('53100', 'could not extend file "base/5/16390": No space left on device'))?.kind).toBe('disk');
-    expect(classifyWriteError(pgError('58030', 'could not write to file "pg_wal/xlogtemp.123": Input/output error'))?.kind).toBe('disk');
-    expect(classifyWriteError(pgError('42501', 'could not open file "base/5/16390": Permission denied'))?.kind).toBe('disk');
-    expect(classifyWriteError(pgError('57014', 'canceling statement due to statement timeout'))?.kind).toBe('disk');
-    expect(classifyWriteError(new SegmentTimeoutError('dbid 2 did not answer within 1000 ms', 1000))?.kind).toBe('disk');
+    expect(classifyWriteError(pgError('53100', 'could not extend file "base/5/16390": No space left on device'))).toMatchObject({ kind: 'disk', diskError: 'io' });
+    expect(classifyWriteError(pgError('58030', 'could not write to file "pg_wal/xlogtemp.123": Input/output error'))).toMatchObject({ kind: 'disk', diskError: 'io' });
+    expect(classifyWriteError(pgError('42501', 'could not open file "base/5/16390": Permission denied'))).toMatchObject({ kind: 'disk', diskError: 'io' });
+    expect(classifyWriteError(pgError('57014', 'canceling statement due to statement timeout'))).toMatchObject({ kind: 'disk', diskError: 'timeout' });
+    expect(classifyWriteError(new SegmentTimeoutError('dbid 2 did not answer within 1000 ms', 1000))).toMatchObject({ kind: 'disk', diskError: 'timeout' });
+    // Not the disk (privileges and configuration are answered as alive before this is asked).
     expect(classifyWriteError(pgError('42501', 'permission denied for table fts_heartbeat'))?.kind).toBe('error');
-    expect(classifyWriteError(pgError('42501', 'permission denied for schema public'))?.kind).toBe('error');
     expect(classifyWriteError(pgError('25006', 'cannot execute INSERT in a read-only transaction'))?.kind).toBe('error');
     // The instance went away (or crashed) while writing: classified like any other failure.
     expect(classifyWriteError(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }))).toBeUndefined();
@@ -377,11 +377,10 @@ describe('a second instance (solo): another database cluster, a small connection
     expect((await solo.query(soloRow, `SELECT to_regclass('${HEARTBEAT_TABLE}') IS NULL AND to_regclass('fts_write_check') IS NULL AS none`))[0].none).toBe(true);
   });
 
-  test('a role without rights on the heartbeat table is an error (the role), not a disk failure; with it, it writes', async () => {
+  test('a role without rights on the heartbeat table answers alive, not written, with the reason (never a disk failure); with them, it writes', async () => {
     expectAnswer(await solo.probe.probe(soloRow, solo.settings, undefined, { writeCheck: true })); // creates the table as the superuser
-    const denied = expectFailure(await limitedProbe().probe(soloRow, { ...solo.settings, probeRetries: 0 }, undefined, { writeCheck: true }));
-    expect(denied.kind).toBe('error');
-    expect(denied.message).toMatch(/permission denied for table fts_heartbeat/);
+    const denied = expectAnswer(await limitedProbe().probe(soloRow, { ...solo.settings, probeRetries: 0 }, undefined, { writeCheck: true }));
+    expect(denied).toMatchObject({ wrote: false, writeError: expect.stringMatching(/permission denied for table fts_heartbeat/) });
     await solo.query(soloRow, `GRANT SELECT, INSERT, UPDATE ON ${HEARTBEAT_TABLE} TO ${LIMITED_ROLE}`);
     expect(expectAnswer(await limitedProbe().probe(soloRow, solo.settings, undefined, { writeCheck: true })).wrote).toBe(true);
   });
@@ -406,17 +405,15 @@ describe('a second instance (solo): another database cluster, a small connection
     expect(expectAnswer(await solo.probe.probe(soloRow, solo.settings, undefined, { writeCheck: true })).wrote).toBe(true);
   });
 
-  test('a heartbeat write that does not finish within the probe timeout is a disk failure', async () => {
-    // Another session holds the heartbeat row: the write waits, as on a disk that does not flush.
+  test('a session holding the heartbeat row (a lock, not the disk): alive, not written, never a disk failure', async () => {
     const holder = new Client({ host: soloRow.address, port: soloRow.port, user: 'postgres', database: 'postgres' });
     holder.on('error', () => undefined);
     await holder.connect();
     try {
       await holder.query('BEGIN');
       await holder.query(`SELECT * FROM ${HEARTBEAT_TABLE} WHERE dbid = $1 FOR UPDATE`, [soloRow.dbid]);
-      const r = expectFailure(await solo.probe.probe(soloRow, { ...solo.settings, probeTimeoutSeconds: 1, probeRetries: 0 }, undefined, { writeCheck: true }));
-      expect(r.kind).toBe('disk');
-      expect(r.message).toMatch(/did not finish within the probe timeout though the instance answered the read/);
+      const r = expectAnswer(await solo.probe.probe(soloRow, { ...solo.settings, probeTimeoutSeconds: 1, probeRetries: 0 }, undefined, { writeCheck: true }));
+      expect(r).toMatchObject({ wrote: false, writeError: expect.stringMatching(/heartbeat row is locked by another session/) });
       expect(r.durationMs).toBeLessThan(3000);
     } finally {
       await holder.end().catch(() => undefined);
@@ -486,6 +483,38 @@ describe('a second instance (solo): another database cluster, a small connection
     }, 60_000, 200);
     expect(Date.parse(after.initializedAt!)).toBeGreaterThan(Date.parse(before.initializedAt!));
     expect(after.startedAt).toBe(before.startedAt);
+  });
+
+  test('an idle checkpointer has applied the configuration; one caught busy in an immediate checkpoint has not', async () => {
+    expect(expectAnswer(await solo.probe.probe(soloRow, solo.settings))).toMatchObject({ syncRepSettled: true });
+    // Dirty many buffers, then catch the checkpointer writing them for CHECKPOINT and freeze it there.
+    await solo.query(soloRow, 'CREATE TABLE IF NOT EXISTS settle_fill (id int, pad text)');
+    await solo.query(soloRow, "INSERT INTO settle_fill SELECT g, repeat('x', 500) FROM generate_series(1, 150000) g");
+    const [{ pid }] = await solo.query<{ pid: number }>(soloRow, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'");
+    const checkpoint = solo.query(soloRow, 'CHECKPOINT').catch(() => undefined);
+    let frozen = false;
+    try {
+      await waitFor('the checkpointer busy in the checkpoint', async () => {
+        const [{ busy }] = await solo.query<{ busy: boolean }>(soloRow, "SELECT wait_event IS DISTINCT FROM 'CheckpointerMain' AS busy FROM pg_stat_activity WHERE backend_type = 'checkpointer'");
+        if (!busy) return undefined;
+        process.kill(pid, 'SIGSTOP');
+        frozen = true;
+        const [{ still }] = await solo.query<{ still: boolean }>(soloRow, "SELECT wait_event IS DISTINCT FROM 'CheckpointerMain' AND wait_event IS DISTINCT FROM 'CheckpointWriteDelay' AS still FROM pg_stat_activity WHERE backend_type = 'checkpointer'");
+        if (still) return true;
+        process.kill(pid, 'SIGCONT'); // caught it between two states: try again
+        frozen = false;
+        return undefined;
+      }, 30_000, 1);
+      expect(expectAnswer(await solo.probe.probe(soloRow, solo.settings))).toMatchObject({ syncRepSettled: false });
+    } finally {
+      if (frozen) process.kill(pid, 'SIGCONT');
+      await checkpoint;
+      await solo.query(soloRow, 'DROP TABLE IF EXISTS settle_fill');
+    }
+    await waitFor('the checkpointer idle again', async () => {
+      const r = expectAnswer(await solo.probe.probe(soloRow, solo.settings));
+      return r.syncRepSettled ? true : undefined;
+    }, 30_000);
   });
 });
 

@@ -35,6 +35,13 @@ const table: {
     rows: [],
   },
   {
+    name: 'sync rep set but not yet applied by the checkpointer (busy in a checkpoint): commits may not wait yet, no position noted, nothing written',
+    snapshot: cluster({ 2: { mode: 'n' }, 4: { mode: 'n' } }),
+    probes: (s) => round(s, answer(2, { syncRepSettled: false })),
+    kinds: [],
+    rows: [],
+  },
+  {
     name: 'mirror has flushed past the position noted when sync rep was in effect: both rows s, mirror u',
     snapshot: withMemory(cluster({ 2: { mode: 'n' }, 4: { mode: 'n', status: 'd' } }), { syncTarget: { '0': '0/2000000' } }),
     probes: (s) => round(s),
@@ -227,8 +234,14 @@ const table: {
   {
     name: 'primary cannot write its heartbeat (full disk), mirror in sync: fail over',
     snapshot: cluster(),
-    probes: (s) => round(s, failure(2, 'disk')),
+    probes: (s) => round(s, failure(2, 'disk', { diskError: 'io' })),
     kinds: ['fail-over'],
+  },
+  {
+    name: 'primary answers but its heartbeat row is locked by a session: alive, nothing to do',
+    snapshot: cluster(),
+    probes: (s) => round(s, answer(2, { wrote: false, writeError: 'the heartbeat row is locked by another session' })),
+    kinds: [],
   },
   {
     name: 'the address of the primary answers as another instance: alarm, nothing done',
@@ -417,6 +430,22 @@ describe('decide: Greenplum decision table', () => {
     const plan = decide(s0, round(s0, failure(2, 'refused')), settings, later(settings.failoverRetrySeconds + 1));
     expect(plan.decisions[0]).toMatchObject({ kind: 'fail-over', attempt: { version: 7, attempt: 1 } });
     expect(plan.memory.failoversStarted['0']).toMatchObject({ version: 7, attempt: 1 });
+  });
+
+  test('the sync target is only noted once sync rep is in effect, so a mirror is never marked s while commits do not wait (lost-commit attack)', () => {
+    const s0 = cluster({ 2: { mode: 'n' }, 4: { mode: 'n' } });
+    // Sync rep was just turned on; the checkpointer, busy in a checkpoint, has not applied it: commits are acknowledged without the mirror.
+    const p1 = decide(s0, round(s0, answer(2, { syncRepSettled: false, lsn: '0/3000000' })), settings, now);
+    expect(p1.memory.syncTarget['0']).toBeUndefined();
+    // Still not applied, the mirror has caught up with everything so far: still not in sync.
+    const p2 = decide({ ...s0, memory: p1.memory }, round(s0, answer(2, { syncRepSettled: false, lsn: '0/4000000', mirror: { state: 'streaming', syncState: 'sync', flushLsn: '0/4000000' } })), settings, later(2));
+    expect(p2.decisions).toEqual([]);
+    // Applied now: the position is noted, and only a later probe past it marks the pair in sync.
+    const p3 = decide({ ...s0, memory: p2.memory }, round(s0, answer(2, { lsn: '0/5000000', mirror: { state: 'streaming', syncState: 'sync', flushLsn: '0/4F00000' } })), settings, later(4));
+    expect(p3.decisions).toEqual([]);
+    expect(p3.memory.syncTarget['0']).toBe('0/5000000');
+    const p4 = decide({ ...s0, memory: p3.memory }, round(s0, answer(2, { lsn: '0/5100000', mirror: { state: 'streaming', syncState: 'sync', flushLsn: '0/5000000' } })), settings, later(6));
+    expect(p4.decisions.map((d) => d.kind)).toEqual(['mark-in-sync']);
   });
 
   test('a zombie fence is recorded in the same change as its history row', () => {

@@ -20,7 +20,7 @@ export function cluster(overrides: Partial<Record<number, Partial<SegmentRow>>> 
 export const streaming: MirrorReplication = { state: 'streaming', syncState: 'sync', flushLsn: '0/3000000', replayLsn: '0/3000000' };
 
 export const answer = (dbid: number, over: Partial<ProbeAnswer> = {}): ProbeAnswer => ({
-  ok: true, dbid, inRecovery: false, mirror: streaming, syncRepOn: true, lsn: '0/3000000', attempts: 1, durationMs: 3, ...over,
+  ok: true, dbid, inRecovery: false, mirror: streaming, syncRepOn: true, syncRepSettled: true, lsn: '0/3000000', attempts: 1, durationMs: 3, ...over,
 });
 
 export const failure = (dbid: number, kind: ProbeFailureKind = 'refused', over: Partial<ProbeFailure> = {}): ProbeFailure => ({

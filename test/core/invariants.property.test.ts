@@ -47,7 +47,7 @@ class World {
       const lsn = (commits: number) => `0/${commits.toString(16).toUpperCase()}`;
       const flushLsn = streams ? lsn(this.instances.get(peer!)!.commits) : undefined;
       return {
-        ok: true, dbid: r.dbid, inRecovery: inst.standby, syncRepOn: !!this.syncRepOn.get(r.dbid), attempts: 1, durationMs: 1, lsn: lsn(inst.commits),
+        ok: true, dbid: r.dbid, inRecovery: inst.standby, syncRepOn: !!this.syncRepOn.get(r.dbid), attempts: 1, durationMs: 1, lsn: lsn(inst.commits), syncRepSettled: true,
         mirror: { state: streams ? 'streaming' : 'absent', syncState: sync ? 'sync' : streams ? 'async' : 'none', ...(flushLsn ? { flushLsn } : {}) },
       };
     });

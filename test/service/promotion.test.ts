@@ -133,9 +133,14 @@ describe('confirm-failure', () => {
     await expect(step('confirm-failure')).rejects.toThrow(PrimaryAliveError);
   });
 
-  test('disk: a primary that still cannot write is failed even though its mirror streams from it', async () => {
-    const { input, step } = await setup({ probe: { ok: false, dbid: 2, kind: 'disk', message: 'could not write', attempts: 1, durationMs: 1 }, receiver: { state: 'streaming', heardSecondsAgo: 0.5 } });
+  test('disk: a primary that still fails to write with an I/O error is failed even though its mirror streams from it', async () => {
+    const { input, step } = await setup({ probe: { ok: false, dbid: 2, kind: 'disk', diskError: 'io', message: 'could not write', attempts: 1, durationMs: 1 }, receiver: { state: 'streaming', heardSecondsAgo: 0.5 } });
     await expect(step('confirm-failure', { ...input, failure: 'disk' })).resolves.toMatchObject({ probe: 'disk' });
+  });
+
+  test('disk: a write that only timed out gets the second opinion: a mirror that still hears the primary aborts', async () => {
+    const { input, step } = await setup({ probe: { ok: false, dbid: 2, kind: 'disk', diskError: 'timeout', message: 'did not finish', attempts: 1, durationMs: 1 }, receiver: { state: 'streaming', heardSecondsAgo: 0.5 } });
+    await expect(step('confirm-failure', { ...input, failure: 'disk' })).rejects.toThrow(PrimaryAliveError);
   });
 
   test('disk: a primary that writes again aborts', async () => {

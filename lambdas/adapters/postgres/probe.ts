@@ -54,6 +54,7 @@ SELECT ${IDENTITY_COLUMNS},
        ((pg_stat_file('base')).isdir AND (pg_stat_file('global')).isdir AND (pg_stat_file('pg_wal')).isdir) AS dirs_ok,
        pg_postmaster_start_time() AS started_at,
        (SELECT max(backend_start) FROM pg_stat_activity WHERE backend_type = 'checkpointer') AS initialized_at,
+       COALESCE((SELECT bool_and(wait_event IN ('CheckpointerMain', 'CheckpointWriteDelay')) FROM pg_stat_activity WHERE backend_type = 'checkpointer'), false) AS sync_rep_settled,
        w.setting AS wal_sender_timeout, w.unit AS wal_sender_timeout_unit,
        r.application_name, r.state, r.sync_state, r.flush_lsn::text AS flush_lsn, r.replay_lsn::text AS replay_lsn
   FROM (SELECT 1) AS one
@@ -69,10 +70,12 @@ SELECT ${IDENTITY_COLUMNS},
 export const HEARTBEAT_TABLE = 'fts_heartbeat';
 
 /** The write check: one simple-protocol query, one transaction, one local commit. */
-const heartbeatSql = (dbid: number, create: boolean): string =>
+const heartbeatSql = (dbid: number, create: boolean, lockTimeoutMs: number): string =>
   [
     // Never wait for a mirror: the check is about this instance's disk.
     'SET synchronous_commit = local',
+    // Never wait long for a lock either: a session holding the heartbeat row is no disk failure.
+    `SET lock_timeout = ${Math.max(1, Math.floor(lockTimeoutMs))}`,
     ...(create ? [`CREATE TABLE IF NOT EXISTS ${HEARTBEAT_TABLE} (dbid int PRIMARY KEY, at timestamptz NOT NULL)`] : []),
     `INSERT INTO ${HEARTBEAT_TABLE} (dbid, at) VALUES (${dbid}, now()) ON CONFLICT (dbid) DO UPDATE SET at = EXCLUDED.at`,
   ].join(';\n');
@@ -84,6 +87,7 @@ interface ProbeRow extends InstanceIdentity {
   dirs_ok: boolean | null;
   started_at: Date | null;
   initialized_at: Date | null;
+  sync_rep_settled: boolean;
   wal_sender_timeout: string | null;
   wal_sender_timeout_unit: string | null;
   application_name: string | null;
@@ -114,6 +118,7 @@ export interface ClassifiedFailure {
   kind: ProbeFailureKind;
   message: string;
   recoveryLsn?: string;
+  diskError?: 'io' | 'timeout';
 }
 
 /** Thrown inside an attempt when the directory check reports a missing directory. */
@@ -173,6 +178,7 @@ export class PgSegmentProbe implements SegmentProbe {
           kind: failure.kind,
           message: `dbid ${segment.dbid} (${segment.address}:${segment.port}): ${failure.message}`,
           ...(failure.recoveryLsn ? { recoveryLsn: failure.recoveryLsn } : {}),
+          ...(failure.diskError ? { diskError: failure.diskError } : {}),
           attempts,
           durationMs: Date.now() - started,
         };
@@ -223,8 +229,9 @@ export class PgSegmentProbe implements SegmentProbe {
             // A standby cannot be written (and a mirror's disk is not what serves writes).
             if (!row.in_recovery) {
               progress.writing = true;
-              await writeHeartbeat(client, segment.dbid);
-              wrote = true;
+              const writeError = await writeHeartbeat(client, segment.dbid, Math.min(1000, timeoutMs / 4));
+              wrote = writeError === undefined;
+              if (writeError) return { ...answerOf(row, wrote), writeError };
             }
           }
           return answerOf(row, wrote);
@@ -240,21 +247,46 @@ export class PgSegmentProbe implements SegmentProbe {
   }
 }
 
-/** Commits the heartbeat row; creates the table the first time (also with a local commit). */
-async function writeHeartbeat(client: Client, dbid: number): Promise<void> {
+/**
+ * Commits the heartbeat row; creates the table the first time (also with a local
+ * commit). Returns why it did not write when the reason says nothing about the disk (a
+ * lock held on the row, a cancel, privileges); throws otherwise.
+ */
+async function writeHeartbeat(client: Client, dbid: number, lockTimeoutMs: number): Promise<string | undefined> {
   if (!Number.isInteger(dbid)) throw new Error(`dbid ${dbid} is not an integer`);
-  try {
-    await client.query(heartbeatSql(dbid, false));
-  } catch (e) {
-    if (sqlState(e) !== '42P01') throw e;
+  const write = async (): Promise<void> => {
     try {
-      await client.query(heartbeatSql(dbid, true));
-    } catch (e2) {
-      // Created concurrently by another session (duplicate table or type): it exists now.
-      if (sqlState(e2) !== '42P07' && sqlState(e2) !== '23505') throw e2;
-      await client.query(heartbeatSql(dbid, false));
+      await client.query(heartbeatSql(dbid, false, lockTimeoutMs));
+    } catch (e) {
+      if (sqlState(e) !== '42P01') throw e;
+      try {
+        await client.query(heartbeatSql(dbid, true, lockTimeoutMs));
+      } catch (e2) {
+        // Created concurrently by another session (duplicate table or type): it exists now.
+        if (sqlState(e2) !== '42P07' && sqlState(e2) !== '23505') throw e2;
+        await client.query(heartbeatSql(dbid, false, lockTimeoutMs));
+      }
     }
+  };
+  try {
+    await write();
+    return undefined;
+  } catch (e) {
+    const alive = aliveWriteError(e);
+    if (alive) return alive;
+    throw e;
   }
+}
+
+/** A heartbeat write error that proves nothing about the disk: the instance is alive and writable. */
+function aliveWriteError(e: unknown): string | undefined {
+  const code = sqlState(e);
+  const message = e instanceof Error ? e.message : String(e);
+  if (code === '55P03') return `the heartbeat row is locked by another session (${message})`;
+  if (code === '57014' && !/statement timeout/i.test(message)) return `the heartbeat write was cancelled (${message})`;
+  if (code === '42501' && /permission denied for/i.test(message)) return `the prober's role may not write ${HEARTBEAT_TABLE} (${message}); grant it SELECT, INSERT and UPDATE on the table`;
+  if (code === '25006') return `the instance refuses writes by configuration (${message})`;
+  return undefined;
 }
 
 function answerOf(row: ProbeRow, wrote: boolean | undefined): AttemptAnswer {
@@ -263,6 +295,7 @@ function answerOf(row: ProbeRow, wrote: boolean | undefined): AttemptAnswer {
     inRecovery: row.in_recovery,
     mirror: replicationOf(row),
     syncRepOn: row.sync_rep_on,
+    syncRepSettled: row.sync_rep_settled,
     ...(row.lsn ? { lsn: row.lsn } : {}),
     ...(row.started_at ? { startedAt: new Date(row.started_at).toISOString() } : {}),
     ...(row.initialized_at ? { initializedAt: new Date(row.initialized_at).toISOString() } : {}),
@@ -343,27 +376,27 @@ export function classifyProbeError(e: unknown): ClassifiedFailure {
 }
 
 /**
- * Classifies a failure of the heartbeat write, which runs after the read part answered:
- * no answer in time (the deadline or `statement_timeout`) and any SQL error -> `disk`
- * (full or read-only disk, I/O error, a data file the server cannot open: PostgreSQL
- * reports them as 53100, 58030, 58P01, or 42501 "could not open file", sometimes at
- * PANIC level); the role's missing privileges (42501 "permission denied for ...") and
- * a server configured read-only (25006) -> `error`, not the disk's fault. A lost
- * connection (no SQLSTATE, class 08, 57P01-57P03: the instance went away or crashed)
- * returns undefined: the caller classifies it like any other failure.
+ * Classifies a failure of the heartbeat write, which runs after the read part answered
+ * (a lock wait, a cancel, privileges and a read-only configuration were already taken
+ * as alive): no answer in time -> `disk` (timeout: a hung disk, or an instance too
+ * overloaded to commit); an I/O error -> `disk` (io: full or read-only disk, a file the
+ * server cannot write, extend, sync or open: 53100, class 58, XX001/XX002, or any
+ * "could not write/extend/fsync/open/create" message); a lost connection (no SQLSTATE,
+ * class 08, 57P01-57P03: the instance went away or crashed) -> undefined, classified like
+ * any other failure; any other SQL error -> `error`.
  */
 export function classifyWriteError(e: unknown): ClassifiedFailure | undefined {
   const err = (e ?? {}) as { message?: unknown };
   const message = typeof err.message === 'string' && err.message ? err.message : String(e);
-  if (e instanceof SegmentTimeoutError) return { kind: 'disk', message: `the heartbeat write did not finish within the probe timeout though the instance answered the read (${message})` };
+  const timedOut = { kind: 'disk' as const, diskError: 'timeout' as const, message: `the heartbeat write did not finish within the probe timeout though the instance answered the read (${message})` };
+  if (e instanceof SegmentTimeoutError) return timedOut;
   const code = sqlState(e);
   if (code === undefined || code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03') return undefined;
-  if (code === '42501' && /permission denied for/i.test(message)) {
-    return { kind: 'error', message: `the prober's role may not write ${HEARTBEAT_TABLE} (${message}); grant it SELECT, INSERT and UPDATE on the table` };
+  if (code === '57014') return timedOut;
+  if (code === '53100' || code.startsWith('58') || code === 'XX001' || code === 'XX002' || /could not (write|extend|fsync|open|create)/i.test(message)) {
+    return { kind: 'disk', diskError: 'io', message: `the heartbeat write failed: ${message} (${code})` };
   }
-  if (code === '25006') return { kind: 'error', message: `the instance refuses writes by configuration (${message})` };
-  if (code === '57014' && /statement timeout/i.test(message)) return { kind: 'disk', message: `the heartbeat write did not finish within the probe timeout though the instance answered the read (${message})` };
-  return { kind: 'disk', message: `the heartbeat write failed: ${message} (${code})` };
+  return { kind: 'error', message: `the heartbeat write failed: ${message} (${code})` };
 }
 
 /** The SQLSTATE of a pg error, undefined for anything else (socket errors, our own). */
