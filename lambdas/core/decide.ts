@@ -61,7 +61,7 @@ export type Decision =
   /** Mirror not streaming, still inside the grace period: no change. */
   | (Base & { kind: 'await-mirror'; downSince: string })
   /** The acting primary reports itself a mirror: an earlier promotion did not land; promote again (intent recorded first). */
-  | (Base & { kind: 'promote-again'; dbid: number; failedPrimaryDbid: number; attempt: FailoverAttempt; pending?: PendingPromotion })
+  | (Base & { kind: 'promote-again'; dbid: number; failedPrimaryDbid: number; attempt: FailoverAttempt; pending?: PendingPromotion; fence?: PendingFence })
   /** A promotion is under way (pending marker or workflow started): leave it alone. */
   | (Base & { kind: 'promotion-pending'; dbid: number })
   /** Primary in crash recovery and replaying: not a failure (gpdb #11770). */
@@ -456,6 +456,13 @@ function promoteAgain(ctx: Context): Decision {
   const failed = marker?.failedPrimaryDbid ?? pair.mirror?.dbid ?? primary.dbid;
   const attempt = nextAttempt(ctx, primary.dbid);
   memory.failoversStarted[String(content)] = attempt;
+  // Without a recorded promotion nobody fenced the other row: it may be the writable primary
+  // the acting one follows. It is fenced before the promotion, like an old primary.
+  const other = pair.mirror;
+  const fence: PendingFence | undefined =
+    !marker && other && !snapshot.pendingFences?.some((f) => f.dbid === other.dbid)
+      ? { dbid: other.dbid, content, newPrimaryDbid: primary.dbid, since: now.toISOString(), reason: `promoting dbid ${primary.dbid} again` }
+      : undefined;
   return {
     kind: 'promote-again',
     content,
@@ -463,6 +470,7 @@ function promoteAgain(ctx: Context): Decision {
     failedPrimaryDbid: failed,
     attempt,
     ...(marker ? {} : { pending: { content, mirrorDbid: primary.dbid, failedPrimaryDbid: failed, version: snapshot.version + 1, startedAt: now.toISOString() } }),
+    ...(fence ? { fence } : {}),
     reason: `acting primary dbid ${primary.dbid} of content ${content} reports itself as a mirror: the earlier promotion did not land, promoting again`,
   };
 }
@@ -526,6 +534,7 @@ function mergeChange(snapshot: ClusterSnapshot, decisions: readonly Decision[], 
       if (!snapshot.pendingFences?.some((f) => f.dbid === d.dbid)) setFences.push(d.fence);
     }
     if (d.kind === 'promote-again' && d.pending) setPending.push(d.pending);
+    if (d.kind === 'promote-again' && d.fence) setFences.push(d.fence);
     if (!('rows' in d)) continue;
     for (const row of d.rows) {
       const old = snapshot.segments.find((r) => r.dbid === row.dbid);
@@ -535,7 +544,7 @@ function mergeChange(snapshot: ClusterSnapshot, decisions: readonly Decision[], 
     }
   }
   const status = clusterStatusOf(applyRows(snapshot.segments, { rows }));
-  if (!rows.length && !history.length && !setPending.length && status === snapshot.status) return null;
+  if (!rows.length && !history.length && !setPending.length && !setFences.length && status === snapshot.status) return null;
   return {
     rows,
     history,

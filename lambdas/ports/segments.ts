@@ -62,8 +62,13 @@ export interface WalReceiverStatus {
 export interface SegmentControl {
   /** Promotes a mirror (no-op if already a primary), waits until it leaves recovery, turns its sync rep off. */
   promote(segment: SegmentRow, timeoutMs: number): Promise<void>;
-  /** Sets `synchronous_standby_names` to the mirror's name (on) or empty (off) and reloads. */
-  setSyncRep(primary: SegmentRow, mirror: SegmentRow | undefined, on: boolean): Promise<void>;
+  /**
+   * Sets `synchronous_standby_names` to the mirror's name (on) or empty (off) and reloads.
+   * `guard` is asked right before the change is sent (the prober: is my lease still
+   * live?); false throws NotLeaseHolderError with nothing changed, so a prober that was
+   * paused mid-action does not change sync rep behind its successor.
+   */
+  setSyncRep(primary: SegmentRow, mirror: SegmentRow | undefined, on: boolean, guard?: () => boolean): Promise<void>;
   /** Creates the mirror's physical replication slot on the primary if missing. */
   ensureSlot(primary: SegmentRow, mirrorDbid: number): Promise<void>;
   /** The mirror's view of its WAL receiver. */

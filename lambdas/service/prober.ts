@@ -191,6 +191,7 @@ class Invocation {
     const { telemetry } = deps;
     const row = (dbid: number): SegmentRow => snapshot.segments.find((r) => r.dbid === dbid)!;
     const mirrorOf = (content: number): SegmentRow | undefined => snapshot.segments.find((r) => r.content === content && r.role === 'm');
+    const leaseLive = (): boolean => this.leaseLive();
     const startPromotion = (input: Omit<PromoteMirrorInput, 'clusterId' | 'catalogVersion'>, version: number) =>
       deps.workflows.startPromotion({ clusterId: snapshot.clusterId, catalogVersion: version, ...input });
     for (const d of plan.decisions) {
@@ -204,15 +205,15 @@ class Invocation {
           case 'mark-mirror-down':
           case 'sync-rep-off':
             telemetry.info(d.reason, fields);
-            await deps.control.setSyncRep(row(d.primaryDbid), mirrorOf(d.content), false);
+            await deps.control.setSyncRep(row(d.primaryDbid), mirrorOf(d.content), false, leaseLive);
             break;
           case 'mark-catching-up':
             telemetry.info(d.reason, fields);
-            if (d.syncRepOff) await deps.control.setSyncRep(row(d.primaryDbid), mirrorOf(d.content), false);
+            if (d.syncRepOff) await deps.control.setSyncRep(row(d.primaryDbid), mirrorOf(d.content), false, leaseLive);
             break;
           case 'sync-rep-on':
             telemetry.info(d.reason, fields);
-            await deps.control.setSyncRep(row(d.primaryDbid), row(d.mirrorDbid), true);
+            await deps.control.setSyncRep(row(d.primaryDbid), row(d.mirrorDbid), true, leaseLive);
             break;
           case 'fail-over': {
             if (d.failure === 'disk') telemetry.metric('DiskFailure', 1);

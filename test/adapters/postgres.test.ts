@@ -9,7 +9,7 @@ import { chmod } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Client } from 'pg';
-import { NotWritableError, ValidationError, WrongInstanceError } from '../../lambdas/core/errors';
+import { NotLeaseHolderError, NotWritableError, ValidationError, WrongInstanceError } from '../../lambdas/core/errors';
 import type { SegmentRow } from '../../lambdas/core/model';
 import type { ProbeFailure, ProbeAnswer } from '../../lambdas/core/probe';
 import { isRunning, killInstance } from '../../lambdas/adapters/local/host';
@@ -233,6 +233,13 @@ describe('PgSegmentControl', () => {
     const slots = await pair.query<{ n: string }>(primary, `SELECT count(*)::text AS n FROM pg_replication_slots WHERE slot_name = 'fts_mirror_dbid_77'`);
     expect(slots[0].n).toBe('1');
     await pair.query(primary, `SELECT pg_drop_replication_slot('fts_mirror_dbid_77')`);
+  });
+
+  test('setSyncRep asks its guard last: a caller whose lease lapsed changes nothing', async () => {
+    const before = (await pair.query<{ v: string }>(primary, `SELECT current_setting('synchronous_standby_names') AS v`))[0].v;
+    await expect(pair.control.setSyncRep(primary, mirror, false, () => false)).rejects.toBeInstanceOf(NotLeaseHolderError);
+    expect((await pair.query<{ v: string }>(primary, `SELECT current_setting('synchronous_standby_names') AS v`))[0].v).toBe(before);
+    await pair.control.setSyncRep(primary, mirror, before !== '', () => true);
   });
 
   test('with sync rep on and the mirror stopped a write blocks until the timeout; with sync rep off it commits', async () => {

@@ -352,6 +352,20 @@ describe('SsmSegmentHost: polling', () => {
     expect(ssm.commandCalls(CancelCommandCommand)[0].args[0].input).toEqual({ CommandId: 'cmd-3', InstanceIds: ['i-0000000000000001'] });
   });
 
+  it('a fence gives up within its own budget (a hung host keeps the command Pending), cancels it and fails, so the workflow goes on', async () => {
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-4' } });
+    ssm.on(GetCommandInvocationCommand).resolves({ Status: 'Pending', ResponseCode: -1 });
+    ssm.on(CancelCommandCommand).resolves({});
+    let clock = 0;
+    const sh = host({ fenceBudgetSeconds: 20, now: () => (clock += 5_000) });
+    const err = (await sh.fence(primary, mirror).catch((e: unknown) => e)) as HostCommandError;
+    expect(err).toBeInstanceOf(HostCommandError);
+    expect(err.message).toMatch(/no result from command cmd-4 within 20 s \(last status Pending\); cancelled it/);
+    expect(sent().Parameters?.executionTimeout).toEqual(['20']);
+    expect(ssm.commandCalls(CancelCommandCommand)).toHaveLength(1);
+    expect(() => host({ fenceBudgetSeconds: 12 })).toThrow(/fenceBudgetSeconds must be an integer from fenceTimeoutSeconds \+ 5 \(15\) to 600/);
+  });
+
   it('maps a SendCommand error (host not managed by SSM) to HostCommandError', async () => {
     ssm.on(SendCommandCommand).rejects(Object.assign(new Error('Instances not in a valid state'), { name: 'InvalidInstanceId' }));
     const err = (await host().start(primary).catch((e: unknown) => e)) as HostCommandError;

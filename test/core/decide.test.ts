@@ -455,10 +455,11 @@ describe('decide: Greenplum decision table', () => {
     expect(plan.change?.history.map((h) => h.description)).toEqual([expect.stringMatching(/^FTS: dbid 2 with contentid 0 answered as a writable primary while marked down/)]);
   });
 
-  test('promote again records the pending promotion it runs (catalog first)', () => {
+  test('promote again records the pending promotion it runs and a fence of the other row (catalog first)', () => {
     const s0 = cluster({ 2: { role: 'm', status: 'd', mode: 'n' }, 4: { role: 'p', mode: 'n' } });
     const plan = decide(s0, [answer(4, { inRecovery: true })], settings, now);
     expect(plan.change?.setPending).toEqual([{ content: 0, mirrorDbid: 4, failedPrimaryDbid: 2, version: 8, startedAt: now.toISOString() }]);
+    expect(plan.change?.setFences).toEqual([{ dbid: 2, content: 0, newPrimaryDbid: 4, since: now.toISOString(), reason: 'promoting dbid 4 again' }]);
   });
 
   test('a content without a probe result is left alone', () => {

@@ -9,7 +9,7 @@ import { SegmentUnreachableError } from '../../lambdas/core/errors';
 import type { LocalProber } from '../../cli/local-prober';
 import { killAndMeasure, Timeline, Workload } from '../../cli/failover-drill';
 import { startBackgroundProber } from '../../cli/local-cluster';
-import { testCluster, type TestCluster } from '../support/local-cluster-fixture';
+import { TEST_SETTINGS, testCluster, type TestCluster } from '../support/local-cluster-fixture';
 import { crashBackend, throttleRecovery, writeWalSinceCheckpoint } from '../support/slow-recovery';
 import { waitFor } from '../support/pg-pair';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy';
@@ -293,5 +293,26 @@ describe('the prober\'s path to a primary', () => {
     expect(await c.probe.probe(direct, settings, await c.row(MIRROR))).toMatchObject({ ok: true, inRecovery: false, mirror: { state: 'streaming' } });
     const mirrorProbe = await c.probe.probe(await c.row(MIRROR), await c.catalog.loadSettings(c.clusterId));
     expect(mirrorProbe).toMatchObject({ ok: true, inRecovery: true });
+    // The abort is on record (a history row: the next failure is a new episode).
+    expect((await c.catalog.history(c.clusterId)).some((h) => h.dbid === PRIMARY && /failover of content 0 from dbid 2 to dbid 4 aborted: PrimaryAliveError/.test(h.description))).toBe(true);
+    expect(after.version).toBeGreaterThan(before.version);
+    expect(c.timeline.events.some((e) => e.level === 'metric' && e.message === 'PromotionAborted')).toBe(true);
+  });
+
+  test('an aborted promotion never blocks a later one: the black-holed primary then really dies and is failed over', async () => {
+    cluster = await testCluster('abort-then-kill', { settings: { ...TEST_SETTINGS, failoverRetrySeconds: 2 } });
+    const direct = await cluster.row(PRIMARY);
+    proxy = await routeThroughProxy(cluster, PRIMARY);
+    proxy.blackhole = true;
+    const prober = cluster.startProber();
+    const c = cluster;
+    await waitFor('a first promotion attempt aborted', async () => (executionsOf(prober).some((e) => e.outcome?.output && 'recordAbort' in (e.outcome.output as object)) ? true : undefined), 60_000);
+    await killInstance(direct.datadir);
+    await waitFor('the mirror to be the acting primary', async () => ((await c.row(MIRROR)).role === 'p' && (await c.catalog.load(c.clusterId)).pendingPromotions.length === 0 ? true : undefined), 60_000);
+    await allDone(prober);
+    const names = executionsOf(prober).map((e) => e.name);
+    expect(new Set(names).size).toBe(names.length); // every attempt its own execution
+    expect(executionsOf(prober).some((e) => e.outcome?.status === 'SUCCEEDED' && (e.outcome.output as { notify?: unknown }).notify)).toBe(true);
+    expect(await c.row(PRIMARY)).toMatchObject({ role: 'm', status: 'd' });
   });
 });

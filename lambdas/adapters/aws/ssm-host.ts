@@ -32,6 +32,8 @@ export const RUN_SHELL_SCRIPT = 'AWS-RunShellScript';
 export const DEFAULT_TIMEOUT_SECONDS = 600;
 /** Default seconds SSM may take to deliver the command before giving up (`TimeoutSeconds`, at least 30). */
 export const DEFAULT_DELIVERY_TIMEOUT_SECONDS = 60;
+/** Default seconds a whole fence may take before it is cancelled and left owed. */
+export const DEFAULT_FENCE_BUDGET_SECONDS = 30;
 /** Default milliseconds between two GetCommandInvocation calls. */
 export const DEFAULT_POLL_INTERVAL_MS = 1000;
 /** Characters of stderr kept in a HostCommandError. */
@@ -62,6 +64,13 @@ export interface SsmSegmentHostOptions {
   pollIntervalMs?: number;
   /** Seconds a fence gives `pg_ctl stop -m immediate` before it kills the instance; default 10. */
   fenceTimeoutSeconds?: number;
+  /**
+   * Seconds a whole fence may take, delivery included, before the command is cancelled
+   * and the fence reported failed (it stays owed in the catalog); default 30. It must end
+   * well inside the calling Lambda's timeout: a host that is hung or partitioned keeps a
+   * command Pending until SSM's delivery timeout, and the workflow must go on meanwhile.
+   */
+  fenceBudgetSeconds?: number;
   /** Clock for the polling deadline (tests); default Date.now. */
   now?: () => number;
   /**
@@ -77,6 +86,8 @@ interface Operation {
   name: string;
   segment: SegmentRow;
   script: string;
+  /** Seconds the whole operation may take (default: delivery + execution timeouts + a grace). */
+  budgetSeconds?: number;
 }
 
 /** Terminal states that mean the script did not succeed. `Cancelling` ends as `Cancelled`. */
@@ -89,6 +100,7 @@ export class SsmSegmentHost implements SegmentHost {
   private readonly timeoutSeconds: number;
   private readonly deliveryTimeoutSeconds: number;
   private readonly pollIntervalMs: number;
+  private readonly fenceBudgetSeconds: number;
   private readonly now: () => number;
   private readonly control?: Pick<SegmentControl, 'ensureSlot'>;
 
@@ -98,6 +110,7 @@ export class SsmSegmentHost implements SegmentHost {
     this.timeoutSeconds = options.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS;
     this.deliveryTimeoutSeconds = options.deliveryTimeoutSeconds ?? DEFAULT_DELIVERY_TIMEOUT_SECONDS;
     this.pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
+    this.fenceBudgetSeconds = options.fenceBudgetSeconds ?? DEFAULT_FENCE_BUDGET_SECONDS;
     this.now = options.now ?? Date.now;
     this.control = options.control;
     const issues: string[] = [];
@@ -109,6 +122,10 @@ export class SsmSegmentHost implements SegmentHost {
       issues.push(`deliveryTimeoutSeconds must be an integer from 30 to 2592000, not ${this.deliveryTimeoutSeconds}`);
     }
     if (!Number.isFinite(this.pollIntervalMs) || this.pollIntervalMs < 0) issues.push(`pollIntervalMs must be >= 0, not ${this.pollIntervalMs}`);
+    const fenceStop = options.fenceTimeoutSeconds ?? 10;
+    if (!Number.isInteger(this.fenceBudgetSeconds) || this.fenceBudgetSeconds < fenceStop + 5 || this.fenceBudgetSeconds > 600) {
+      issues.push(`fenceBudgetSeconds must be an integer from fenceTimeoutSeconds + 5 (${fenceStop + 5}) to 600, not ${this.fenceBudgetSeconds}`);
+    }
     if (issues.length > 0) throw new ValidationError(`invalid SSM segment host options: ${issues.join('; ')}`, issues);
     this.shell = {
       osUser: options.osUser,
@@ -164,7 +181,7 @@ export class SsmSegmentHost implements SegmentHost {
    */
   async fence(segment: SegmentRow, newPrimary: SegmentRow | undefined): Promise<FenceReport> {
     requireInstance(segment);
-    const done = await this.run({ name: 'fence', segment, script: fenceScript(segment, newPrimary, this.shell) });
+    const done = await this.run({ name: 'fence', segment, script: fenceScript(segment, newPrimary, this.shell), budgetSeconds: this.fenceBudgetSeconds });
     return parseFenceReport(done.StandardOutputContent ?? '');
   }
 
@@ -178,7 +195,7 @@ export class SsmSegmentHost implements SegmentHost {
         new SendCommandCommand({
           DocumentName: RUN_SHELL_SCRIPT,
           InstanceIds: [instanceId],
-          Parameters: { commands: [op.script], executionTimeout: [String(this.timeoutSeconds)] },
+          Parameters: { commands: [op.script], executionTimeout: [String(Math.min(this.timeoutSeconds, op.budgetSeconds ?? Infinity))] },
           TimeoutSeconds: this.deliveryTimeoutSeconds,
           // SSM limits comments to 100 characters.
           Comment: `fts ${op.name} dbid ${op.segment.dbid} content ${op.segment.content}`.slice(0, 100),
@@ -190,7 +207,7 @@ export class SsmSegmentHost implements SegmentHost {
     }
     if (!commandId) throw new HostCommandError(`${what}: SendCommand returned no command id`);
 
-    const budgetMs = (this.deliveryTimeoutSeconds + this.timeoutSeconds) * 1000 + DEADLINE_GRACE_MS;
+    const budgetMs = op.budgetSeconds !== undefined ? op.budgetSeconds * 1000 : (this.deliveryTimeoutSeconds + this.timeoutSeconds) * 1000 + DEADLINE_GRACE_MS;
     const deadline = this.now() + budgetMs;
     let last: GetCommandInvocationCommandOutput | undefined;
     for (;;) {

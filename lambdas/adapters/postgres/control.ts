@@ -10,7 +10,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client } from 'pg';
-import { FtsError, HostCommandError, NotWritableError, SegmentUnreachableError, ValidationError, WrongInstanceError } from '../../core/errors';
+import { FtsError, HostCommandError, NotLeaseHolderError, NotWritableError, SegmentUnreachableError, ValidationError, WrongInstanceError } from '../../core/errors';
 import { mirrorSlotName, type SegmentRow } from '../../core/model';
 import type { SegmentControl, WalReceiverStatus } from '../../ports/segments';
 import { SegmentTimeoutError, checkIdentity, withSegmentClient, type PgCredentialsProvider } from './connection';
@@ -75,10 +75,10 @@ export class PgSegmentControl implements SegmentControl {
    * off (empty) on the primary with ALTER SYSTEM, reloads, and waits until the setting
    * is in effect, which releases commits waiting for a standby when turned off.
    */
-  async setSyncRep(primary: SegmentRow, mirror: SegmentRow | undefined, on: boolean): Promise<void> {
+  async setSyncRep(primary: SegmentRow, mirror: SegmentRow | undefined, on: boolean, guard?: () => boolean): Promise<void> {
     if (on && !mirror) throw new ValidationError(`cannot turn sync rep on for primary dbid ${primary.dbid} without a mirror`);
     const value = on && mirror ? mirrorSlotName(mirror.dbid) : '';
-    await this.run(primary, on ? 'sync rep on' : 'sync rep off', {}, (client) => this.applySyncStandbyNames(client, value, Date.now() + this.statementTimeoutMs));
+    await this.run(primary, on ? 'sync rep on' : 'sync rep off', {}, (client) => this.applySyncStandbyNames(client, value, Date.now() + this.statementTimeoutMs, guard));
   }
 
   /**
@@ -203,7 +203,9 @@ export class PgSegmentControl implements SegmentControl {
   }
 
   /** Sets synchronous_standby_names, reloads, and waits until this session sees the new value. */
-  private async applySyncStandbyNames(client: Client, value: string, deadline: number): Promise<void> {
+  private async applySyncStandbyNames(client: Client, value: string, deadline: number, guard?: () => boolean): Promise<void> {
+    // The last moment to find out that the caller lost its right to change it.
+    if (guard && !guard()) throw new NotLeaseHolderError(`synchronous_standby_names not changed: the caller's lease is no longer live`);
     // ALTER SYSTEM takes no bind parameters; the value is a quoted literal.
     await client.query(`ALTER SYSTEM SET synchronous_standby_names = ${client.escapeLiteral(value)}`);
     await client.query('SELECT pg_reload_conf()');
