@@ -21,8 +21,8 @@ export interface ScenarioSummary {
   falseFailovers: number;
   lostCommits: number;
   splitBrainCommits: number;
-  /** Longest over the trials. */
-  maxStallMs: number;
+  /** Longest over the trials; absent when no trial had a healthy content to measure. */
+  maxStallMs?: number;
   /** Detection of each trial that had one. */
   detectionMs: number[];
   acknowledged: number;
@@ -99,7 +99,7 @@ function summarize(s: Scenario, trials: TrialResult[]): ScenarioSummary {
     falseFailovers: sum((t) => t.falseFailovers),
     lostCommits: sum((t) => t.lostCommits),
     splitBrainCommits: sum((t) => t.splitBrainCommits),
-    maxStallMs: Math.max(0, ...trials.map((t) => t.maxStallMs)),
+    ...(trials.some((t) => t.maxStallMs !== undefined) ? { maxStallMs: Math.max(...trials.map((t) => t.maxStallMs ?? 0)) } : {}),
     detectionMs: trials.flatMap((t) => (t.detectionMs !== undefined ? [t.detectionMs] : [])),
     acknowledged: sum((t) => t.acknowledged),
     durationMs: sum((t) => t.durationMs),
@@ -124,7 +124,7 @@ export function formatMatrix(report: MatrixReport): string {
         return `#${t.trial} FAIL: ${t.failures.join('; ')}`;
       })
       .join('; ');
-    return `| ${cell(s.name)} | ${s.trials.length} | ${cell(s.expected)} | ${s.failovers} | ${s.falseFailovers} | ${s.lostCommits} | ${s.splitBrainCommits} | ${s.maxStallMs} | ${detection} | ${cell(perTrial || 'not run')} |`;
+    return `| ${cell(s.name)} | ${s.trials.length} | ${cell(s.expected)} | ${s.failovers} | ${s.falseFailovers} | ${s.lostCommits} | ${s.splitBrainCommits} | ${s.maxStallMs ?? '—'} | ${detection} | ${cell(perTrial || 'not run')} |`;
   });
   const settings = Object.entries(report.settings)
     .map(([k, v]) => `${k}=${v}`)
