@@ -4,12 +4,13 @@
  * task writes its result at `$.<stepKey>`, so the document accumulates what every step
  * saw and the steps stay stateless and re-runnable (catalog first, then act).
  *
- *   ValidateInput -> ConfirmFailure -> AlreadyFlipped? -> FlipCatalog -> FenceOldPrimary
+ *   ValidateInput -> ConfirmFailure -> FenceOldPrimary -> AlreadyFlipped? -> FlipCatalog
  *     -> PromoteMirror -> VerifyWritable -> ClearPending -> Notify -> Promoted
  *
- * The old primary is fenced before the mirror is promoted, so no moment has two
- * writable instances of the content; a fence that cannot be done (host unreachable)
- * stays owed in the catalog and the prober carries it out later.
+ * The old primary is fenced before the catalog names the mirror, so no client that
+ * follows the catalog finds two writable instances of the content; the fence is
+ * recorded as owed first, and one that cannot be done (host unreachable) stays owed in
+ * the catalog and the prober carries it out later.
  *
  * JSONPath only: the local runner (aws-local-stepfunctions) ignores JSONata.
  */
@@ -198,13 +199,14 @@ export class PromoteMirrorWorkflow extends Construct {
       .when(
         // isPresent first: a missing field must route, not fail the execution with States.Runtime.
         sfn.Condition.and(sfn.Condition.isPresent('$.confirmFailure.alreadyFlipped'), sfn.Condition.booleanEquals('$.confirmFailure.alreadyFlipped', true)),
-        fence,
+        promote,
       )
       .otherwise(flip);
-    flip.next(fence).next(promote);
+    fence.next(alreadyFlipped);
+    flip.next(promote);
     promote.next(verify).next(clear).next(notify).next(promoted);
 
-    const definition = validate.next(confirm).next(alreadyFlipped);
+    const definition = validate.next(confirm).next(fence);
 
     const logGroup = new logs.LogGroup(this, 'ExecutionLogs', { retention: logRetention });
     this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {

@@ -147,6 +147,8 @@ export function decide(snapshot: ClusterSnapshot, probes: readonly ProbeResult[]
   }
   for (const fence of snapshot.pendingFences ?? []) {
     if (only !== undefined && fence.content !== only) continue;
+    // A fence owed to the acting primary belongs to a failover in progress (its workflow fences before the flip): never the prober's to do.
+    if (snapshot.segments.some((r) => r.dbid === fence.dbid && r.role === 'p')) continue;
     if (decisions.some((d) => d.kind === 'fence-zombie' && d.dbid === fence.dbid)) continue;
     decisions.push({ kind: 'retry-fence', content: fence.content, dbid: fence.dbid, fence, reason: `dbid ${fence.dbid} of content ${fence.content} is owed a fence since ${fence.since}: ${fence.reason}` });
   }
@@ -169,6 +171,7 @@ function decideAnswer(ctx: Context, probe: ProbeAnswer): Decision[] {
   const { pair, memory } = ctx;
   const { primary, mirror, content } = pair;
   delete memory.recoveryLsn[String(primary.dbid)];
+  delete memory.recoveryProgressAt[String(primary.dbid)];
   if (probe.inRecovery) {
     if (content === COORDINATOR_CONTENT) return [];
     return [promotionUnderWay(ctx) ?? promoteAgain(ctx)];
@@ -345,22 +348,27 @@ function decideFailure(ctx: Context, probe: ProbeFailure): Decision[] {
   }
   const resets = memory.resets[dbidKey];
   const resetLooping = (resets ? pruneResets(ctx, resets.seenAt).length : 0) >= ctx.settings.resetLoopThreshold;
-  if ((probe.kind === 'in-recovery' || probe.kind === 'starting-up') && probe.recoveryLsn && !resetLooping) {
+  if ((probe.kind === 'in-recovery' || probe.kind === 'starting-up') && !resetLooping) {
     const last = memory.recoveryLsn[dbidKey];
-    memory.recoveryLsn[dbidKey] = probe.recoveryLsn;
-    if (!last || compareLsn(probe.recoveryLsn, last) > 0) {
+    const progressed = probe.recoveryLsn !== undefined && (!last || compareLsn(probe.recoveryLsn, last) > 0);
+    if (probe.recoveryLsn) memory.recoveryLsn[dbidKey] = probe.recoveryLsn;
+    if (progressed || !memory.recoveryProgressAt[dbidKey]) memory.recoveryProgressAt[dbidKey] = ctx.now.toISOString();
+    const still = seconds(memory.recoveryProgressAt[dbidKey], ctx.now);
+    if (progressed || still < ctx.settings.crashRecoveryGraceSeconds) {
+      const where = probe.recoveryLsn ? `replaying (at ${probe.recoveryLsn}${last && last !== probe.recoveryLsn ? `, was ${last}` : ''})` : 'starting up (no replay position yet)';
       return [
         {
           kind: 'recovery-in-progress',
           content,
           dbid: primary.dbid,
-          lsn: probe.recoveryLsn,
-          reason: `primary dbid ${primary.dbid} of content ${content} is in crash recovery and replaying (at ${probe.recoveryLsn}${last ? `, was ${last}` : ''}): not a failure`,
+          lsn: probe.recoveryLsn ?? 'unknown',
+          reason: `primary dbid ${primary.dbid} of content ${content} is in crash recovery and ${where}${progressed ? '' : `, no progress for ${still.toFixed(1)} s of the ${ctx.settings.crashRecoveryGraceSeconds} s allowed`}: not a failure`,
         },
       ];
     }
   }
   delete memory.recoveryLsn[dbidKey];
+  delete memory.recoveryProgressAt[dbidKey];
   const why = `${probe.kind} after ${probe.attempts} attempt(s): ${probe.message}`;
   if (content === COORDINATOR_CONTENT) {
     return [{ kind: 'coordinator-unreachable', content, dbid: primary.dbid, reason: `coordinator dbid ${primary.dbid} does not answer (${why}); standby activation is never automatic` }];
@@ -557,11 +565,18 @@ function mergeChange(snapshot: ClusterSnapshot, decisions: readonly Decision[], 
 /**
  * The catalog flip of a failover (what PromoteMirror writes, catalog first): the failed
  * primary becomes a down mirror, the in-sync mirror the acting primary, both mode `n`,
- * a history row each, the pending promotion marker and the fence owed to the old
- * primary. Throws when the pair is not
+ * a history row each, the pending promotion marker and (unless `fenced`: the workflow
+ * fenced it just before) the fence owed to the old primary. Throws when the pair is not
  * eligible, so an out-of-sync mirror is never promoted.
  */
-export function planFailover(snapshot: ClusterSnapshot, content: number, failedPrimaryDbid: number, mirrorDbid: number, now: Date): CatalogChange {
+export function planFailover(
+  snapshot: ClusterSnapshot,
+  content: number,
+  failedPrimaryDbid: number,
+  mirrorDbid: number,
+  now: Date,
+  options: { fenced?: boolean } = {},
+): CatalogChange {
   const pair = pairsByContent(snapshot.segments).find((p) => p.content === content);
   const primary = pair?.primary;
   const mirror = pair?.mirror;
@@ -584,8 +599,8 @@ export function planFailover(snapshot: ClusterSnapshot, content: number, failedP
     ],
     status: clusterStatusOf(applyRows(snapshot.segments, { rows })),
     setPending: [{ content, mirrorDbid, failedPrimaryDbid, version: snapshot.version + 1, startedAt: time }],
-    // Catalog first: the old primary is owed a fence before anything acts, so a crash
-    // between flip and fence still leaves the prober to carry it out.
-    setFences: [fence],
+    // The old primary stays owed a fence unless it was just fenced: the prober carries it
+    // out when its host answers.
+    ...(options.fenced ? {} : { setFences: [fence] }),
   };
 }

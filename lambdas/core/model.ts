@@ -110,6 +110,8 @@ export interface ProberMemory {
   mirrorDrops: Record<string, { count: number; since: string }>;
   /** dbid -> replay LSN last reported while the instance was in crash recovery. */
   recoveryLsn: Record<string, string>;
+  /** dbid -> when crash recovery was first seen or last made visible progress. */
+  recoveryProgressAt: Record<string, string>;
   /** content -> a PromoteMirror workflow the prober started and whose flip it has not seen yet. */
   failoversStarted: Record<string, FailoverAttempt>;
   /**
@@ -124,7 +126,7 @@ export interface ProberMemory {
 }
 
 /** A prober memory with nothing in it. */
-export const emptyMemory = (): ProberMemory => ({ mirrorDownSince: {}, mirrorDrops: {}, recoveryLsn: {}, failoversStarted: {}, syncTarget: {}, resets: {} });
+export const emptyMemory = (): ProberMemory => ({ mirrorDownSince: {}, mirrorDrops: {}, recoveryLsn: {}, recoveryProgressAt: {}, failoversStarted: {}, syncTarget: {}, resets: {} });
 
 /** A consistent read of the catalog for one cluster. */
 export interface ClusterSnapshot {

@@ -46,6 +46,13 @@ const schema = z
      * and it is turned (back) on.
      */
     catchUpLagBytes: z.number().int().min(0).max(1024 ** 3).default(1024 * 1024),
+    /**
+     * Seconds a primary in crash recovery (refusing connections while it starts up or
+     * replays) may go without visible replay progress before it counts as failed: covers
+     * the phases with no progress signal (the data-directory sync before replay) and a
+     * slow replay between two WAL files (gpdb #11770).
+     */
+    crashRecoveryGraceSeconds: z.number().min(0).max(3600).default(30),
     /** Crash resets of a primary's postmaster within `resetLoopWindowSeconds` that make it a failure (gpdb #4470). */
     resetLoopThreshold: z.number().int().min(1).max(1000).default(3),
     /** Window in which resets are counted. */

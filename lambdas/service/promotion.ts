@@ -51,8 +51,8 @@ export interface PromotionDeps {
 export const PROMOTE_STEPS = [
   'validate',
   'confirm-failure',
-  'flip-catalog',
   'fence-old-primary',
+  'flip-catalog',
   'promote',
   'verify-writable',
   'clear-pending',
@@ -189,24 +189,35 @@ export async function runPromoteStep(deps: PromotionDeps, step: PromoteStep, doc
     case 'flip-catalog': {
       const snapshot = await catalog.load(input.clusterId);
       if (flipped(snapshot, input)) return { version: snapshot.version, written: false };
-      const change = planFailover(snapshot, input.content, input.failedPrimaryDbid, input.mirrorDbid, deps.now());
+      // A fence done by the step before needs no fence owed; any other stays owed with the flip.
+      const fenced = (doc as { fenceOldPrimary?: { fenced?: unknown } }).fenceOldPrimary?.fenced === true;
+      const change = planFailover(snapshot, input.content, input.failedPrimaryDbid, input.mirrorDbid, deps.now(), { fenced });
       const version = await catalog.apply(input.clusterId, snapshot.version, change);
       telemetry.info('catalog flipped', { ...fields, version });
       return { version, written: true };
     }
     case 'fence-old-primary': {
-      const snapshot = await catalog.load(input.clusterId);
-      const fence = snapshot.pendingFences.find((f) => f.dbid === input.failedPrimaryDbid);
-      if (!fence) return { fenced: false, owed: false };
+      let snapshot = await catalog.load(input.clusterId);
       const target = rowOf(snapshot, input.failedPrimaryDbid, input.content);
+      const newPrimary = rowOf(snapshot, input.mirrorDbid, input.content);
+      // Catalog first: the fence is owed before it is attempted, so a crash here leaves it to the prober.
+      let fence = snapshot.pendingFences.find((f) => f.dbid === target.dbid);
+      if (!fence) {
+        if (flipped(snapshot, input)) return { fenced: false, owed: false }; // fenced and cleared by an earlier run
+        fence = { dbid: target.dbid, content: input.content, newPrimaryDbid: newPrimary.dbid, since: deps.now().toISOString(), reason: `failing over to dbid ${newPrimary.dbid}` };
+        const owed = fence;
+        await applyFresh(catalog, input.clusterId, (s) => (s.pendingFences.some((f) => f.dbid === owed.dbid) ? null : { rows: [], history: [], setFences: [owed] }));
+        snapshot = await catalog.load(input.clusterId);
+      }
       try {
-        const report = await deps.host.fence(target, rowOf(snapshot, input.mirrorDbid, input.content));
+        const report = await deps.host.fence(target, newPrimary);
         telemetry.info('old primary fenced', { ...fields, ...report });
+        const done = fence;
         await applyFresh(catalog, input.clusterId, (s) =>
           s.pendingFences.some((f) => f.dbid === target.dbid)
             ? {
                 rows: [],
-                history: [{ time: deps.now().toISOString(), dbid: target.dbid, description: `FTS: dbid ${target.dbid} with contentid ${input.content} fenced (stopped; a restart comes up read-only): ${fence.reason}` }],
+                history: [{ time: deps.now().toISOString(), dbid: target.dbid, description: `FTS: dbid ${target.dbid} with contentid ${input.content} fenced (stopped; a restart comes up read-only): ${done.reason}` }],
                 clearFences: [target.dbid],
               }
             : null,
@@ -270,10 +281,16 @@ export async function runPromoteStep(deps: PromotionDeps, step: PromoteStep, doc
       const cause = errorCause(doc);
       telemetry.metric('PromotionFailed', 1);
       telemetry.error('promotion failed', { ...fields, cause });
-      await applyFresh(catalog, input.clusterId, () => ({
-        rows: [],
-        history: [{ time: deps.now().toISOString(), dbid: input.mirrorDbid, description: `FTS: promotion of dbid ${input.mirrorDbid} for content ${input.content} failed: ${cause}`.slice(0, 1000) }],
-      }));
+      await applyFresh(catalog, input.clusterId, (s) => {
+        // Not flipped: a fence owed to the primary the catalog still names is this attempt's, and the next attempt owes its own.
+        const stillActing = s.segments.some((r) => r.dbid === input.failedPrimaryDbid && r.role === 'p');
+        const owed = stillActing && s.pendingFences.some((f) => f.dbid === input.failedPrimaryDbid);
+        return {
+          rows: [],
+          history: [{ time: deps.now().toISOString(), dbid: input.mirrorDbid, description: `FTS: promotion of dbid ${input.mirrorDbid} for content ${input.content} failed: ${cause}`.slice(0, 1000) }],
+          ...(owed ? { clearFences: [input.failedPrimaryDbid] } : {}),
+        };
+      });
       await deps.notify?.(`FTS ${input.clusterId}: failover of content ${input.content} failed`, cause);
       return { recorded: true, cause };
     }

@@ -92,12 +92,13 @@ describe('synthesized definition', () => {
 
   test('transitions', () => {
     expect(states.ValidateInput.Next).toBe('ConfirmFailure');
-    expect(states.ConfirmFailure.Next).toBe('AlreadyFlipped');
+    // The old primary is fenced before the catalog names the mirror.
+    expect(states.ConfirmFailure.Next).toBe('FenceOldPrimary');
+    expect(states.FenceOldPrimary.Next).toBe('AlreadyFlipped');
     expect(states.AlreadyFlipped.Default).toBe('FlipCatalog');
     expect(JSON.stringify(states.AlreadyFlipped.Choices)).toContain('"Variable":"$.confirmFailure.alreadyFlipped","BooleanEquals":true');
-    expect(JSON.stringify(states.AlreadyFlipped.Choices)).toContain('"Next":"FenceOldPrimary"');
-    expect(states.FlipCatalog.Next).toBe('FenceOldPrimary');
-    expect(states.FenceOldPrimary.Next).toBe('PromoteMirror');
+    expect(JSON.stringify(states.AlreadyFlipped.Choices)).toContain('"Next":"PromoteMirror"');
+    expect(states.FlipCatalog.Next).toBe('PromoteMirror');
     expect(states.PromoteMirror.Next).toBe('VerifyWritable');
     expect(states.VerifyWritable.Next).toBe('ClearPending');
     expect(states.ClearPending.Next).toBe('Notify');
@@ -167,9 +168,9 @@ describe('LocalWorkflows runs the synthesized definition', () => {
     const seen: LocalExecutionEvent[] = [];
     const run = await workflows(handler, (e) => seen.push(e)).runPromotion(input);
     expect(run).toMatchObject({ status: 'SUCCEEDED', started: true, executionName: 'promote-c1-c0-v7-a1' });
-    expect(steps).toEqual(['validate', 'confirm-failure', 'flip-catalog', 'fence-old-primary', 'promote', 'verify-writable', 'clear-pending', 'notify']);
+    expect(steps).toEqual(['validate', 'confirm-failure', 'fence-old-primary', 'flip-catalog', 'promote', 'verify-writable', 'clear-pending', 'notify']);
     expect(events[0].input).toEqual(input); // the first step sees the input as sent
-    expect(events[4].input).toMatchObject({ ...input, validate: { done: 'validate' }, confirmFailure: { alreadyFlipped: false }, flipCatalog: { done: 'flip-catalog' } });
+    expect(events[4].input).toMatchObject({ ...input, validate: { done: 'validate' }, confirmFailure: { alreadyFlipped: false }, fenceOldPrimary: { done: 'fence-old-primary' }, flipCatalog: { done: 'flip-catalog' } });
     expect(run.output).toMatchObject({ ...input, notify: { done: 'notify' }, clearPending: { done: 'clear-pending' } });
     expect(seen.map((e) => e.status)).toEqual(['RUNNING', 'SUCCEEDED']);
     expect(seen[0].name).toBe('promote-c1-c0-v7-a1');
@@ -207,7 +208,7 @@ describe('LocalWorkflows runs the synthesized definition', () => {
     });
     const run = await workflows(handler).runPromotion(fresh());
     expect(run.status).toBe('SUCCEEDED');
-    expect(steps).toEqual(['validate', 'confirm-failure', 'flip-catalog', 'fence-old-primary', 'promote', 'promote', 'verify-writable', 'clear-pending', 'notify']);
+    expect(steps).toEqual(['validate', 'confirm-failure', 'fence-old-primary', 'flip-catalog', 'promote', 'promote', 'verify-writable', 'clear-pending', 'notify']);
   });
 
   test('retries pause for the definition interval unless overridden', async () => {
@@ -230,10 +231,10 @@ describe('LocalWorkflows runs the synthesized definition', () => {
       },
     });
     const run = await workflows(handler).runPromotion(fresh());
-    expect(steps).toEqual(['validate', 'confirm-failure', 'flip-catalog', 'flip-catalog', 'flip-catalog', 'flip-catalog', 'record-failure']);
+    expect(steps).toEqual(['validate', 'confirm-failure', 'fence-old-primary', 'flip-catalog', 'flip-catalog', 'flip-catalog', 'flip-catalog', 'record-failure']);
     expect(run).toMatchObject({ status: 'FAILED', error: 'PromotionFailed' });
     expect(JSON.parse(run.cause ?? '')).toMatchObject({ errorType: 'CatalogConflictError' });
-    expect((events[6].input as { error: { Error: string } }).error.Error).toBe('CatalogConflictError');
+    expect((events[7].input as { error: { Error: string } }).error.Error).toBe('CatalogConflictError');
   });
 
   test('MirrorNotPromotableError at ConfirmFailure goes to RecordFailure without retry', async () => {

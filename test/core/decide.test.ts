@@ -197,10 +197,36 @@ const table: {
     rows: [],
   },
   {
-    name: 'primary in crash recovery, replay stuck: a failure, mirror promoted',
-    snapshot: { ...cluster(), memory: { ...cluster().memory, recoveryLsn: { '2': '0/2500000' } } },
+    name: 'primary in crash recovery, replay stuck longer than crashRecoveryGraceSeconds: a failure, mirror promoted',
+    snapshot: { ...cluster(), memory: { ...cluster().memory, recoveryLsn: { '2': '0/2500000' }, recoveryProgressAt: { '2': later(-31).toISOString() } } },
     probes: (s) => round(s, failure(2, 'in-recovery', { recoveryLsn: '0/2500000' })),
     kinds: ['fail-over'],
+  },
+  {
+    name: 'primary in crash recovery, replay stuck for less than crashRecoveryGraceSeconds (a slow WAL file): not a failure yet',
+    snapshot: { ...cluster(), memory: { ...cluster().memory, recoveryLsn: { '2': '0/2500000' }, recoveryProgressAt: { '2': later(-10).toISOString() } } },
+    probes: (s) => round(s, failure(2, 'in-recovery', { recoveryLsn: '0/2500000' })),
+    kinds: ['recovery-in-progress'],
+    reason: /no progress for 10.0 s of the 30 s allowed/,
+  },
+  {
+    name: 'primary starting up after a crash, before replay (no position yet): not a failure within the grace',
+    snapshot: cluster(),
+    probes: (s) => round(s, failure(2, 'starting-up')),
+    kinds: ['recovery-in-progress'],
+    reason: /starting up \(no replay position yet\)/,
+  },
+  {
+    name: 'primary starting up for longer than the grace without a replay position: a failure',
+    snapshot: { ...cluster(), memory: { ...cluster().memory, recoveryProgressAt: { '2': later(-31).toISOString() } } },
+    probes: (s) => round(s, failure(2, 'starting-up')),
+    kinds: ['fail-over'],
+  },
+  {
+    name: 'a fence owed to the acting primary (its failover is mid-way) is never the prober\'s to carry out',
+    snapshot: { ...cluster(), pendingFences: [{ dbid: 2, content: 0, newPrimaryDbid: 4, since: now.toISOString(), reason: 'failing over to dbid 4' }] },
+    probes: (s) => round(s),
+    kinds: [],
   },
   {
     name: 'primary fails, mirror in sync: fail over (workflow writes the flip)',

@@ -6,7 +6,7 @@ describe('settings', () => {
     expect(DEFAULT_SETTINGS).toEqual({
       probeIntervalSeconds: 2, probeTimeoutSeconds: 5, probeRetries: 3, probeRetryDelaySeconds: 1,
       mirrorDownGracePeriodSeconds: 10, replicationAttempts: 3, probeParallelism: 16,
-      promotionStaleSeconds: 60, failoverRetrySeconds: 15, catchUpLagBytes: 1048576, resetLoopThreshold: 3, resetLoopWindowSeconds: 60,
+      promotionStaleSeconds: 60, failoverRetrySeconds: 15, catchUpLagBytes: 1048576, crashRecoveryGraceSeconds: 30, resetLoopThreshold: 3, resetLoopWindowSeconds: 60,
     });
     // A refused connection is detected within interval + retries x delay; a slow one gets > 20 s.
     const s = DEFAULT_SETTINGS;

@@ -3,9 +3,13 @@
  * DynamoDB Local, the prober service in-process and PromoteMirror executed from the
  * synthesized ASL by aws-local-stepfunctions, its Task states bound to the real step code.
  */
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { killInstance } from '../../lambdas/adapters/local/host';
+import { Client } from 'pg';
+import { isRunning, killInstance } from '../../lambdas/adapters/local/host';
 import { SegmentUnreachableError } from '../../lambdas/core/errors';
+import type { SegmentRow } from '../../lambdas/core/model';
 import type { LocalProber } from '../../cli/local-prober';
 import { killAndMeasure, Timeline, Workload } from '../../cli/failover-drill';
 import { startBackgroundProber } from '../../cli/local-cluster';
@@ -155,6 +159,66 @@ test('primary in crash recovery that makes progress: no failover', async () => {
   expect(await c.row(PRIMARY)).toMatchObject({ role: 'p', status: 'u' });
   expect(await c.row(MIRROR)).toMatchObject({ role: 'm' });
 });
+
+test('after a failover the old primary is fenced: a restart by hand comes up read-only; one forced up writable is fenced at once as a zombie', async () => {
+  cluster = await testCluster('zombie');
+  const prober = cluster.startProber();
+  const old = await cluster.row(PRIMARY);
+  await killInstance(old.datadir);
+  const c = cluster;
+  await waitFor('failover complete', async () => ((await c.row(MIRROR)).role === 'p' && (await c.catalog.load(c.clusterId)).pendingPromotions.length === 0 ? true : undefined), 60_000);
+  await allDone(prober);
+  expect((await c.catalog.load(c.clusterId)).pendingFences).toEqual([]);
+  expect((await c.catalog.history(c.clusterId)).some((h) => h.dbid === PRIMARY && /fenced \(stopped; a restart comes up read-only\)/.test(h.description))).toBe(true);
+
+  // systemd or an operator starts it again: it comes up as a standby of the new primary,
+  // or, when its WAL went past the point the new primary's timeline forked off, it refuses
+  // to start at all. Either way nothing commits on it.
+  await expectNoLocalCommit(c, old);
+
+  // Someone removes standby.signal and starts it: a second writable primary, until the prober fences it.
+  await c.host.stop(old, 'fast');
+  await rm(join(old.datadir, 'standby.signal'), { force: true });
+  await c.host.start(old);
+  await waitFor('the zombie fenced', async () => (!isRunning(old.datadir) ? true : undefined), 30_000);
+  expect(c.timeline.events.some((e) => e.level === 'metric' && e.message === 'ZombieFenced')).toBe(true);
+  const history = await c.catalog.history(c.clusterId);
+  expect(history.some((h) => h.dbid === PRIMARY && /answered as a writable primary while marked down/.test(h.description))).toBe(true);
+  await waitFor('the zombie fence cleared', async () => ((await c.catalog.load(c.clusterId)).pendingFences.length === 0 ? true : undefined), 30_000);
+  // And it stays fenced: another restart commits nothing again.
+  await expectNoLocalCommit(c, old);
+  expect(await c.row(MIRROR)).toMatchObject({ role: 'p', status: 'u' });
+});
+
+/** Starts a fenced instance by hand: it either refuses to start or is a standby that refuses a local commit. */
+async function expectNoLocalCommit(c: TestCluster, row: SegmentRow): Promise<void> {
+  const started = await c.host.start(row).then(
+    () => true,
+    (e: Error) => {
+      expect(e.message).toMatch(/startup process failure|forked off|not a child of this server's history/);
+      return false;
+    },
+  );
+  if (started) {
+    expect(await c.probe.probe(row, await c.catalog.loadSettings(c.clusterId))).toMatchObject({ ok: true, inRecovery: true });
+    await expect(writeLocally(row)).rejects.toThrow(/read-only transaction/);
+  } else {
+    expect(isRunning(row.datadir)).toBe(false);
+  }
+}
+
+/** A commit with `synchronous_commit = local`: what a client that never heard of the failover could do. */
+async function writeLocally(row: { address: string; port: number }): Promise<void> {
+  const client = new Client({ host: row.address, port: row.port, user: 'postgres', database: 'postgres' });
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    await client.query('SET synchronous_commit = local');
+    await client.query('CREATE TABLE IF NOT EXISTS zombie_writes (at timestamptz); INSERT INTO zombie_writes VALUES (now())');
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
 
 test('two probers at once: one holds the lease and acts; the failover happens exactly once', async () => {
   cluster = await testCluster('two-probers');

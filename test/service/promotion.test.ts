@@ -162,27 +162,43 @@ describe('confirm-failure', () => {
 });
 
 describe('fence of the old primary', () => {
-  test('the flip records the fence owed; the step fences the old primary towards the new one and clears it', async () => {
-    const { clusterId, step, flip, fenced } = await setup();
-    await flip();
-    expect((await catalog.load(clusterId)).pendingFences.map((f) => f.dbid)).toEqual([2]);
-    await expect(step('fence-old-primary')).resolves.toMatchObject({ fenced: true });
+  test('before the flip: the fence is recorded as owed, done towards the new primary, cleared; the flip then owes none', async () => {
+    const { clusterId, input, step, fenced } = await setup();
+    const result = await step('fence-old-primary');
+    expect(result).toMatchObject({ fenced: true });
     expect(fenced).toEqual([[2, 4]]);
     expect((await catalog.load(clusterId)).pendingFences).toEqual([]);
-    expect((await catalog.history(clusterId)).at(-1)?.description).toMatch(/^FTS: dbid 2 with contentid 0 fenced/);
-    await expect(step('fence-old-primary')).resolves.toEqual({ fenced: false, owed: false }); // re-run: nothing owed
+    expect((await catalog.history(clusterId)).at(-1)?.description).toMatch(/^FTS: dbid 2 with contentid 0 fenced .*failing over to dbid 4/);
+    await step('flip-catalog', { ...input, fenceOldPrimary: result });
+    const flippedSnapshot = await catalog.load(clusterId);
+    expect(flippedSnapshot.segments.find((r) => r.dbid === 4)?.role).toBe('p');
+    expect(flippedSnapshot.pendingFences).toEqual([]);
+    await expect(step('fence-old-primary')).resolves.toEqual({ fenced: false, owed: false }); // a re-run after the flip: nothing owed
   });
 
-  test('a host that does not answer leaves the fence owed (alarm), and the promotion goes on', async () => {
-    const { clusterId, step, flip, metrics } = await setup({
+  test('a host that does not answer leaves the fence owed (alarm); the flip keeps it owed and the promotion goes on', async () => {
+    const { clusterId, input, step, metrics } = await setup({
       fence: () => {
         throw new Error('SendCommand failed: instance not connected');
       },
     });
-    await flip();
-    await expect(step('fence-old-primary')).resolves.toMatchObject({ fenced: false, owed: true, cause: expect.stringMatching(/not connected/) });
+    const result = await step('fence-old-primary');
+    expect(result).toMatchObject({ fenced: false, owed: true, cause: expect.stringMatching(/not connected/) });
     expect(metrics).toContain('FencePending');
+    await step('flip-catalog', { ...input, fenceOldPrimary: result });
     expect((await catalog.load(clusterId)).pendingFences.map((f) => f.dbid)).toEqual([2]);
+  });
+
+  test('a failed promotion that never flipped drops the fence it owed the still acting primary', async () => {
+    const { clusterId, input, step } = await setup({
+      fence: () => {
+        throw new Error('unreachable');
+      },
+    });
+    await step('fence-old-primary');
+    expect((await catalog.load(clusterId)).pendingFences.map((f) => f.dbid)).toEqual([2]);
+    await step('record-failure', { ...input, error: { Error: 'CatalogConflictError', Cause: 'x' } });
+    expect((await catalog.load(clusterId)).pendingFences).toEqual([]);
   });
 
   test('promote refuses before the flip', async () => {

@@ -451,6 +451,7 @@ function memoryOf(raw: Partial<ProberMemory> | undefined): ProberMemory {
     mirrorDownSince: raw.mirrorDownSince ?? base.mirrorDownSince,
     mirrorDrops: raw.mirrorDrops ?? base.mirrorDrops,
     recoveryLsn: raw.recoveryLsn ?? base.recoveryLsn,
+    recoveryProgressAt: raw.recoveryProgressAt ?? base.recoveryProgressAt,
     failoversStarted: Object.fromEntries(Object.entries(raw.failoversStarted ?? {}).map(([k, v]) => [k, { ...v, attempt: v.attempt ?? 1 }])),
     syncTarget: raw.syncTarget ?? base.syncTarget,
     resets: raw.resets ?? base.resets,
