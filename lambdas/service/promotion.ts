@@ -8,7 +8,7 @@ import type { Catalog } from '../ports/catalog';
 import type { SegmentControl, SegmentHost, SegmentProbe } from '../ports/segments';
 import type { Telemetry } from '../ports/telemetry';
 import type { PromoteMirrorInput } from '../ports/workflows';
-import { COORDINATOR_CONTENT, type CatalogChange, type ClusterSnapshot, type SegmentRow } from '../core/model';
+import { COORDINATOR_CONTENT, type CatalogChange, type ClusterSnapshot, type PendingFence, type SegmentRow } from '../core/model';
 import { planFailover, SECOND_OPINION_FRESH_SECONDS } from '../core/decide';
 import type { Settings } from '../core/settings';
 import { CatalogConflictError, MirrorNotPromotableError, PrimaryAliveError, ValidationError, WrongInstanceError } from '../core/errors';
@@ -197,7 +197,7 @@ export async function runPromoteStep(deps: PromotionDeps, step: PromoteStep, doc
       return { version, written: true };
     }
     case 'fence-old-primary': {
-      let snapshot = await catalog.load(input.clusterId);
+      const snapshot = await catalog.load(input.clusterId);
       const target = rowOf(snapshot, input.failedPrimaryDbid, input.content);
       const newPrimary = rowOf(snapshot, input.mirrorDbid, input.content);
       // Catalog first: the fence is owed before it is attempted, so a crash here leaves it to the prober.
@@ -205,9 +205,8 @@ export async function runPromoteStep(deps: PromotionDeps, step: PromoteStep, doc
       if (!fence) {
         if (flipped(snapshot, input)) return { fenced: false, owed: false }; // fenced and cleared by an earlier run
         fence = { dbid: target.dbid, content: input.content, newPrimaryDbid: newPrimary.dbid, since: deps.now().toISOString(), reason: `failing over to dbid ${newPrimary.dbid}` };
-        const owed = fence;
+        const owed: PendingFence = fence;
         await applyFresh(catalog, input.clusterId, (s) => (s.pendingFences.some((f) => f.dbid === owed.dbid) ? null : { rows: [], history: [], setFences: [owed] }));
-        snapshot = await catalog.load(input.clusterId);
       }
       try {
         const report = await deps.host.fence(target, newPrimary);
