@@ -24,8 +24,8 @@ import { parseExecutionInput, stateMachineName } from '../../lambdas/adapters/lo
 import { startupProcess } from '../../lambdas/adapters/local/startup-progress';
 import { trustCredentials, withSegmentClient } from '../../lambdas/adapters/postgres/connection';
 import { runWorkflowLocally } from '../../bin/ftsctl';
-import { crashBackend, writeWalSinceCheckpoint } from '../../test/support/slow-recovery';
-import { startTcpProxy } from '../../test/support/tcp-proxy';
+import { crashBackend, throttleProcess, writeWalSinceCheckpoint } from './slow-recovery';
+import { startTcpProxy } from './tcp-proxy';
 import { longestStallMs, MILESTONES, WORKLOAD_TABLE } from '../failover-drill';
 import { LOCAL_SUPERUSER } from '../local-cluster';
 import { ACTING_DECISIONS, childrenOf, signalGroup, sql, type Scenario, type Trial } from './harness';
@@ -77,45 +77,6 @@ function childProcess(datadir: string, title: RegExp): number | undefined {
   return undefined;
 }
 
-/** A process slowed down: it runs `runMs`, then is stopped for `stopMs`, over and over, until `stop()` (which lets it run again). */
-function throttleProcess(find: () => number | undefined, runMs: number, stopMs: number): { cycles(): number; stop(): Promise<void> } {
-  let stopping = false;
-  let cycles = 0;
-  const loop = (async () => {
-    let pid: number | undefined;
-    while (!stopping) {
-      pid ??= find(); // looked up once (a scan of /proc takes longer than a run slice), again when it is gone
-      if (pid === undefined) {
-        await delay(5);
-        continue;
-      }
-      try {
-        process.kill(pid, 'SIGSTOP');
-      } catch {
-        pid = undefined;
-        continue;
-      }
-      try {
-        cycles += 1;
-        await delay(stopMs);
-      } finally {
-        try {
-          process.kill(pid, 'SIGCONT');
-        } catch {
-          /* gone */
-        }
-      }
-      await delay(runMs);
-    }
-  })().catch(() => undefined);
-  return {
-    cycles: () => cycles,
-    stop: async () => {
-      stopping = true;
-      await loop;
-    },
-  };
-}
 
 /**
  * Paces crash recovery by WAL segment: the startup process runs until it moves to the

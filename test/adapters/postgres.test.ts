@@ -17,7 +17,7 @@ import { freePort } from '../../lambdas/adapters/local/net';
 import { SegmentTimeoutError, identityMismatch } from '../../lambdas/adapters/postgres/connection';
 import { HEARTBEAT_TABLE, PgSegmentProbe, classifyProbeError, classifyWriteError, mapLimit, settingMs } from '../../lambdas/adapters/postgres/probe';
 import { createPair, waitFor, type PgPair } from '../support/pg-pair';
-import { crashBackend } from '../support/slow-recovery';
+import { crashBackend } from '../../cli/faults/slow-recovery';
 
 const AUTH_ROLE = 'fts_auth_check';
 const RIGHT_PASSWORD = 'right-pass-3f9c';

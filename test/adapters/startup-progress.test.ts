@@ -5,7 +5,7 @@ import { PgSegmentProbe } from '../../lambdas/adapters/postgres/probe';
 import { trustCredentials } from '../../lambdas/adapters/postgres/connection';
 import { localRecoveryProgress, walFileStartLsn } from '../../lambdas/adapters/local/startup-progress';
 import { createPair, waitFor, type PgPair } from '../support/pg-pair';
-import { crashBackend, throttleRecovery, writeWalSinceCheckpoint } from '../support/slow-recovery';
+import { crashBackend, throttleRecovery, writeWalSinceCheckpoint } from '../../cli/faults/slow-recovery';
 
 jest.setTimeout(120_000);
 

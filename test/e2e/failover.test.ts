@@ -14,9 +14,9 @@ import type { LocalProber } from '../../cli/local-prober';
 import { killAndMeasure, Timeline, Workload } from '../../cli/failover-drill';
 import { startBackgroundProber } from '../../cli/local-cluster';
 import { TEST_SETTINGS, testCluster, type TestCluster } from '../support/local-cluster-fixture';
-import { crashBackend, throttleRecovery, writeWalSinceCheckpoint } from '../support/slow-recovery';
+import { crashBackend, throttleRecovery, writeWalSinceCheckpoint } from '../../cli/faults/slow-recovery';
 import { waitFor } from '../support/pg-pair';
-import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy';
+import { startTcpProxy, type TcpProxy } from '../../cli/faults/tcp-proxy';
 
 jest.setTimeout(180_000);
 

@@ -34,39 +34,46 @@ export async function crashBackend(primary: SegmentRow): Promise<void> {
   });
 }
 
-/** A throttled startup process; `stop()` lets it run at full speed again. */
+/** A throttled process; `stop()` lets it run at full speed again. */
 export interface Throttle {
-  /** Times the startup process was seen and paused. */
+  /** Times the process was seen and paused. */
   cycles(): number;
   stop(): Promise<void>;
 }
 
 /**
- * Slows crash recovery down: once the startup process replays WAL, it runs `runMs` then
- * is stopped for `stopMs`, until recovery ends. Looks for the replay for up to 10 s.
+ * Slows a process down: it runs `runMs`, then is stopped for `stopMs`, over and over,
+ * until `stop()`. `find` names the process (looked up once, again when it is gone: a
+ * scan of /proc may take longer than a run slice); `done` ends the throttle by itself
+ * when the process is not found (e.g. recovery over).
  */
-export function throttleRecovery(datadir: string, runMs: number, stopMs: number): Throttle {
+export function throttleProcess(find: () => number | undefined, runMs: number, stopMs: number, done: (cycles: number) => boolean = () => false): Throttle {
   let stopping = false;
   let cycles = 0;
-  let paused: number | undefined;
   const loop = (async () => {
-    const lookUntil = Date.now() + 10_000;
+    let pid: number | undefined;
     while (!stopping) {
-      const startup = startupProcess(datadir);
-      const pid = startup?.walFile ? startup.pid : undefined;
+      pid ??= find();
       if (pid === undefined) {
-        if (cycles > 0 || Date.now() > lookUntil) return; // recovery over (or never seen)
+        if (done(cycles)) return;
         await sleep(5);
         continue;
       }
       try {
         process.kill(pid, 'SIGSTOP');
-        paused = pid;
+      } catch {
+        pid = undefined;
+        continue;
+      }
+      try {
         cycles += 1;
         await sleep(stopMs);
       } finally {
-        if (paused !== undefined) process.kill(paused, 'SIGCONT');
-        paused = undefined;
+        try {
+          process.kill(pid, 'SIGCONT');
+        } catch {
+          pid = undefined; // gone
+        }
       }
       await sleep(runMs);
     }
@@ -78,4 +85,23 @@ export function throttleRecovery(datadir: string, runMs: number, stopMs: number)
       await loop;
     },
   };
+}
+
+/**
+ * Slows crash recovery down: once the startup process replays WAL, it runs `runMs` then
+ * is stopped for `stopMs`, until recovery ends. Looks for the replay for up to 10 s.
+ */
+export function throttleRecovery(datadir: string, runMs: number, stopMs: number): Throttle {
+  const lookUntil = Date.now() + 10_000;
+  const replaying = (): number | undefined => {
+    const startup = startupProcess(datadir);
+    return startup?.walFile ? startup.pid : undefined;
+  };
+  // The startup process exits when recovery ends: the throttle then finds nothing and is done.
+  return throttleProcess(
+    replaying,
+    runMs,
+    stopMs,
+    (cycles) => cycles > 0 || Date.now() > lookUntil, // recovery over (or never seen)
+  );
 }
