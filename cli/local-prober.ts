@@ -61,6 +61,8 @@ export interface LocalProberOptions {
   invocationMs?: number;
   /** Pause before a step's retry instead of the definition's interval (tests: 0). */
   retryIntervalMs?: number;
+  /** Milliseconds `stop()` waits for running executions before it aborts them; default 60 000. */
+  stopTimeoutMs?: number;
   /** Wraps the step code (tests inject a failure). */
   wrapStep?: (event: PromoteStepEvent, run: () => Promise<unknown>) => Promise<unknown>;
   onRound?: (report: RoundReport) => void;
@@ -72,7 +74,7 @@ export interface LocalProber {
   workflows: LocalWorkflows;
   /** Rounds run so far. */
   rounds(): number;
-  /** Ends after the current round, releases the lease and waits for running executions. */
+  /** Ends after the current round, releases the lease and waits for running executions (at most `stopTimeoutMs`, then aborts them). */
   stop(): Promise<void>;
 }
 
@@ -133,7 +135,15 @@ export function startLocalProber(options: LocalProberOptions): LocalProber {
     stop: async () => {
       controller.abort();
       await loop;
-      await Promise.all(workflows.list().filter((e) => !e.outcome).map((e) => workflows.wait(e.name)));
+      // Running executions may finish (a promotion half done is better finished), but not forever.
+      const running = workflows.list().filter((e) => !e.outcome);
+      let timer: NodeJS.Timeout | undefined;
+      const limit = new Promise<void>((resolve) => (timer = setTimeout(resolve, options.stopTimeoutMs ?? 60_000)));
+      await Promise.race([Promise.all(running.map((e) => workflows.wait(e.name))), limit]);
+      clearTimeout(timer);
+      for (const e of running) {
+        if (workflows.abort(e.name)) telemetry.warn(`PromoteMirror aborted at stop: it had not ended after ${options.stopTimeoutMs ?? 60_000} ms`, { execution: e.name });
+      }
     },
   };
 }

@@ -1,18 +1,20 @@
 /**
  * LocalSegmentHost against real PostgreSQL: it runs the same bash scripts SsmSegmentHost
  * sends to EC2 hosts, so these tests exercise the AWS scripts too. Identity settings,
- * fencing (a running primary, a frozen one, twice, a missing directory) and stale
- * postmaster.pid files whose PID is a zombie or another program.
+ * fencing (a running primary, a frozen one, twice, a missing directory), stale
+ * postmaster.pid files whose PID is a zombie or another program, and the systemd service
+ * manager against a fake systemctl that runs pg_ctl the way a unit would.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, readlinkSync, realpathSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { ValidationError } from '../../lambdas/core/errors';
 import type { SegmentRow } from '../../lambdas/core/model';
 import { isRunning, LocalSegmentHost, postmasterPid } from '../../lambdas/adapters/local/host';
 import { freePort } from '../../lambdas/adapters/local/net';
-import { initdbInstance, runPgBinary, writeInstanceConfig } from '../../lambdas/adapters/local/postgres-binaries';
+import { fenceScript, parseFenceReport, parseProgress, rebuildAsMirrorScript, startScript, stopScript, type ShellOptions } from '../../lambdas/adapters/aws/shell';
+import { findPgBin, initdbInstance, localShellOptions, pgOsUser, runHostScript, runPgBinary, writeInstanceConfig } from '../../lambdas/adapters/local/postgres-binaries';
 import { createPair, waitFor, type PgPair } from '../support/pg-pair';
 
 jest.setTimeout(180_000);
@@ -244,5 +246,122 @@ describe('stale postmaster.pid', () => {
     expect(await inRecovery(row)).toBe(true); // still fenced: a standby
     await pair.host.stop(row, 'fast');
     expect(instanceProcesses(row.datadir)).toEqual([]);
+  });
+});
+
+/*
+ * The systemd service manager against real instances: a fake `systemctl` first on PATH
+ * maps each unit to a data directory and does what a unit with `KillSignal=SIGINT` would
+ * (start: pg_ctl start without waiting and without -p; stop: a fast shutdown; kill: the
+ * signal to the postmaster), recording every call.
+ */
+describe('systemd service manager (fake systemctl, real PostgreSQL)', () => {
+  let fake: string;
+  let a: SegmentRow;
+  let b: SegmentRow;
+  let options: ShellOptions;
+  let env: Record<string, string>;
+
+  const calls = (): string[] => readFileSync(join(fake, 'calls'), 'utf8').trim().split('\n');
+  const serverLog = (row: SegmentRow): string => readFileSync(`${row.datadir}.log`, 'utf8');
+  const run = async (what: string, script: string): Promise<{ stdout: string; stderr: string }> => runHostScript(script, { what, env, timeoutMs: 120_000 });
+
+  beforeAll(async () => {
+    fake = join(pair.root, 'fake-systemd');
+    mkdirSync(join(fake, 'bin'), { recursive: true });
+    mkdirSync(join(fake, 'units'));
+    writeFileSync(
+      join(fake, 'bin', 'systemctl'),
+      [
+        '#!/bin/bash',
+        'state=$FAKE_SYSTEMD',
+        'echo "$*" >> "$state/calls"',
+        'unit=${!#}',
+        'dir=$(cat "$state/units/$unit" 2>/dev/null) || { echo "Unit $unit.service not loaded." >&2; exit 5; }',
+        'as=(); if [ "$(id -u)" = 0 ]; then as=(runuser -u "$FAKE_PG_USER" --); fi',
+        'active() { [ -f "$state/active-$unit" ]; }',
+        'case "$1" in',
+        '  enable) touch "$state/enabled-$unit" ;;',
+        '  start) if ! active; then "${as[@]}" "$FAKE_PG_BIN/pg_ctl" start -W -D "$dir" -l "$dir.log" >/dev/null && touch "$state/active-$unit"; fi ;;',
+        '  stop) if active; then "${as[@]}" "$FAKE_PG_BIN/pg_ctl" stop -w -m fast -D "$dir" >/dev/null 2>&1; rm -f "$state/active-$unit"; fi ;;',
+        '  kill) active && kill -s QUIT "$(head -n 1 "$dir/postmaster.pid")" ;;',
+        '  show) if active; then head -n 1 "$dir/postmaster.pid"; else echo 0; fi ;;',
+        '  is-failed) exit 1 ;;',
+        'esac',
+        '',
+      ].join('\n'),
+    );
+    chmodSync(join(fake, 'bin', 'systemctl'), 0o755);
+    a = { ...pair.primary, dbid: 20, content: 7, role: 'p', preferredRole: 'p', mode: 'n', port: await freePort(), datadir: join(pair.root, 'sdA') };
+    b = { ...a, dbid: 21, role: 'm', preferredRole: 'm', port: await freePort(), datadir: join(pair.root, 'sdB') };
+    for (const row of [a, b]) {
+      pair.track(row.datadir);
+      writeFileSync(join(fake, 'units', `fts-test@${row.datadir.split('/').pop()}`), row.datadir);
+    }
+    options = { ...localShellOptions(), serviceManager: { kind: 'systemd', unit: 'fts-test@%i', instance: 'basename' }, pgCtlTimeoutSeconds: 60, progress: true };
+    env = { PATH: `${join(fake, 'bin')}:${process.env.PATH ?? ''}`, FAKE_SYSTEMD: fake, FAKE_PG_BIN: findPgBin(), FAKE_PG_USER: pgOsUser()?.name ?? '' };
+    await initdbInstance(a.datadir, { noSync: true });
+    // Another port in its own config: the unit starts postgres without -p, the catalog's port must win.
+    await writeInstanceConfig(a.datadir, { port: await freePort(), dbid: a.dbid, content: a.content });
+  });
+
+  test('start waits until it accepts connections on the catalog port; stop fast, stop immediate go through the unit', async () => {
+    await run('start', startScript(a, options));
+    expect(calls()).toEqual(['enable --quiet -- fts-test@sdA', 'start -- fts-test@sdA']);
+    expect(existsSync(join(fake, 'enabled-fts-test@sdA'))).toBe(true);
+    // pg_ctl start -W returned at once: the script waited for postmaster.pid to say ready.
+    expect((await pair.query<{ port: string }>(a, 'SHOW port'))[0].port).toBe(String(a.port));
+    expect((await run('start again', startScript(a, options))).stdout).toContain('dbid 20 is already running');
+
+    await run('stop fast', stopScript(a, 'fast', options));
+    expect(isRunning(a.datadir)).toBe(false);
+    expect(calls().slice(-1)).toEqual(['stop -- fts-test@sdA']);
+    expect(serverLog(a)).toContain('received fast shutdown request');
+
+    await run('start', startScript(a, options));
+    await run('stop immediate', stopScript(a, 'immediate', options));
+    expect(isRunning(a.datadir)).toBe(false);
+    expect(instanceProcesses(a.datadir)).toEqual([]);
+    expect(calls().slice(-3)).toEqual(['show -p MainPID --value -- fts-test@sdA', 'kill --kill-who=main --signal=SIGQUIT -- fts-test@sdA', 'stop -- fts-test@sdA']);
+    expect(serverLog(a)).toContain('received immediate shutdown request');
+  });
+
+  test('rebuild by pg_basebackup with progress: PROGRESS lines, then the mirror runs through its own unit on its own port', async () => {
+    await run('start', startScript(a, options));
+    await pair.query(a, "SELECT pg_create_physical_replication_slot('fts_mirror_dbid_21')");
+    const built = await run('rebuild', rebuildAsMirrorScript(b, a, 'basebackup', options));
+    const progress = parseProgress(built.stdout);
+    expect(progress.length).toBeGreaterThan(0);
+    expect(progress.every((p) => p.tool === 'pg_basebackup' && p.bytes <= p.total && p.bytes % 1024 === 0)).toBe(true);
+    const last = progress[progress.length - 1];
+    expect(last.bytes).toBe(last.total);
+    expect(last.total).toBeGreaterThan(1024 * 1024);
+    // pg_basebackup's own lines went to stderr.
+    expect(built.stderr).toMatch(/^ *\d+\/\d+ kB \(100%\), 1\/1 tablespace/m);
+
+    expect(calls().slice(-3)).toEqual(['stop -- fts-test@sdB', 'enable --quiet -- fts-test@sdB', 'start -- fts-test@sdB']);
+    // The copy carried a's port in postgresql.auto.conf; the mirror config and the start wrote b's.
+    expect((await pair.query<{ port: string }>(b, 'SHOW port'))[0].port).toBe(String(b.port));
+    expect(await inRecovery(b)).toBe(true);
+    expect(readFileSync(join(b.datadir, 'backup_label.old'), 'utf8')).toContain('LABEL: fts rebuild of content 7');
+    await waitFor('the mirror to stream', async () =>
+      (await pair.query<{ n: string }>(a, "SELECT count(*)::text AS n FROM pg_stat_replication WHERE application_name = 'fts_mirror_dbid_21' AND state = 'streaming'"))[0].n === '1'
+        ? true
+        : undefined,
+    );
+  });
+
+  test('fence through the unit; what the unit starts afterwards is a read-only standby', async () => {
+    const fenced = await run('fence', fenceScript(a, b, { ...options, fenceTimeoutSeconds: 5 }));
+    expect(parseFenceReport(fenced.stdout)).toEqual({ wasRunning: true, killed: false, missing: false });
+    expect(calls().slice(-3)).toEqual(['show -p MainPID --value -- fts-test@sdA', 'kill --kill-who=main --signal=SIGQUIT -- fts-test@sdA', 'stop --no-block -- fts-test@sdA']);
+    expect(instanceProcesses(a.datadir)).toEqual([]);
+    // Not disabled: a reboot would start it, and it would come up as a standby.
+    expect(calls().some((c) => c.startsWith('disable'))).toBe(false);
+    await run('start', startScript(a, options));
+    expect(await inRecovery(a)).toBe(true);
+    await expect(pair.query(a, 'CREATE TABLE after_fence (x int)')).rejects.toThrow(/read-only transaction/);
+    for (const row of [b, a]) await run('stop', stopScript(row, 'fast', options));
+    expect(isRunning(a.datadir) || isRunning(b.datadir)).toBe(false);
   });
 });

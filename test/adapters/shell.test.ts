@@ -5,7 +5,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HostCommandError, ValidationError } from '../../lambdas/core/errors';
 import type { SegmentRow } from '../../lambdas/core/model';
-import { fenceScript, parseFenceReport, rebuildAsMirrorScript, startScript, writeIdentityScript } from '../../lambdas/adapters/aws/shell';
+import {
+  fenceScript,
+  parseFenceReport,
+  parseProgress,
+  parseRecoveryReport,
+  pgBinFor,
+  rebuildAsMirrorScript,
+  startScript,
+  stopScript,
+  systemdEscapePath,
+  systemdUnitName,
+  writeIdentityScript,
+  writeMirrorConfigScript,
+  type PgDistro,
+  type ShellOptions,
+} from '../../lambdas/adapters/aws/shell';
 
 const primary: SegmentRow = {
   dbid: 2, content: 0, role: 'p', preferredRole: 'p', mode: 's', status: 'u', port: 6000,
@@ -123,5 +138,161 @@ describe('fence script on a stopped instance', () => {
     expect(r.status).toBe(0);
     expect(parseFenceReport(r.stdout)).toEqual({ wasRunning: false, killed: false, missing: true });
     expect(existsSync(join(empty, 'standby.signal'))).toBe(false);
+  });
+});
+
+describe('pgBinFor', () => {
+  it("names each distribution's bin directory for a major", () => {
+    expect(pgBinFor('debian', 15)).toBe('/usr/lib/postgresql/15/bin');
+    expect(pgBinFor('ubuntu', 16)).toBe('/usr/lib/postgresql/16/bin');
+    expect(pgBinFor('amazon-linux-2023', 15)).toBe('/usr/bin');
+    expect(pgBinFor('pgdg-rhel', 15)).toBe('/usr/pgsql-15/bin');
+    // What the scripts then run.
+    expect(startScript(primary, { pgBin: pgBinFor('pgdg-rhel', 16) })).toContain("'/usr/pgsql-16/bin/pg_ctl' start -w");
+    expect(startScript(primary, { pgBin: pgBinFor('amazon-linux-2023', 15) })).toContain("'/usr/bin/pg_ctl' start -w");
+  });
+
+  it('rejects an unknown distribution or major', () => {
+    expect(() => pgBinFor('arch' as PgDistro, 15)).toThrow(ValidationError);
+    expect(() => pgBinFor('toString' as PgDistro, 15)).toThrow(/unknown distribution/);
+    for (const major of [9, 15.2, Number.NaN, 100]) expect(() => pgBinFor('debian', major)).toThrow(ValidationError);
+  });
+});
+
+describe('systemd unit names', () => {
+  it('gpseg<content> by default, as Greenplum names data directories; the coordinator is gpseg-1', () => {
+    expect(systemdUnitName('fts-segment@%i', primary)).toBe('fts-segment@gpseg0');
+    expect(systemdUnitName('postgresql@15-%i', { content: 3, datadir: '/data/mirror/gpseg3' })).toBe('postgresql@15-gpseg3');
+    expect(systemdUnitName('fts-segment@%i.service', { content: -1, datadir: '/data/master/gpseg-1' })).toBe('fts-segment@gpseg-1.service');
+    expect(systemdUnitName('fts@%i', { content: 1, datadir: '/data/mirror/seg_1/' }, 'basename')).toBe('fts@seg_1');
+  });
+
+  it('path: the data directory escaped as systemd-escape --path does (the unit gets it back with %f)', () => {
+    const paths = ['/data/mirror/gpseg3', "/data/it's here/.gpseg-0/", '/data//x/ü', '/.hidden/a.b'];
+    expect(systemdEscapePath(paths[0])).toBe('data-mirror-gpseg3');
+    expect(systemdEscapePath(paths[1])).toBe('data-it\\x27s\\x20here-.gpseg\\x2d0');
+    expect(systemdUnitName('fts@%i', { content: 0, datadir: paths[1] }, 'path')).toBe('fts@data-it\\x27s\\x20here-.gpseg\\x2d0');
+    const tool = spawnSync('systemd-escape', ['--path', '--', paths[0]], { encoding: 'utf8' });
+    if (tool.status === 0) {
+      for (const path of paths) expect(systemdEscapePath(path)).toBe(spawnSync('systemd-escape', ['--path', '--', path], { encoding: 'utf8' }).stdout.trim());
+    }
+  });
+
+  it('rejects templates and names systemd would not take, before building a script', () => {
+    const bad = ['fts-segment', 'fts-segment@gpseg0', 'fts segment@%i', 'x@%i; rm -rf /', '-x@%i', '@%i', '%i', 'x@%s', 'x@%i.socket', "x@'%i'", 'x@%i\n'];
+    for (const unit of bad) {
+      expect(() => startScript(primary, { serviceManager: { kind: 'systemd', unit } })).toThrow(ValidationError);
+    }
+    expect(() => startScript(primary, { serviceManager: { kind: 'upstart' } as unknown as ShellOptions['serviceManager'] })).toThrow(/pg_ctl or systemd/);
+    expect(() => startScript(primary, { serviceManager: { kind: 'systemd', unit: 'x@%i', instance: 'dbid' as 'path' } })).toThrow(/gpseg, basename or path/);
+    expect(() => startScript(primary, { progress: 'yes' as unknown as boolean })).toThrow(/progress/);
+    // A basename systemd would need escaped: use `path` for such directories.
+    const odd = { ...primary, datadir: "/data/it's here" };
+    expect(() => startScript(odd, { serviceManager: { kind: 'systemd', unit: 'x@%i', instance: 'basename' } })).toThrow(/use instance 'path'/);
+    expect(startScript(odd, { serviceManager: { kind: 'systemd', unit: 'x@%i', instance: 'path' } })).toContain("systemctl start -- 'x@data-it\\x27s\\x20here'");
+    expect(() => systemdUnitName(`x@${'%i'.repeat(60)}`, { content: 0, datadir: '/data/primary/gpseg0' })).toThrow(/255/);
+  });
+});
+
+describe('service manager: pg_ctl (the default) changes nothing', () => {
+  it('every script is the same with { kind: pg_ctl } as without the option, and mentions no systemctl', () => {
+    const pgCtl: ShellOptions = { serviceManager: { kind: 'pg_ctl' } };
+    const pairs: Array<[string, string]> = [
+      [startScript(primary), startScript(primary, pgCtl)],
+      [stopScript(primary, 'fast'), stopScript(primary, 'fast', pgCtl)],
+      [stopScript(primary, 'immediate'), stopScript(primary, 'immediate', pgCtl)],
+      [fenceScript(primary, mirror), fenceScript(primary, mirror, pgCtl)],
+      [fenceScript(primary, undefined), fenceScript(primary, undefined, pgCtl)],
+      [writeMirrorConfigScript(mirror, primary), writeMirrorConfigScript(mirror, primary, pgCtl)],
+      [rebuildAsMirrorScript(mirror, primary, 'rewind'), rebuildAsMirrorScript(mirror, primary, 'rewind', pgCtl)],
+      [rebuildAsMirrorScript(mirror, primary, 'basebackup'), rebuildAsMirrorScript(mirror, primary, 'basebackup', pgCtl)],
+    ];
+    for (const [without, withPgCtl] of pairs) {
+      expect(withPgCtl).toBe(without);
+      expect(without).not.toContain('systemctl');
+      expect(without).not.toContain("'port = ");
+    }
+    // Without progress, pg_basebackup runs as before (plus its label) and no PROGRESS line is made.
+    const full = rebuildAsMirrorScript(mirror, primary, 'basebackup');
+    expect(full).toContain("--checkpoint=fast --no-password -l 'fts rebuild of content 0'\n");
+    expect(full).not.toContain(' -P');
+    expect(full).not.toContain('PROGRESS');
+  });
+});
+
+describe('service manager: systemd', () => {
+  const systemd: ShellOptions = { serviceManager: { kind: 'systemd', unit: 'fts-segment@%i' } };
+  const lines = (script: string): string[] => script.split('\n').map((l) => l.trim());
+
+  it('start: enable, the catalog port into postgresql.auto.conf, systemctl start, a bounded wait; no pg_ctl start', () => {
+    const script = startScript(mirror, { ...systemd, pgCtlTimeoutSeconds: 90 });
+    expect(lines(script)).toContain(
+      "systemctl enable --quiet -- 'fts-segment@gpseg0' || echo 'systemctl enable fts-segment@gpseg0 failed: systemd will not start dbid 5 after a reboot' >&2",
+    );
+    expect(script).toContain("printf '%s\\n' 'port = '\\''7000'\\'''");
+    expect(lines(script)).toContain("timeout -k 5 '90' systemctl start -- 'fts-segment@gpseg0' || start_rc=$?");
+    expect(lines(script)).toContain('deadline=$((SECONDS + 90))');
+    expect(script).toContain("fts_wait_ready '/data/mirror/gpseg0' \"$deadline\" 'fts-segment@gpseg0'");
+    expect(script).toContain("journalctl --no-pager -q -n 5 -u 'fts-segment@gpseg0'");
+    expect(script).not.toContain("pg_ctl' start");
+    const order = ['systemctl enable', "'port = ", 'systemctl start', "fts_wait_ready '"].map((s) => script.indexOf(s));
+    expect(order).toEqual([...order].sort((a, b) => a - b));
+  });
+
+  it("stop: fast is systemctl stop; immediate first SIGQUITs the unit's main process when it is the postmaster", () => {
+    const fast = stopScript(mirror, 'fast', systemd);
+    expect(lines(fast)).toContain("timeout -k 5 '300' systemctl stop -- 'fts-segment@gpseg0' || echo 'systemctl stop fts-segment@gpseg0 failed' >&2");
+    expect(fast).not.toContain('systemctl kill');
+    // pg_ctl only for what still runs (started outside systemd).
+    expect(fast).toContain("pg_ctl' stop -w -t '300' -m 'fast'");
+    const immediate = stopScript(mirror, 'immediate', systemd);
+    expect(lines(immediate)).toContain(
+      "if [ -n \"$pm\" ] && fts_unit_runs 'fts-segment@gpseg0' \"$pm\"; then systemctl kill --kill-who=main --signal=SIGQUIT -- 'fts-segment@gpseg0' || true; fi",
+    );
+    expect(immediate.indexOf('systemctl kill')).toBeLessThan(immediate.indexOf('systemctl stop'));
+  });
+
+  it('fence: standby config (with the port) first, SIGQUIT through the unit, stop without waiting; never disables the unit', () => {
+    const script = fenceScript(primary, mirror, systemd);
+    expect(script).toContain("'port = '\\''6000'\\'''");
+    expect(script).toContain("timeout -k 1 5 systemctl kill --kill-who=main --signal=SIGQUIT -- 'fts-segment@gpseg0'");
+    expect(script).toContain("timeout -k 1 5 systemctl stop --no-block -- 'fts-segment@gpseg0'");
+    expect(script).not.toMatch(/systemctl (disable|mask)/);
+    expect(script.indexOf("touch -- '/data/primary/gpseg0/standby.signal'")).toBeLessThan(script.indexOf('systemctl kill'));
+    expect(script.endsWith('echo "FENCE wasRunning=$was_running killed=$killed missing=$missing"\n')).toBe(true);
+  });
+
+  it('rebuild and mirror config: stop and start through the unit, the port in the mirror config', () => {
+    const script = rebuildAsMirrorScript(mirror, primary, 'rewind', systemd);
+    expect(script.indexOf('systemctl stop --')).toBeLessThan(script.indexOf("pg_rewind' --target-pgdata"));
+    expect(script.indexOf("pg_rewind' --target-pgdata")).toBeLessThan(script.indexOf('systemctl start --'));
+    expect(writeMirrorConfigScript(mirror, primary, systemd)).toContain("'fts.dbid = '\\''5'\\''' 'fts.content = '\\''0'\\''' 'port = '\\''7000'\\'''");
+    for (const s of [
+      script,
+      rebuildAsMirrorScript(mirror, primary, 'basebackup', { ...systemd, progress: true }),
+      startScript(mirror, systemd),
+      stopScript(mirror, 'immediate', systemd),
+      fenceScript(mirror, undefined, systemd),
+    ]) {
+      expect(spawnSync('bash', ['-n', '-c', s]).status).toBe(0);
+    }
+  });
+});
+
+describe('parseRecoveryReport and parseProgress', () => {
+  it('reads the RECOVERY line of a failed incremental recovery, from stdout or stderr', () => {
+    expect(parseRecoveryReport('pg_rewind: error: could not find previous WAL record at 0/3000028\nRECOVERY incremental-impossible reason=wal-missing\n')).toEqual({
+      outcome: 'incremental-impossible',
+      reason: 'wal-missing',
+    });
+    expect(parseRecoveryReport('pg_rewind: error: could not connect to server\n')).toBeUndefined();
+    expect(parseRecoveryReport('RECOVERY incremental-impossible reason=\n')).toBeUndefined();
+  });
+
+  it('reads every PROGRESS line in order', () => {
+    expect(parseProgress('noise\nPROGRESS bytes=0 total=2048 tool=pg_basebackup\r\nPROGRESS bytes=2048 total=2048 tool=pg_basebackup\nPROGRESS bytes=x total=1 tool=y\n')).toEqual([
+      { bytes: 0, total: 2048, tool: 'pg_basebackup' },
+      { bytes: 2048, total: 2048, tool: 'pg_basebackup' },
+    ]);
   });
 });

@@ -14,6 +14,13 @@
  * in the data directory (every PostgreSQL process chdirs into it): after a crash the PID
  * may be an unreaped zombie or belong to another program, which `pg_ctl` would wait for
  * or signal, and which makes the postmaster refuse to start. Such a file is removed.
+ *
+ * Instances are started and stopped with `pg_ctl` by default, or through systemd units
+ * ({@link ShellOptions.serviceManager}). Exit codes of the rebuild script that mean more
+ * than "failed": {@link INCREMENTAL_IMPOSSIBLE_EXIT_CODE} (pg_rewind cannot work, a full
+ * copy is needed) and {@link WIPE_REFUSED_EXIT_CODE} (the target directory is not one a
+ * full copy may empty). Lines a caller can parse: `FENCE ...` ({@link parseFenceReport}),
+ * `RECOVERY ...` ({@link parseRecoveryReport}), `PROGRESS ...` ({@link parseProgress}).
  */
 import { HostCommandError, ValidationError } from '../../core/errors';
 import { mirrorSlotName, type SegmentRow } from '../../core/model';
@@ -42,6 +49,97 @@ export const DBID_SETTING = 'fts.dbid';
 export const CONTENT_SETTING = 'fts.content';
 /** First word of the last line a fence script prints; see {@link parseFenceReport}. */
 export const FENCE_REPORT_PREFIX = 'FENCE';
+/** First word of the line a rebuild script ends with when it reports why it cannot work; see {@link parseRecoveryReport}. */
+export const RECOVERY_REPORT_PREFIX = 'RECOVERY';
+/** First word of the progress lines of a rebuild script with {@link ShellOptions.progress}; see {@link parseProgress}. */
+export const PROGRESS_PREFIX = 'PROGRESS';
+/**
+ * Exit code of a rebuild script by `rewind` whose pg_rewind failed because an
+ * incremental recovery cannot work (see {@link INCREMENTAL_IMPOSSIBLE_REASONS}); its last
+ * line, on stdout and on stderr, is `RECOVERY incremental-impossible reason=<reason>`.
+ * A full recovery (rebuild by `basebackup`, Greenplum's `gprecoverseg -F`) is the remedy.
+ * No PostgreSQL tool the scripts run exits with it (they use 1 to 3).
+ */
+export const INCREMENTAL_IMPOSSIBLE_EXIT_CODE = 10;
+/**
+ * Exit code of a rebuild script by `basebackup` that refused to empty its target
+ * directory because it is neither empty nor a data directory of the mirror's content
+ * (see {@link rebuildAsMirrorScript}); nothing was deleted.
+ */
+export const WIPE_REFUSED_EXIT_CODE = 11;
+
+/**
+ * pg_rewind failures that mean an incremental recovery cannot work and a full one can,
+ * as `reason` tokens of the `RECOVERY incremental-impossible` line, each with the parts of
+ * the message (PostgreSQL 13-17 wording, matched in order, `*` between the parts) that
+ * identifies it. pg_rewind runs with `LC_ALL=C`, so the messages are not translated.
+ *
+ * - `wal-missing`: the target's WAL back to the last checkpoint before the fork is gone
+ *   (`could not find previous WAL record at X/Y`, after `could not open file
+ *   ".../pg_wal/...": No such file or directory`).
+ * - `wal-removed`: a server no longer has a WAL segment (`requested WAL segment ... has
+ *   already been removed`).
+ * - `wal-unreadable`: the target's WAL cannot be read (`could not read WAL record at X/Y`).
+ * - `no-common-ancestor`: the timelines share no history (`could not find common ancestor
+ *   of the source and target cluster's timelines`).
+ * - `no-wal-log-hints`: the target runs without data checksums and `wal_log_hints`, so
+ *   pg_rewind cannot know which blocks changed.
+ */
+export const INCREMENTAL_IMPOSSIBLE_REASONS: ReadonlyArray<{ reason: string; parts: readonly string[] }> = [
+  { reason: 'wal-missing', parts: ['could not find previous WAL record'] },
+  { reason: 'wal-missing', parts: ['could not open file "', '/pg_wal/', '": No such file or directory'] },
+  { reason: 'wal-removed', parts: ['requested WAL segment ', ' has already been removed'] },
+  { reason: 'wal-unreadable', parts: ['could not read WAL record'] },
+  { reason: 'no-common-ancestor', parts: ['could not find common ancestor'] },
+  { reason: 'no-wal-log-hints', parts: ['target server needs to use either data checksums or "wal_log_hints = on"'] },
+];
+
+/**
+ * How a systemd unit's instance name (`%i` of the unit template) is derived from a row:
+ *
+ * - `gpseg` (default): `gpseg<content>`, the name Greenplum gives a content's data
+ *   directories (`/data/primary/gpseg0`, `/data/mirror/gpseg0`, the coordinator's
+ *   `gpseg-1`). A host never holds two instances of one content, so it is unique there.
+ * - `basename`: the data directory's last component (`/data/mirror/gpseg3` → `gpseg3`).
+ * - `path`: the data directory escaped as `systemd-escape --path` does
+ *   (`/data/mirror/gpseg3` → `data-mirror-gpseg3`), so the unit file gets the directory
+ *   back with `%f`: `ExecStart=/usr/lib/postgresql/15/bin/postgres -D %f`.
+ *
+ * `gpseg` and `basename` names must consist of `A-Z a-z 0-9 : _ . -` (else ValidationError).
+ */
+export type SystemdInstanceName = 'gpseg' | 'basename' | 'path';
+
+/**
+ * Who starts and stops the instances: `pg_ctl` (default), or systemd units named by a
+ * template in which `%i` stands for the instance name ({@link SystemdInstanceName}), e.g.
+ * `fts-segment@%i` or, for Debian's `postgresql@.service` (clusters made with
+ * `pg_createcluster 15 gpseg0 -d /data/primary/gpseg0`), `postgresql@15-%i`.
+ *
+ * With systemd (the scripts must run as root, as SSM Run Command does):
+ *
+ * - start: `systemctl enable` (a reboot starts it again), the catalog's `port` written to
+ *   `postgresql.auto.conf` (a unit cannot be given `-p`; a pg_basebackup copy carries the
+ *   primary's file), `systemctl start`, then a wait until `postmaster.pid` says `ready` or
+ *   `standby` (what `pg_ctl start -w` waits for), all within `pgCtlTimeoutSeconds`; on
+ *   failure the unit's journal tail goes to stderr.
+ * - stop `fast`: `systemctl stop` (the unit should stop with SIGINT, PostgreSQL's fast
+ *   shutdown: `KillSignal=SIGINT`, `KillMode=mixed`, as PostgreSQL's documentation
+ *   suggests); `immediate`: `systemctl kill --kill-who=main --signal=SIGQUIT` first when
+ *   the unit's main PID is the instance's postmaster, then `systemctl stop`, which also
+ *   cancels a restart systemd may have scheduled (`Restart=`). An instance still running
+ *   afterwards (started outside systemd) is stopped with `pg_ctl`, as without systemd.
+ * - fence: the same SIGQUIT when the unit runs the postmaster (`pg_ctl stop -m immediate`
+ *   otherwise), and `systemctl stop --no-block`, which never waits. The unit stays
+ *   enabled: whatever systemd starts later comes up read-only, because the fence wrote
+ *   `standby.signal` first.
+ *
+ * The template may hold `A-Z a-z 0-9 : _ . - @` and `%i`: a name, `@`, then at least one
+ * `%i` (optionally `.service` at the end). It is shell-quoted anyway.
+ */
+export type ServiceManager = { kind: 'pg_ctl' } | { kind: 'systemd'; unit: string; instance?: SystemdInstanceName };
+
+/** Linux distributions whose PostgreSQL packages {@link pgBinFor} knows. */
+export type PgDistro = 'debian' | 'ubuntu' | 'amazon-linux-2023' | 'pgdg-rhel';
 
 /**
  * How the scripts switch to the PostgreSQL OS user. SSM Run Command runs as root, so
@@ -71,11 +169,23 @@ export interface ShellOptions {
    * Server log `pg_ctl start -l` appends to, for the instance the script acts on (an
    * absolute path). When the script runs as root and the file is missing, it is created
    * owned by the OS user (its directory need not be writable by that user). Default
-   * `<datadir>/log/startup.log`.
+   * `<datadir>/log/startup.log`. Unused with systemd (the unit's journal has the log).
    */
   logFile?: string;
   /** Seconds of a fence's immediate stop, and of its wait for killed processes; default {@link DEFAULT_FENCE_TIMEOUT_SECONDS}. */
   fenceTimeoutSeconds?: number;
+  /**
+   * Who starts and stops instances; default `{ kind: 'pg_ctl' }`, with which every script
+   * is exactly what it was before this option existed. See {@link ServiceManager}.
+   */
+  serviceManager?: ServiceManager;
+  /**
+   * Rebuild scripts print `PROGRESS bytes=<n> total=<m> tool=<pg_basebackup|pg_rewind>`
+   * lines on stdout while copying ({@link parseProgress}); `pg_basebackup` gets `-P` for it
+   * (`pg_rewind` always runs with `--progress`). The tools' own lines still go to stderr.
+   * Default false.
+   */
+  progress?: boolean;
 }
 
 interface Resolved {
@@ -87,10 +197,105 @@ interface Resolved {
   walRetrieveRetryInterval: string;
   logFile?: string;
   fenceTimeoutSeconds: number;
+  /** Set when systemd starts and stops the instances. */
+  systemd?: { unit: string; instance: SystemdInstanceName };
+  progress: boolean;
 }
 
 /** Who an instance is, as written into its `postgresql.auto.conf`. */
 export type InstanceIdentity = Pick<SegmentRow, 'dbid' | 'content' | 'datadir'>;
+
+/**
+ * Where each distribution's packages install a major version's PostgreSQL tools
+ * (`pg_ctl`, `pg_rewind`, `pg_basebackup`, `psql`); see {@link pgBinFor}.
+ */
+export const PG_BIN_PRESETS: Readonly<Record<PgDistro, (major: number) => string>> = {
+  /**
+   * Debian: `postgresql-N` (server tools) and `postgresql-client-N` (psql, pg_basebackup)
+   * install into `/usr/lib/postgresql/N/bin`; majors live side by side, and `/usr/bin`
+   * holds only pg_wrapper links.
+   */
+  debian: (major) => `/usr/lib/postgresql/${major}/bin`,
+  /** Ubuntu: Debian's packaging (`postgresql-N`, `/usr/lib/postgresql/N/bin`), also from apt.postgresql.org. */
+  ubuntu: (major) => `/usr/lib/postgresql/${major}/bin`,
+  /**
+   * Amazon Linux 2023: `postgresqlN` and `postgresqlN-server` (e.g. `postgresql15-server`,
+   * initialized with `postgresql-setup --initdb`) follow Fedora's packaging, which puts
+   * the tools in `%{_bindir}`, i.e. `/usr/bin`: one major's tools per host.
+   */
+  'amazon-linux-2023': () => '/usr/bin',
+  /**
+   * The PostgreSQL project's RPMs (PGDG, download.postgresql.org) on RHEL, Rocky, Alma
+   * and Oracle Linux: `postgresqlN-server` installs into `/usr/pgsql-N/bin`, majors side by side.
+   */
+  'pgdg-rhel': (major) => `/usr/pgsql-${major}/bin`,
+};
+
+/** Every {@link PgDistro}. */
+export const PG_DISTROS = Object.keys(PG_BIN_PRESETS) as readonly PgDistro[];
+
+/**
+ * The PostgreSQL bin directory of a major version as a distribution's packages install
+ * it ({@link PG_BIN_PRESETS}), for {@link ShellOptions.pgBin}: `pgBinFor('debian', 15)` is
+ * `/usr/lib/postgresql/15/bin`. Throws ValidationError for an unknown distribution or a
+ * major that is not an integer from 10 to 99.
+ */
+export function pgBinFor(distro: PgDistro, major: number): string {
+  if (typeof distro !== 'string' || !Object.prototype.hasOwnProperty.call(PG_BIN_PRESETS, distro)) {
+    throw new ValidationError(`unknown distribution ${JSON.stringify(distro)}; known: ${PG_DISTROS.join(', ')}`);
+  }
+  if (!Number.isInteger(major) || major < 10 || major > 99) throw new ValidationError(`PostgreSQL major version must be an integer from 10 to 99, not ${String(major)}`);
+  return PG_BIN_PRESETS[distro](major);
+}
+
+/**
+ * Escapes a path as `systemd-escape --path` does: without the leading and trailing `/`,
+ * `/` becomes `-`, and every byte other than `A-Z a-z 0-9 : _ .` (and a leading `.`) becomes
+ * `\xNN`. A unit file turns it back into the path with `%f`.
+ */
+export function systemdEscapePath(path: string): string {
+  const trimmed = path.replace(/\/+/g, '/').replace(/^\/|\/$/g, '');
+  if (trimmed === '') return '-';
+  let out = '';
+  const bytes = Buffer.from(trimmed, 'utf8');
+  for (let i = 0; i < bytes.length; i++) {
+    const ch = String.fromCharCode(bytes[i]);
+    if (ch === '/') out += '-';
+    else if (bytes[i] < 0x80 && /[A-Za-z0-9:_.]/.test(ch) && !(ch === '.' && i === 0)) out += ch;
+    else out += `\\x${bytes[i].toString(16).padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/**
+ * The systemd unit of an instance: `template` with every `%i` replaced by the instance
+ * name `instance` derives from the row ({@link SystemdInstanceName}). Throws
+ * ValidationError for a template or a name systemd would not accept.
+ */
+export function systemdUnitName(template: string, segment: Pick<SegmentRow, 'content' | 'datadir'>, instance: SystemdInstanceName = 'gpseg'): string {
+  const issues = unitTemplateIssues(template);
+  let name: string;
+  if (instance === 'gpseg') name = `gpseg${segment.content}`;
+  else if (instance === 'basename') name = String(segment.datadir).replace(/\/+$/, '').replace(/^.*\//, '');
+  else if (instance === 'path') name = systemdEscapePath(String(segment.datadir));
+  else throw new ValidationError(`systemd instance name must be gpseg, basename or path, not ${String(instance)}`);
+  if (instance !== 'path' && !/^[A-Za-z0-9:_.-]+$/.test(name)) {
+    issues.push(`instance name ${JSON.stringify(name)} (${instance}) may only hold A-Z a-z 0-9 : _ . - (use instance 'path')`);
+  }
+  const unit = template.split('%i').join(name);
+  if (unit.length + (unit.endsWith('.service') ? 0 : '.service'.length) > 255) issues.push(`unit name ${unit} is longer than systemd's 255 characters`);
+  if (issues.length > 0) throw new ValidationError(`systemd unit of ${segment.datadir}: ${issues.join('; ')}`, issues);
+  return unit;
+}
+
+function unitTemplateIssues(template: unknown): string[] {
+  if (typeof template !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9:_.-]*@(?:[A-Za-z0-9:_.-]|%i)*$/.test(template) || !template.includes('%i')) {
+    return [`systemd unit template ${JSON.stringify(template)} must be a name, @, then the instance with %i (A-Z a-z 0-9 : _ . - only), e.g. fts-segment@%i`];
+  }
+  const suffix = /\.([a-z]+)$/.exec(template.slice(template.lastIndexOf('%i') + 2));
+  if (suffix && suffix[1] !== 'service') return [`systemd unit template ${template} names a .${suffix[1]} unit; an instance needs a .service`];
+  return [];
+}
 
 /**
  * Quotes one value for bash: wraps it in single quotes, inside which nothing is special,
@@ -133,24 +338,26 @@ export function primaryConninfo(mirror: SegmentRow, primary: SegmentRow, replica
 /**
  * Script that starts an instance and waits until it accepts connections (a no-op if it
  * runs). A stale `postmaster.pid` is removed first. On failure it prints the tail of the
- * server log to stderr.
+ * server log to stderr. With systemd: `systemctl enable` and `start` of the instance's
+ * unit, see {@link ServiceManager}.
  */
 export function startScript(segment: SegmentRow, options: ShellOptions = {}): string {
   const o = resolve(options);
   checkSegment(segment);
-  return script(o, [`# start dbid ${segment.dbid} (content ${segment.content})`, ...processFunctions(o), ...startLines(o, segment)]);
+  return script(o, [`# start dbid ${segment.dbid} (content ${segment.content})`, ...processFunctions(o), ...serviceFunctions(o), ...startLines(o, segment)]);
 }
 
 /**
  * Script that stops an instance with `pg_ctl stop -m fast|immediate`. An instance that
  * is not running (or whose data directory is gone) counts as stopped: exit 0. A stale
- * `postmaster.pid` is removed.
+ * `postmaster.pid` is removed. With systemd: `systemctl stop` of its unit (after a
+ * SIGQUIT through `systemctl kill` for `immediate`), see {@link ServiceManager}.
  */
 export function stopScript(segment: SegmentRow, mode: 'fast' | 'immediate', options: ShellOptions = {}): string {
   const o = resolve(options);
   checkSegment(segment);
   if (mode !== 'fast' && mode !== 'immediate') throw new ValidationError(`stop mode must be fast or immediate, not ${String(mode)}`);
-  return script(o, [`# stop dbid ${segment.dbid} (content ${segment.content}) -m ${mode}`, ...processFunctions(o), ...stopLines(o, segment, mode)]);
+  return script(o, [`# stop dbid ${segment.dbid} (content ${segment.content}) -m ${mode}`, ...processFunctions(o), ...serviceFunctions(o), ...stopLines(o, segment, mode)]);
 }
 
 /**
@@ -194,6 +401,10 @@ export function writeIdentityScript(instance: InstanceIdentity, options: ShellOp
  *    processes too) and waited for; its stale `postmaster.pid` is removed.
  * 4. The last line is `FENCE wasRunning=0|1 killed=0|1 missing=0|1` ({@link parseFenceReport}).
  *
+ * With systemd ({@link ServiceManager}) step 3 sends the SIGQUIT through `systemctl kill`
+ * when the unit runs the postmaster, and stops the unit without waiting (no restart by
+ * `Restart=`); the unit stays enabled, and what it starts later is a standby.
+ *
  * When the config of step 2 cannot be written (a full or read-only disk) it still stops
  * the instance, then fails: the fence is not durable.
  *
@@ -204,10 +415,37 @@ export function fenceScript(segment: SegmentRow, newPrimary: SegmentRow | undefi
   if (newPrimary) checkPair(segment, newPrimary);
   else checkSegment(segment);
   const d = shellQuote(segment.datadir);
-  const config = newPrimary ? mirrorConfigLines(o, segment, newPrimary) : [...autoConfLines(o, segment.datadir, identitySettings(segment)), ...standbySignalLines(o, segment.datadir)];
+  const config = newPrimary ? mirrorConfigLines(o, segment, newPrimary) : [...autoConfLines(o, segment.datadir, instanceSettings(o, segment)), ...standbySignalLines(o, segment.datadir)];
+  const immediateStop = `${asUser(o)} ${shellQuote(bin(o, 'pg_ctl'))} stop -w -t ${shellQuote(o.fenceTimeoutSeconds)} -m immediate -D ${d} || echo 'the immediate stop did not end the instance'`;
+  let stop: string[];
+  if (o.systemd) {
+    const unit = shellQuote(unitOf(o, segment));
+    stop = [
+      `pm=$(fts_postmaster ${d})`,
+      'unit_quit=0',
+      'if [ -n "$pm" ]; then',
+      '  was_running=1',
+      // SIGQUIT through systemd only when the unit runs this very postmaster.
+      // A hung systemd (D-Bus) must not eat the fence's budget: each call gets 5 s.
+      `  if fts_unit_runs ${unit} "$pm" && timeout -k 1 5 systemctl kill --kill-who=main --signal=SIGQUIT -- ${unit}; then unit_quit=1; fi`,
+      'fi',
+      // Also when nothing runs: cancels a restart the unit may have scheduled. Never waits for the stop.
+      `timeout -k 1 5 systemctl stop --no-block -- ${unit} || echo ${shellQuote(`systemctl stop of ${unitOf(o, segment)} failed`)}`,
+      'if [ -n "$pm" ]; then',
+      '  if [ "$unit_quit" -eq 0 ]; then',
+      `    ${immediateStop}`,
+      `  elif ! fts_wait_gone "$pm" ${d} ${shellQuote(o.fenceTimeoutSeconds)}; then`,
+      "    echo 'the immediate stop did not end the instance'",
+      '  fi',
+      'fi',
+    ];
+  } else {
+    stop = [`pm=$(fts_postmaster ${d})`, 'if [ -n "$pm" ]; then', '  was_running=1', `  ${immediateStop}`, 'fi'];
+  }
   return script(o, [
     `# fence dbid ${segment.dbid} (content ${segment.content})${newPrimary ? `, new primary dbid ${newPrimary.dbid}` : ''}`,
     ...processFunctions(o),
+    ...serviceFunctions(o),
     'was_running=0 killed=0 missing=0 config_rc=0',
     `if [ ! -d ${d} ] || [ ! -f ${shellQuote(`${segment.datadir}/PG_VERSION`)} ]; then`,
     '  missing=1',
@@ -224,11 +462,7 @@ export function fenceScript(segment: SegmentRow, newPrimary: SegmentRow | undefi
     '  config_rc=$?',
     '  set -e',
     'fi',
-    `pm=$(fts_postmaster ${d})`,
-    'if [ -n "$pm" ]; then',
-    '  was_running=1',
-    `  ${asUser(o)} ${shellQuote(bin(o, 'pg_ctl'))} stop -w -t ${shellQuote(o.fenceTimeoutSeconds)} -m immediate -D ${d} || echo 'the immediate stop did not end the instance'`,
-    'fi',
+    ...stop,
     // A frozen postmaster ignores the stop; orphaned backends of a dead one can still serve their sessions.
     `if [ -n "$(fts_instance_pids ${d} "$pm")" ]; then`,
     '  killed=1',
@@ -256,6 +490,53 @@ export function parseFenceReport(output: string): FenceReport {
   throw new HostCommandError(`the fence script printed no report line (${FENCE_REPORT_PREFIX} wasRunning=... killed=... missing=...)`, undefined, output.slice(-2000));
 }
 
+/** Why a rebuild script could not rebuild the instance the way it was asked to. */
+export interface RecoveryReport {
+  /** `incremental-impossible`: pg_rewind cannot work; a full recovery (basebackup) can. */
+  outcome: 'incremental-impossible';
+  /** One of the reasons of {@link INCREMENTAL_IMPOSSIBLE_REASONS}. */
+  reason: string;
+}
+
+/**
+ * Reads the `RECOVERY incremental-impossible reason=<reason>` line a rebuild script ends
+ * with when it exits with {@link INCREMENTAL_IMPOSSIBLE_EXIT_CODE} (from its stdout or its
+ * stderr); undefined when there is none (success, or another failure).
+ */
+export function parseRecoveryReport(output: string): RecoveryReport | undefined {
+  const lines = output.split('\n').map((l) => l.trim());
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const m = /^RECOVERY incremental-impossible reason=([a-z0-9-]+)$/.exec(lines[i]);
+    if (m) return { outcome: 'incremental-impossible', reason: m[1] };
+  }
+  return undefined;
+}
+
+/** One progress line of a rebuild script ({@link ShellOptions.progress}). */
+export interface ProgressReport {
+  /** Bytes copied so far (the tool counts kB: a multiple of 1024). */
+  bytes: number;
+  /** Bytes the tool expects to copy in all (an estimate; pg_basebackup raises it when passed). */
+  total: number;
+  /** `pg_basebackup` or `pg_rewind`. */
+  tool: string;
+}
+
+/**
+ * Reads every `PROGRESS bytes=<n> total=<m> tool=<tool>` line of a rebuild script's
+ * stdout, in order. The scripts make them from the lines `pg_basebackup -P` and
+ * `pg_rewind --progress` print to stderr when it is not a terminal, one a second at most:
+ * `<done>/<total> kB (<pct>%), <i>/<n> tablespace(s)` and `<done>/<total> kB (<pct>%) copied`.
+ */
+export function parseProgress(output: string): ProgressReport[] {
+  const reports: ProgressReport[] = [];
+  for (const line of output.split('\n')) {
+    const m = /^PROGRESS bytes=(\d+) total=(\d+) tool=(\S+)$/.exec(line.trim());
+    if (m) reports.push({ bytes: Number(m[1]), total: Number(m[2]), tool: m[3] });
+  }
+  return reports;
+}
+
 /**
  * Script that rebuilds `mirror` from `primary` and starts it as a streaming standby:
  * stop (fast, tolerant), then `pg_rewind` (incremental: needs `wal_log_hints=on` or data
@@ -266,6 +547,21 @@ export function parseFenceReport(output: string): FenceReport {
  * `pg_replslot/`. `pg_basebackup` streams through the mirror's physical
  * replication slot, so the slot must exist on the primary (SegmentControl.ensureSlot)
  * before this runs; that way no WAL the mirror needs is recycled between copy and start.
+ *
+ * `pg_rewind` runs with `LC_ALL=C`; when it fails for one of the
+ * {@link INCREMENTAL_IMPOSSIBLE_REASONS}, the script ends with the line
+ * `RECOVERY incremental-impossible reason=<reason>` (on stdout and stderr) and exits with
+ * {@link INCREMENTAL_IMPOSSIBLE_EXIT_CODE}; other failures keep pg_rewind's exit code.
+ *
+ * Before `pg_basebackup` empties the data directory, the script checks what it holds and
+ * deletes nothing, exiting with {@link WIPE_REFUSED_EXIT_CODE} and the message
+ * `refusing to wipe <dir>: it is not a data directory of content <N> (found ...)`, unless
+ * it is empty (or was just created), or a data directory (`PG_VERSION`) whose
+ * `postgresql.auto.conf` sets `fts.content` to the mirror's content (the identity every
+ * script writes; the last setting wins, as in PostgreSQL), or an interrupted copy of this
+ * script for the same content (its `backup_label` says `LABEL: fts rebuild of content <N>`:
+ * the script passes that label to pg_basebackup). A directory of random files, a data
+ * directory of another content, or one without `fts.content` is left alone.
  */
 export function rebuildAsMirrorScript(mirror: SegmentRow, primary: SegmentRow, method: RebuildMethod, options: ShellOptions = {}): string {
   const o = resolve(options);
@@ -273,12 +569,15 @@ export function rebuildAsMirrorScript(mirror: SegmentRow, primary: SegmentRow, m
   const datadir = mirror.datadir;
   const d = shellQuote(datadir);
   let rebuild: string[];
+  let functions: string[];
   if (method === 'rewind') {
     // psql and pg_rewind connect with the same parameters; a password, if any, comes from
     // the OS user's ~/.pgpass on the host (or PGPASSWORD in local mode), never from this
     // script (psql -w never prompts).
     const source = `${primaryConninfo(mirror, primary, o.replicationUser)} dbname='postgres'`;
     const slots = shellQuote(`${datadir}/pg_replslot`);
+    const rewind = `${asUser(o)} ${shellQuote(bin(o, 'pg_rewind'))} --target-pgdata=${d} --source-server=${shellQuote(source)} --progress`;
+    functions = toolOutputFunctions(o, true);
     rebuild = [
       `echo ${shellQuote(`pg_rewind of ${datadir} from ${primary.address}:${primary.port}`)}`,
       // pg_rewind (PostgreSQL 13+) finishes an unclean shutdown with crash recovery in
@@ -288,21 +587,40 @@ export function rebuildAsMirrorScript(mirror: SegmentRow, primary: SegmentRow, m
       // checkpoint; pg_rewind (PostgreSQL <= 15) would then say "no rewind required" and
       // leave this instance diverged, unable to stream. Patroni checkpoints first too.
       `${asUser(o)} ${shellQuote(bin(o, 'psql'))} -X -q -w -v ON_ERROR_STOP=1 -d ${shellQuote(source)} -c CHECKPOINT`,
-      `${asUser(o)} ${shellQuote(bin(o, 'pg_rewind'))} --target-pgdata=${d} --source-server=${shellQuote(source)} --progress`,
+      // Its messages (stderr) pass through fts_tool_output, which recognizes the ones that
+      // make an incremental recovery impossible; untranslated, so they can be recognized.
+      'rewind_rc=0',
+      `{ LC_ALL=C ${rewind} 2>&1 >&3 3>&- | fts_tool_output pg_rewind; } 3>&1 || rewind_rc=$?`,
+      'if [ "$rewind_rc" -ne 0 ]; then',
+      '  if [ -n "$fts_reason" ]; then',
+      `    echo ${shellQuote(`pg_rewind cannot rebuild dbid ${mirror.dbid} incrementally; a full recovery (rebuild by basebackup, gprecoverseg -F) can`)} >&2`,
+      `    echo "${RECOVERY_REPORT_PREFIX} incremental-impossible reason=$fts_reason" >&2`,
+      `    echo "${RECOVERY_REPORT_PREFIX} incremental-impossible reason=$fts_reason"`,
+      `    exit ${INCREMENTAL_IMPOSSIBLE_EXIT_CODE}`,
+      '  fi',
+      '  exit "$rewind_rc"',
+      'fi',
       // Slots this instance may keep from its time as a primary would pin WAL on the
       // mirror forever; a mirror serves none.
       `if ${asUser(o)} test -d ${slots}; then ${asUser(o)} find ${slots} -mindepth 1 -delete; fi`,
     ];
   } else if (method === 'basebackup') {
+    const label = `fts rebuild of content ${mirror.content}`;
+    const basebackup =
+      `${asUser(o)} ${shellQuote(bin(o, 'pg_basebackup'))} -D ${d} -h ${shellQuote(primary.address)} -p ${shellQuote(primary.port)} -U ${shellQuote(o.replicationUser)} ` +
+      `-X stream -S ${shellQuote(mirrorSlotName(mirror.dbid))} --checkpoint=fast --no-password -l ${shellQuote(label)}`;
+    functions = [...wipeCheckFunctions(), ...(o.progress ? toolOutputFunctions(o, false) : [])];
     rebuild = [
       `echo ${shellQuote(`pg_basebackup of ${primary.address}:${primary.port} into ${datadir}`)}`,
       // Keep the directory itself (it may be a mount point); create it when missing.
       ...makeDataDirLines(o, datadir),
-      // Emptied only when it is a directory and nothing of an instance runs in it any more.
+      // Emptied only when it is a directory, nothing of an instance runs in it any more,
+      // and it holds nothing but this content's data.
       `if [ ! -d ${d} ]; then echo ${shellQuote(`${datadir} is not a directory`)} >&2; exit 1; fi`,
       `if [ -n "$(fts_instance_pids ${d} '')" ]; then echo ${shellQuote(`PostgreSQL processes still run in ${datadir}; not emptying it`)} >&2; exit 1; fi`,
+      `fts_check_wipe ${d} ${shellQuote(mirror.content)} ${shellQuote(label)} || exit ${WIPE_REFUSED_EXIT_CODE}`,
       `${asUser(o)} find ${d} -mindepth 1 -delete`,
-      `${asUser(o)} ${shellQuote(bin(o, 'pg_basebackup'))} -D ${d} -h ${shellQuote(primary.address)} -p ${shellQuote(primary.port)} -U ${shellQuote(o.replicationUser)} -X stream -S ${shellQuote(mirrorSlotName(mirror.dbid))} --checkpoint=fast --no-password`,
+      o.progress ? `{ LC_ALL=C ${basebackup} -P 2>&1 >&3 3>&- | fts_tool_output pg_basebackup; } 3>&1` : basebackup,
     ];
   } else {
     throw new ValidationError(`rebuild method must be rewind or basebackup, not ${String(method)}`);
@@ -310,6 +628,8 @@ export function rebuildAsMirrorScript(mirror: SegmentRow, primary: SegmentRow, m
   return script(o, [
     `# rebuild dbid ${mirror.dbid} (content ${mirror.content}) as mirror of dbid ${primary.dbid} by ${method}`,
     ...processFunctions(o),
+    ...serviceFunctions(o),
+    ...functions,
     ...stopLines(o, mirror, 'fast'),
     ...rebuild,
     ...mirrorConfigLines(o, mirror, primary),
@@ -328,8 +648,19 @@ function resolve(options: ShellOptions): Resolved {
     walRetrieveRetryInterval: options.walRetrieveRetryInterval ?? DEFAULT_WAL_RETRIEVE_RETRY_INTERVAL,
     logFile: options.logFile,
     fenceTimeoutSeconds: options.fenceTimeoutSeconds ?? DEFAULT_FENCE_TIMEOUT_SECONDS,
+    progress: options.progress ?? false,
   };
   const issues: string[] = [];
+  const manager = options.serviceManager as { kind?: unknown; unit?: unknown; instance?: unknown } | undefined;
+  if (manager !== undefined && manager.kind === 'systemd') {
+    const instance = (manager.instance ?? 'gpseg') as SystemdInstanceName;
+    if (!['gpseg', 'basename', 'path'].includes(instance)) issues.push(`systemd instance name must be gpseg, basename or path, not ${String(instance)}`);
+    issues.push(...unitTemplateIssues(manager.unit));
+    resolved.systemd = { unit: String(manager.unit), instance };
+  } else if (manager !== undefined && manager.kind !== 'pg_ctl') {
+    issues.push(`serviceManager kind must be pg_ctl or systemd, not ${String(manager.kind)}`);
+  }
+  if (typeof resolved.progress !== 'boolean') issues.push(`progress must be true or false, not ${String(resolved.progress)}`);
   // sudo/runuser take a user name, not a shell word: reject anything that is not one.
   if (!/^[A-Za-z_][A-Za-z0-9_.-]*\$?$/.test(resolved.osUser)) issues.push(`osUser ${JSON.stringify(resolved.osUser)} is not a valid OS user name`);
   if (resolved.replicationUser === '') issues.push('replicationUser must not be empty');
@@ -478,7 +809,122 @@ function processFunctions(o: Resolved): string[] {
   ];
 }
 
+/** The systemd unit of the instance; only with a systemd service manager. */
+function unitOf(o: Resolved, segment: SegmentRow): string {
+  if (!o.systemd) throw new ValidationError('no systemd service manager configured');
+  return systemdUnitName(o.systemd.unit, segment, o.systemd.instance);
+}
+
+/**
+ * Bash functions of the systemd service manager (none with pg_ctl): whether a unit runs
+ * a given postmaster, and waits for a postmaster to be gone or ready.
+ */
+function serviceFunctions(o: Resolved): string[] {
+  if (!o.systemd) return [];
+  return [
+    // fts_unit_runs UNIT PID: the unit's main process is PID.
+    'fts_unit_runs() { [ "$(timeout -k 1 5 systemctl show -p MainPID --value -- "$1" 2>/dev/null)" = "$2" ]; }',
+    // fts_wait_gone PID DATADIR SECONDS: waits until PID no longer is a live process of DATADIR.
+    'fts_wait_gone() {',
+    '  local i dir',
+    '  dir=$(fts_realdir "$2")',
+    '  for ((i = 0; i < $3 * 10; i++)); do',
+    '    if ! fts_alive "$1" "$dir"; then return 0; fi',
+    '    sleep 0.1',
+    '  done',
+    '  return 1',
+    '}',
+    // fts_wait_ready DATADIR DEADLINE UNIT: waits until the postmaster.pid of a live
+    // postmaster says ready or standby (what pg_ctl start -w waits for), until $SECONDS
+    // reaches DEADLINE; gives up at once when the unit failed.
+    'fts_wait_ready() {',
+    '  local lines',
+    '  while :; do',
+    '    if [ -n "$(fts_postmaster "$1")" ]; then',
+    '      lines=()',
+    '      { mapfile -t -n 8 lines < "$1/postmaster.pid"; } 2>/dev/null || true',
+    '      case "${lines[7]:-}" in ready*|standby*) return 0 ;; esac',
+    '    fi',
+    '    if systemctl is-failed --quiet -- "$3" 2>/dev/null; then echo "systemd unit $3 failed" >&2; return 1; fi',
+    '    if [ "$SECONDS" -ge "$2" ]; then echo "$1 did not accept connections in time" >&2; return 1; fi',
+    '    sleep 0.1',
+    '  done',
+    '}',
+  ];
+}
+
+/**
+ * Bash function `fts_tool_output TOOL` that reads a PostgreSQL tool's stderr and copies it
+ * to stderr line by line; with progress on it also prints `PROGRESS bytes=<n> total=<m>
+ * tool=<TOOL>` on stdout for each of the tool's progress lines (`<done>/<total> kB (`...,
+ * in kB); with `reasons` it sets `fts_reason` to the first of
+ * {@link INCREMENTAL_IMPOSSIBLE_REASONS} a line shows. It runs as the last command of a
+ * pipeline, in this shell (lastpipe), so `fts_reason` survives it.
+ */
+function toolOutputFunctions(o: Resolved, reasons: boolean): string[] {
+  const cases = INCREMENTAL_IMPOSSIBLE_REASONS.map(({ reason, parts }) => `        *${parts.map((p) => shellQuote(p)).join('*')}*) fts_reason=${reason} ;;`);
+  return [
+    'shopt -s lastpipe',
+    'fts_reason=',
+    'fts_tool_output() {',
+    "  local line re='^[[:space:]]*([0-9]+)/([0-9]+) kB \\('",
+    '  while IFS= read -r line || [ -n "$line" ]; do',
+    '    printf \'%s\\n\' "$line" >&2',
+    ...(o.progress
+      ? [
+          '    if [[ $line =~ $re ]]; then',
+          `      printf '${PROGRESS_PREFIX} bytes=%s total=%s tool=%s\\n' "$((10#\${BASH_REMATCH[1]} * 1024))" "$((10#\${BASH_REMATCH[2]} * 1024))" "$1"`,
+          '    fi',
+        ]
+      : []),
+    ...(reasons ? ['    if [ -z "$fts_reason" ]; then', '      case "$line" in', ...cases, '      esac', '    fi'] : []),
+    '  done',
+    '}',
+  ];
+}
+
+/**
+ * Bash function `fts_check_wipe DIR CONTENT LABEL`: succeeds when a full copy may empty
+ * DIR (see {@link rebuildAsMirrorScript}), otherwise says why not on stderr and fails.
+ */
+function wipeCheckFunctions(): string[] {
+  return [
+    'fts_check_wipe() {',
+    '  local dir=$1 content=$2 label=$3 found value= has_value=0 line entries shown',
+    `  local re=${shellQuote(`^[[:space:]]*${CONTENT_SETTING.replace('.', '\\.')}[[:space:]]*=[[:space:]]*'?([^'#[:space:]]*)'?[[:space:]]*(#.*)?$`)}`,
+    '  if [ ! -r "$dir" ] || [ ! -x "$dir" ]; then',
+    '    echo "refusing to wipe $dir: it is not a data directory of content $content (found a directory this script cannot read)" >&2',
+    '    return 1',
+    '  fi',
+    '  entries=()',
+    '  shopt -s nullglob dotglob',
+    '  entries=("$dir"/*)',
+    '  shopt -u nullglob dotglob',
+    '  if [ "${#entries[@]}" -eq 0 ]; then return 0; fi',
+    '  if [ -f "$dir/PG_VERSION" ]; then',
+    '    if [ -f "$dir/postgresql.auto.conf" ]; then',
+    '      while IFS= read -r line || [ -n "$line" ]; do',
+    '        if [[ $line =~ $re ]]; then value=${BASH_REMATCH[1]}; has_value=1; fi',
+    '      done < "$dir/postgresql.auto.conf"',
+    '    fi',
+    '    if [ "$has_value" -eq 1 ] && [ "$value" = "$content" ]; then return 0; fi',
+    `    if [ "$has_value" -eq 1 ]; then found="a data directory whose postgresql.auto.conf says ${CONTENT_SETTING} = '$value'"; else found="a data directory without ${CONTENT_SETTING} in postgresql.auto.conf"; fi`,
+    '  else',
+    '    shown=("${entries[@]:0:3}")',
+    '    shown=("${shown[@]##*/}")',
+    '    found="no PG_VERSION but ${#entries[@]} entries: $(IFS=,; printf \'%s\' "${shown[*]}")"',
+    '    if [ "${#entries[@]}" -gt 3 ]; then found="$found,..."; fi',
+    '  fi',
+    // A copy this script began and could not finish (killed, host rebooted): pg_basebackup writes backup_label first.
+    '  if [ -f "$dir/backup_label" ] && grep -qxF -- "LABEL: $label" "$dir/backup_label" 2>/dev/null; then return 0; fi',
+    '  echo "refusing to wipe $dir: it is not a data directory of content $content (found $found)" >&2',
+    '  return 1',
+    '}',
+  ];
+}
+
 function startLines(o: Resolved, segment: SegmentRow): string[] {
+  if (o.systemd) return systemdStartLines(o, segment);
   const d = shellQuote(segment.datadir);
   const pgCtl = shellQuote(bin(o, 'pg_ctl'));
   const logFile = shellQuote(o.logFile ?? `${segment.datadir}/log/startup.log`);
@@ -514,7 +960,58 @@ function startLines(o: Resolved, segment: SegmentRow): string[] {
   ];
 }
 
+/** startLines with systemd: see {@link ServiceManager}. */
+function systemdStartLines(o: Resolved, segment: SegmentRow): string[] {
+  const d = shellQuote(segment.datadir);
+  const name = unitOf(o, segment);
+  const unit = shellQuote(name);
+  const t = shellQuote(o.pgCtlTimeoutSeconds);
+  return [
+    `systemctl enable --quiet -- ${unit} || echo ${shellQuote(`systemctl enable ${name} failed: systemd will not start dbid ${segment.dbid} after a reboot`)} >&2`,
+    `if [ -n "$(fts_postmaster ${d})" ]; then`,
+    `  echo ${shellQuote(`dbid ${segment.dbid} is already running`)}`,
+    'else',
+    `  fts_clear_stale ${d}`,
+    // The catalog's port: the unit starts postgres without -p.
+    ...autoConfLines(o, segment.datadir, [['port', String(segment.port)]]).map((line) => `  ${line}`),
+    `  deadline=$((SECONDS + ${o.pgCtlTimeoutSeconds}))`,
+    '  start_rc=0',
+    `  timeout -k 5 ${t} systemctl start -- ${unit} || start_rc=$?`,
+    `  if [ "$start_rc" -eq 0 ]; then fts_wait_ready ${d} "$deadline" ${unit} || start_rc=$?; fi`,
+    '  if [ "$start_rc" -ne 0 ]; then',
+    `    echo ${shellQuote(`start of dbid ${segment.dbid} by systemd unit ${name} failed; its journal ends with:`)} >&2`,
+    `    journalctl --no-pager -q -n 5 -u ${unit} >&2 || true`,
+    '    exit "$start_rc"',
+    '  fi',
+    'fi',
+  ];
+}
+
+/** stopLines with systemd: see {@link ServiceManager}. */
+function systemdStopLines(o: Resolved, segment: SegmentRow, mode: 'fast' | 'immediate'): string[] {
+  const d = shellQuote(segment.datadir);
+  const name = unitOf(o, segment);
+  const unit = shellQuote(name);
+  const t = shellQuote(o.pgCtlTimeoutSeconds);
+  return [
+    `pm=$(fts_postmaster ${d})`,
+    ...(mode === 'immediate' ? [`if [ -n "$pm" ] && fts_unit_runs ${unit} "$pm"; then systemctl kill --kill-who=main --signal=SIGQUIT -- ${unit} || true; fi`] : []),
+    // Also when nothing runs: cancels a restart the unit may have scheduled (Restart=).
+    `timeout -k 5 ${t} systemctl stop -- ${unit} || echo ${shellQuote(`systemctl stop ${name} failed`)} >&2`,
+    'if [ -z "$pm" ]; then',
+    `  echo ${shellQuote(`dbid ${segment.dbid} is not running`)}`,
+    `elif fts_alive "$pm" "$(fts_realdir ${d})"; then`,
+    // Not stopped by the unit (started outside systemd, or the unit's stop failed).
+    '  stop_rc=0',
+    `  ${asUser(o)} ${shellQuote(bin(o, 'pg_ctl'))} stop -w -t ${t} -m ${shellQuote(mode)} -D ${d} || stop_rc=$?`,
+    `  if [ "$stop_rc" -ne 0 ] && fts_alive "$pm" "$(fts_realdir ${d})"; then exit "$stop_rc"; fi`,
+    'fi',
+    `fts_clear_stale ${d}`,
+  ];
+}
+
 function stopLines(o: Resolved, segment: SegmentRow, mode: 'fast' | 'immediate'): string[] {
+  if (o.systemd) return systemdStopLines(o, segment, mode);
   const d = shellQuote(segment.datadir);
   const pgCtl = shellQuote(bin(o, 'pg_ctl'));
   return [
@@ -545,13 +1042,18 @@ function identitySettings(instance: InstanceIdentity): Array<[string, string]> {
   ];
 }
 
+/** The identity, and with systemd the catalog's port (a unit starts postgres without -p). */
+function instanceSettings(o: Resolved, segment: SegmentRow): Array<[string, string]> {
+  return [...identitySettings(segment), ...(o.systemd ? ([['port', String(segment.port)]] as Array<[string, string]>) : [])];
+}
+
 function mirrorConfigLines(o: Resolved, mirror: SegmentRow, primary: SegmentRow): string[] {
   const settings: Array<[string, string]> = [
     ['primary_conninfo', primaryConninfo(mirror, primary, o.replicationUser)],
     ['primary_slot_name', mirrorSlotName(mirror.dbid)],
   ];
   if (o.walRetrieveRetryInterval !== '') settings.push(['wal_retrieve_retry_interval', o.walRetrieveRetryInterval]);
-  settings.push(...identitySettings(mirror));
+  settings.push(...instanceSettings(o, mirror));
   return [...autoConfLines(o, mirror.datadir, settings), ...standbySignalLines(o, mirror.datadir)];
 }
 
