@@ -14,6 +14,7 @@
  */
 import type { CatalogChange, ClusterSnapshot, HistoryRow, ProberMemory, SegmentRow } from '../core/model';
 import type { Settings } from '../core/settings';
+import { ValidationError } from '../core/errors';
 
 /** A held prober lease. */
 export interface Lease {
@@ -53,4 +54,16 @@ export interface Catalog {
   releaseLease(lease: Lease): Promise<void>;
   /** Removes the cluster and all its rows (local mode teardown, tests). */
   destroy(clusterId: string): Promise<void>;
+}
+
+/** The argument rules every Catalog adapter enforces: a cluster id is a non-empty string. */
+export function checkClusterId(clusterId: string): void {
+  if (typeof clusterId !== 'string' || !clusterId.length) throw new ValidationError(`cluster id must be a non-empty string, got ${JSON.stringify(clusterId)}`);
+}
+
+/** The argument rules every Catalog adapter enforces on lease calls. */
+export function checkLeaseArgs(owner: string, ttlMs: number, now: number): void {
+  if (typeof owner !== 'string' || !owner.length) throw new ValidationError('lease owner must be a non-empty string');
+  if (!Number.isFinite(ttlMs) || ttlMs <= 0) throw new ValidationError(`lease ttlMs must be a positive number, got ${ttlMs}`);
+  if (!Number.isFinite(now)) throw new ValidationError(`lease time must be epoch milliseconds, got ${now}`);
 }

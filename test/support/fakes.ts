@@ -25,7 +25,7 @@ import type { CatalogChange, ClusterSnapshot, ClusterStatus, HistoryRow, Pending
 import type { MirrorReplication, ProbeResult } from '../../lambdas/core/probe';
 import { validateHistoryRows, validateSegmentRows } from '../../lambdas/core/rows';
 import { parseSettings, type Settings } from '../../lambdas/core/settings';
-import type { Catalog, Lease, LeaseCondition } from '../../lambdas/ports/catalog';
+import { checkClusterId, checkLeaseArgs, type Catalog, type Lease, type LeaseCondition } from '../../lambdas/ports/catalog';
 import type { FenceReport, ProbeOptions, RebuildMethod, SegmentControl, SegmentHost, SegmentProbe, WalReceiverStatus } from '../../lambdas/ports/segments';
 
 /** DynamoDB's limit on the items of one TransactWriteItems, which the adapter enforces. */
@@ -188,16 +188,6 @@ export class FakeCatalog implements Catalog {
 }
 
 const clone = <T>(value: T): T => structuredClone(value);
-
-function checkClusterId(clusterId: string): void {
-  if (typeof clusterId !== 'string' || !clusterId.length) throw new ValidationError(`cluster id must be a non-empty string, got ${JSON.stringify(clusterId)}`);
-}
-
-function checkLeaseArgs(owner: string, ttlMs: number, now: number): void {
-  if (typeof owner !== 'string' || !owner.length) throw new ValidationError('lease owner must be a non-empty string');
-  if (!Number.isFinite(ttlMs) || ttlMs <= 0) throw new ValidationError(`lease ttlMs must be a positive number, got ${ttlMs}`);
-  if (!Number.isFinite(now)) throw new ValidationError(`lease time must be epoch milliseconds, got ${now}`);
-}
 
 function describeHolder(c: StoredCluster, now: number): string {
   if (c.leaseOwner === undefined) return 'the lease was released';

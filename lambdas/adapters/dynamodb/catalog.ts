@@ -27,7 +27,7 @@ import { validateHistoryRows, validatePendingFences, validatePendingPromotions, 
 import { parseChange, validateChange } from '../../core/catalog-change';
 import { parseSettings } from '../../core/settings';
 import type { Settings } from '../../core/settings';
-import type { Catalog, Lease, LeaseCondition } from '../../ports/catalog';
+import { checkClusterId, checkLeaseArgs, type Catalog, type Lease, type LeaseCondition } from '../../ports/catalog';
 import { catalogTableNames, historySeq } from './tables';
 import type { CatalogTableNames } from './tables';
 
@@ -471,16 +471,6 @@ function inCatalog<T>(clusterId: string, validate: () => T): T {
     if (!(err instanceof ValidationError)) throw err;
     throw new ValidationError(`catalog of cluster ${clusterId} holds invalid data: ${err.message}`, err.issues);
   }
-}
-
-function checkClusterId(clusterId: string): void {
-  if (typeof clusterId !== 'string' || !clusterId.length) throw new ValidationError(`cluster id must be a non-empty string, got ${JSON.stringify(clusterId)}`);
-}
-
-function checkLeaseArgs(owner: string, ttlMs: number, now: number): void {
-  if (typeof owner !== 'string' || !owner.length) throw new ValidationError('lease owner must be a non-empty string');
-  if (!Number.isFinite(ttlMs) || ttlMs <= 0) throw new ValidationError(`lease ttlMs must be a positive number, got ${ttlMs}`);
-  if (!Number.isFinite(now)) throw new ValidationError(`lease time must be epoch milliseconds, got ${now}`);
 }
 
 const alreadyExists = (clusterId: string) => new ValidationError(`cluster ${clusterId} already exists in the catalog; destroy it first`);
