@@ -26,6 +26,9 @@ beforeAll(async () => {
     FTS_CLUSTERS_TABLE: DEFAULT_CATALOG_TABLE_NAMES.clusters,
     POWERTOOLS_SERVICE_NAME: 'fts-test',
     POWERTOOLS_METRICS_NAMESPACE: 'ServerlessFTS',
+    // Tests are quiet: the handlers' structured logs and EMF metrics would go to stdout.
+    POWERTOOLS_LOG_LEVEL: 'SILENT',
+    POWERTOOLS_METRICS_DISABLED: 'true',
   });
 });
 afterAll(async () => {
