@@ -12,14 +12,18 @@ import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DynamoDbCatalog } from '../lambdas/adapters/dynamodb/catalog';
 import { killInstance } from '../lambdas/adapters/local/host';
-import { LocalWorkflows, parseExecutionInput, stateMachineName, type StateMachineName } from '../lambdas/adapters/local/local-workflows';
+import { parseExecutionInput } from '../lambdas/adapters/local/local-workflows';
+import { STATE_MACHINE_ARN_PATTERN } from '../lambdas/adapters/aws/sfn-workflows';
 import { localRecoveryProgress } from '../lambdas/adapters/local/startup-progress';
 import { trustCredentials } from '../lambdas/adapters/postgres/connection';
 import { PgSegmentProbe } from '../lambdas/adapters/postgres/probe';
 import { ValidationError } from '../lambdas/core/errors';
 import type { Catalog } from '../lambdas/ports/catalog';
 import type { Telemetry } from '../lambdas/ports/telemetry';
-import { runPromoteStepEvent, type PromotionDeps } from '../lambdas/service/promotion';
+import type { WorkflowDeps } from '../lambdas/service/steps';
+import { STEP_EVENT_RUNNERS } from '../lambdas/service/workflows';
+import { WORKFLOW_KINDS, workflowKind, type WorkflowKind } from '../lambdas/workflows/spec';
+import { localWorkflows } from '../lib/local-definition';
 import { formatHistory, formatState, table } from '../cli/format';
 import {
   connectionString,
@@ -65,7 +69,7 @@ const print = (text: string): void => void process.stdout.write(`${text}\n`);
 
 /** How a workflow execution ended, as `ftsctl workflow run` reports it. */
 export interface WorkflowRunResult {
-  stateMachine: StateMachineName;
+  stateMachine: WorkflowKind;
   executionName: string;
   /** AWS only. */
   executionArn?: string;
@@ -82,10 +86,10 @@ export interface WorkflowRunResult {
 }
 
 /**
- * The PromoteMirror steps' dependencies for a local cluster, built from its adapters
+ * The workflow steps' dependencies for a local cluster, built from its adapters
  * (one place, so a new dependency of the steps is one line here).
  */
-export function localPromotionDeps(cluster: Pick<LocalCluster, 'catalog' | 'probe' | 'control' | 'host'>, telemetry: Telemetry): PromotionDeps {
+export function localWorkflowDeps(cluster: Pick<LocalCluster, 'catalog' | 'probe' | 'control' | 'host'>, telemetry: Telemetry): WorkflowDeps {
   const deps = {
     catalog: cluster.catalog,
     probe: cluster.probe,
@@ -120,14 +124,21 @@ const newExecutionName = (): string => `ftsctl-${randomUUID()}`;
  */
 export async function runWorkflowLocally(
   cluster: Pick<LocalCluster, 'catalog' | 'probe' | 'control' | 'host'>,
-  stateMachine: StateMachineName,
+  stateMachine: WorkflowKind,
   input: unknown,
-  options: { executionName?: string; retryIntervalMs?: number } = {},
+  options: { executionName?: string; retryIntervalMs?: number; waitMs?: number; onLog?: (event: TimelineEvent) => void } = {},
 ): Promise<WorkflowRunResult> {
   const log: TimelineEvent[] = [];
-  const deps = localPromotionDeps(cluster, timelineTelemetry((e) => log.push(e)));
-  const workflows = new LocalWorkflows({ promoteHandler: (event) => runPromoteStepEvent(deps, event), retryIntervalMs: options.retryIntervalMs });
-  const outcome = await workflows.runExecution(options.executionName ?? newExecutionName(), input);
+  const deps = localWorkflowDeps(
+    cluster,
+    timelineTelemetry((e) => {
+      log.push(e);
+      options.onLog?.(e);
+    }),
+  );
+  const runner = STEP_EVENT_RUNNERS[stateMachine];
+  const workflows = localWorkflows({ [stateMachine]: (event: Parameters<typeof runner>[1]) => runner(deps, event) }, { retryIntervalMs: options.retryIntervalMs, waitMs: options.waitMs });
+  const outcome = await workflows.runExecution(stateMachine, options.executionName ?? newExecutionName(), input);
   return {
     stateMachine,
     executionName: outcome.executionName,
@@ -139,8 +150,6 @@ export async function runWorkflowLocally(
   };
 }
 
-/** A state machine ARN (Standard state machines; the name part as Step Functions allows it). */
-const STATE_MACHINE_ARN = /^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$/;
 
 /**
  * Runs a workflow in AWS: StartExecution with `inputText` as given, then DescribeExecution
@@ -150,11 +159,11 @@ const STATE_MACHINE_ARN = /^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine
 export async function runWorkflowInAws(
   client: SFNClient,
   stateMachineArn: string,
-  stateMachine: StateMachineName,
+  stateMachine: WorkflowKind,
   inputText: string,
   options: { executionName?: string; pollMs?: number } = {},
 ): Promise<WorkflowRunResult> {
-  if (!STATE_MACHINE_ARN.test(stateMachineArn)) throw new ValidationError(`--state-machine-arn must be a state machine ARN (arn:aws:states:<region>:<account>:stateMachine:<name>), got ${JSON.stringify(stateMachineArn)}`);
+  if (!STATE_MACHINE_ARN_PATTERN.test(stateMachineArn)) throw new ValidationError(`--state-machine-arn must be a state machine ARN (arn:aws:states:<region>:<account>:stateMachine:<name>), got ${JSON.stringify(stateMachineArn)}`);
   const name = options.executionName ?? newExecutionName();
   const started = await client.send(new StartExecutionCommand({ stateMachineArn, name, input: inputText }));
   if (!started.executionArn) throw new Error('StartExecution returned no executionArn');
@@ -191,6 +200,84 @@ export function formatWorkflowRun(r: WorkflowRunResult): string {
   if (r.error) lines.push(`error: ${r.error}`);
   if (r.cause) lines.push(`cause: ${r.cause}`);
   if (r.output !== undefined) lines.push(`output: ${JSON.stringify(r.output, null, 2)}`);
+  return lines.join('\n');
+}
+
+
+/** `ftsctl recoverseg` options, as commander parses them. */
+export interface RecoversegOptions {
+  F?: boolean;
+  r?: boolean;
+  replayLag?: number;
+  replayLagCheck?: boolean;
+  i?: string;
+  p?: string;
+  spareAddress?: string;
+  B?: number;
+  content?: number[];
+  poll?: number;
+}
+
+/**
+ * The workflow and input `ftsctl recoverseg` starts, as one would paste it in the
+ * console: Greenplum's flags mapped onto RecoverSegments (`-F`, `-i`, `-p`, `-B`) or,
+ * with `-r`, Rebalance (`--replay-lag`, `--disable-replay-lag`). Flags that do not go
+ * together are refused with nothing started. `readFile` reads the `-i` file.
+ */
+export function recoversegRequest(clusterId: string, catalogVersion: number, o: RecoversegOptions, readFile: (path: string) => string = (f) => readFileSync(f, 'utf8')): { kind: WorkflowKind; input: Record<string, unknown> } {
+  const common = { clusterId, catalogVersion, ...(o.B !== undefined ? { parallel: o.B } : {}), ...(o.poll !== undefined ? { pollSeconds: o.poll } : {}), ...(o.content?.length ? { contents: o.content } : {}) };
+  if (o.r) {
+    const clash = (['F', 'i', 'p'] as const).filter((k) => o[k] !== undefined && o[k] !== false);
+    if (clash.length) throw new InvalidArgumentError(`-r (rebalance) does not go with ${clash.map((k) => `-${k}`).join(', ')}: rebalance switches up, in-sync pairs back; recover first, then rebalance`);
+    if (o.replayLag !== undefined && o.replayLagCheck === false) throw new InvalidArgumentError('--replay-lag and --disable-replay-lag exclude each other');
+    return { kind: 'Rebalance', input: { ...common, ...(o.replayLagCheck === false ? { replayLagMB: null } : o.replayLag !== undefined ? { replayLagMB: o.replayLag } : {}) } };
+  }
+  if (o.replayLag !== undefined || o.replayLagCheck === false) throw new InvalidArgumentError('--replay-lag and --disable-replay-lag only go with -r (rebalance)');
+  if (o.i !== undefined && o.p !== undefined) throw new InvalidArgumentError('-i and -p exclude each other (as in gprecoverseg)');
+  if (o.i !== undefined && o.content?.length) throw new InvalidArgumentError('-i and --content exclude each other: the file names what to recover');
+  if (o.spareAddress !== undefined && o.p === undefined) throw new InvalidArgumentError('--spare-address goes with -p');
+  let recoverConfig: string | undefined;
+  if (o.i !== undefined) {
+    try {
+      recoverConfig = readFile(o.i);
+    } catch (e) {
+      throw new InvalidArgumentError(`cannot read the recover config file ${o.i}: ${(e as Error).message}`);
+    }
+  }
+  return {
+    kind: 'RecoverSegments',
+    input: {
+      ...common,
+      mode: o.F ? 'full' : 'incremental',
+      ...(recoverConfig !== undefined ? { recoverConfig } : {}),
+      ...(o.p !== undefined ? { spareHost: { hostname: o.p, address: o.spareAddress ?? o.p } } : {}),
+    },
+  };
+}
+
+/** One line of progress per content: `content 0 [#######.............] 35% 93/262 MB (pg_basebackup)`. */
+export function progressLine(content: number, bytes: number, total: number, tool: string): string {
+  const width = 20;
+  const share = total > 0 ? Math.min(1, bytes / total) : 0;
+  const filled = Math.round(share * width);
+  const mb = (n: number) => (n / 1024 / 1024).toFixed(0);
+  return `content ${content} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(share * 100).toFixed(0)}% ${mb(bytes)}/${mb(total)} MB (${tool})`;
+}
+
+/** The text `ftsctl recoverseg` prints for the summary an execution ends with. */
+export function formatRecoverseg(r: WorkflowRunResult): string {
+  const summary = ((r.output as { summarize?: unknown } | undefined)?.summarize ?? undefined) as
+    | { done: { content: number; dbid: number }[]; failed: { content: number; reason: string }[]; skipped: { content: number; reason: string }[]; warnings: string[] }
+    | undefined;
+  const lines = [`${r.stateMachine} execution ${r.executionName}: ${r.status}`];
+  if (r.executionArn) lines.push(`arn: ${r.executionArn}`);
+  if (summary) {
+    for (const d of summary.done) lines.push(`  content ${d.content}: dbid ${d.dbid} ${r.stateMachine === 'Rebalance' ? 'switched back (now a mirror again)' : 'recovered (up; in sync once caught up)'}`);
+    for (const f of summary.failed) lines.push(`  content ${f.content}: FAILED: ${f.reason}`);
+    for (const k of summary.skipped) lines.push(`  content ${k.content}: left alone: ${k.reason}`);
+    for (const w of summary.warnings) lines.push(`  warning: ${w}`);
+    if (!summary.done.length && !summary.failed.length && !summary.skipped.length) lines.push('  nothing to do');
+  } else if (r.cause) lines.push(`${r.error ?? 'error'}: ${r.cause}`);
   return lines.join('\n');
 }
 
@@ -324,11 +411,72 @@ export function buildProgram(): Command {
       );
     });
 
+
+  program
+    .command('recoverseg')
+    .description('recover down mirrors (gprecoverseg) or, with -r, switch pairs back to their preferred roles; follows the workflow to its end')
+    .addOption(clusterOption())
+    .addOption(dirOption())
+    .option('-F', 'full recovery: empty the data directory and copy it anew (pg_basebackup) instead of pg_rewind')
+    .option('-r', 'rebalance: switch every up, in-sync pair out of its preferred roles back by a planned switchover')
+    .option('--replay-lag <MB>', 'with -r: refuse a pair whose mirror has more than this much WAL to replay (default 10240)', (v) => {
+      const n = Number(v);
+      if (!/^\d+(\.\d+)?$/.test(v) || !Number.isFinite(n)) throw new InvalidArgumentError(`--replay-lag must be a number of MB, got "${v}"`);
+      return n;
+    })
+    .option('--disable-replay-lag', 'with -r: switch whatever the replay lag')
+    .option('-i <file>', 'a recover config file: failedAddress|port|datadir[ newAddress|port|datadir] per line')
+    .option('-p <hostname>', 'recover onto this spare host (same port and data directory)')
+    .option('--spare-address <address>', 'with -p: the address of the spare host (default its hostname)')
+    .option('-B <n>', 'contents recovered at once (default 16)', positiveInt('-B'))
+    .option('--content <ids>', 'only these contents (comma-separated)', (v) =>
+      v.split(',').map((c) => {
+        if (!/^\d+$/.test(c.trim())) throw new InvalidArgumentError(`--content takes content ids separated by commas, got "${v}"`);
+        return Number(c.trim());
+      }),
+    )
+    .option('--poll <seconds>', 'seconds between two looks at a running copy (default 2 locally, 10 in AWS)', positiveInt('--poll'))
+    .option('--state-machine-arn <arn>', 'run it in AWS (StartExecution of this RecoverSegments or Rebalance state machine) instead of on the local cluster')
+    .option('--no-wait', 'AWS only: start the execution and print its ARN without following it')
+    .option('--json', 'one JSON object')
+    .action(async (o) => {
+      const options: RecoversegOptions = { F: o.F, r: o.r, replayLag: o.replayLag, replayLagCheck: o.disableReplayLag ? false : undefined, i: o.i, p: o.p, spareAddress: o.spareAddress, B: o.B, content: o.content, poll: o.poll };
+      if (o.wait === false && !o.stateMachineArn) throw new InvalidArgumentError('--no-wait needs --state-machine-arn: a local workflow runs in this process and ends with it');
+      const catalog = catalogFor(o.cluster, o.dir);
+      const snapshot = await catalog.load(o.cluster);
+      const { kind, input } = recoversegRequest(o.cluster, snapshot.version, { ...options, poll: options.poll ?? (o.stateMachineArn ? undefined : 2) });
+      let result: WorkflowRunResult;
+      if (o.stateMachineArn) {
+        const client = new SFNClient({ maxAttempts: 5 });
+        if (o.wait === false) {
+          if (!STATE_MACHINE_ARN_PATTERN.test(o.stateMachineArn)) throw new ValidationError(`--state-machine-arn must be a state machine ARN, got ${JSON.stringify(o.stateMachineArn)}`);
+          const started = await client.send(new StartExecutionCommand({ stateMachineArn: o.stateMachineArn, name: newExecutionName(), input: JSON.stringify(input) }));
+          print(o.json ? JSON.stringify({ stateMachine: kind, executionArn: started.executionArn, input }, null, 2) : `${kind} started: ${started.executionArn}`);
+          return;
+        }
+        result = await runWorkflowInAws(client, o.stateMachineArn, kind, JSON.stringify(input));
+      } else {
+        const dir = o.dir ?? localClusterDir(o.cluster);
+        const shown = new Map<number, number>();
+        result = await runWorkflowLocally(openLocalCluster(dir), kind, input, {
+          onLog: (e) => {
+            if (o.json || e.message !== 'rebuild progress' || typeof e.content !== 'number' || typeof e.bytes !== 'number' || typeof e.total !== 'number') return;
+            if (Date.now() - (shown.get(e.content) ?? 0) < 1000) return;
+            shown.set(e.content, Date.now());
+            process.stderr.write(`${progressLine(e.content, e.bytes, e.total, String(e.tool ?? ''))}\n`);
+          },
+        });
+      }
+      if (o.json) print(JSON.stringify({ ...result, log: undefined }, null, 2));
+      else print(formatRecoverseg(result));
+      process.exitCode = result.status === 'SUCCEEDED' ? 0 : 1;
+    });
+
   const workflow = program.command('workflow').description('the FTS workflows (Step Functions state machines)');
   workflow
     .command('run')
     .description('run a workflow with the input one would paste into the Step Functions console, wait for its end and print it (exit 0 when it succeeded)')
-    .argument('<stateMachine>', 'the state machine: PromoteMirror')
+    .argument('<stateMachine>', `the state machine: ${WORKFLOW_KINDS.join(', ')}`)
     .requiredOption('--input <json>', 'the execution input, as JSON')
     .addOption(clusterOption())
     .addOption(dirOption())
@@ -336,7 +484,7 @@ export function buildProgram(): Command {
     .option('--name <executionName>', 'execution name (default ftsctl-<uuid>)')
     .option('--json', 'one JSON object')
     .action(async (name: string, o) => {
-      const stateMachine = stateMachineName(name);
+      const stateMachine = workflowKind(name);
       const input = parseExecutionInput(o.input); // malformed JSON: nothing runs
       let result: WorkflowRunResult;
       if (o.stateMachineArn) {

@@ -9,9 +9,11 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Catalog } from '../lambdas/ports/catalog';
 import type { SegmentControl, SegmentHost, SegmentProbe } from '../lambdas/ports/segments';
 import type { MetricName, Telemetry } from '../lambdas/ports/telemetry';
-import { LocalWorkflows, type LocalExecutionEvent, type PromoteStepEvent } from '../lambdas/adapters/local/local-workflows';
+import type { LocalExecutionEvent, LocalWorkflows, StepEvent } from '../lambdas/adapters/local/local-workflows';
 import { runProber, type ProberDeps, type RoundReport } from '../lambdas/service/prober';
-import { runPromoteStepEvent, type PromotionDeps } from '../lambdas/service/promotion';
+import { runPromoteStepEvent } from '../lambdas/service/promotion';
+import type { WorkflowDeps } from '../lambdas/service/steps';
+import { localWorkflows } from '../lib/local-definition';
 
 /** One line of the timeline. */
 export interface TimelineEvent {
@@ -64,7 +66,7 @@ export interface LocalProberOptions {
   /** Milliseconds `stop()` waits for running executions before it aborts them; default 60 000. */
   stopTimeoutMs?: number;
   /** Wraps the step code (tests inject a failure). */
-  wrapStep?: (event: PromoteStepEvent, run: () => Promise<unknown>) => Promise<unknown>;
+  wrapStep?: (event: StepEvent, run: () => Promise<unknown>) => Promise<unknown>;
   onRound?: (report: RoundReport) => void;
   onExecution?: (event: LocalExecutionEvent) => void;
 }
@@ -81,7 +83,7 @@ export interface LocalProber {
 /** Starts the prober loop in this process. */
 export function startLocalProber(options: LocalProberOptions): LocalProber {
   const { catalog, probe, control, host, telemetry } = options;
-  const promotionDeps: PromotionDeps = {
+  const promotionDeps: WorkflowDeps = {
     catalog,
     probe,
     control,
@@ -90,17 +92,21 @@ export function startLocalProber(options: LocalProberOptions): LocalProber {
     now: () => new Date(),
     notify: async (subject, message) => telemetry.info(subject, { notification: message }),
   };
-  const workflows = new LocalWorkflows({
-    promoteHandler: (event) => {
-      const run = (): Promise<unknown> => runPromoteStepEvent(promotionDeps, event);
-      return options.wrapStep ? options.wrapStep(event, run) : run();
+  const workflows = localWorkflows(
+    {
+      PromoteMirror: (event) => {
+        const run = (): Promise<unknown> => runPromoteStepEvent(promotionDeps, event);
+        return options.wrapStep ? options.wrapStep(event, run) : run();
+      },
     },
-    retryIntervalMs: options.retryIntervalMs,
-    onExecution: (event) => {
-      telemetry.info(`PromoteMirror ${event.status.toLowerCase()}`, { execution: event.name, error: event.error, cause: event.cause });
-      options.onExecution?.(event);
+    {
+      retryIntervalMs: options.retryIntervalMs,
+      onExecution: (event) => {
+        telemetry.info(`${event.kind} ${event.status.toLowerCase()}`, { execution: event.name, error: event.error, cause: event.cause });
+        options.onExecution?.(event);
+      },
     },
-  });
+  );
   const controller = new AbortController();
   // An abort (stop) ends the wait at once; runProber then sees the signal and returns.
   const sleep = (ms: number): Promise<void> => delay(ms, undefined, { signal: controller.signal }).catch(() => undefined);

@@ -50,6 +50,12 @@ export interface FtsAlarmsProps {
    */
   readonly promoteFunction?: lambda.Function;
   /**
+   * Operator workflows' state machines by name (RecoverSegments, Rebalance): an alarm
+   * `<name>ExecutionsFailed` fires on each one's failed executions.
+   * @default none
+   */
+  readonly operatorStateMachines?: Readonly<Record<string, sfn.IStateMachine>>;
+  /**
    * The prober function: an alarm fires on its errors.
    * @default no Lambda error alarm
    */
@@ -151,6 +157,9 @@ export class FtsAlarms extends Construct {
       props.promoteStateMachine.metricFailed({ period: Duration.minutes(1), statistic: cloudwatch.Stats.SUM }),
       'a PromoteMirror execution failed',
     );
+    for (const [name, machine] of Object.entries(props.operatorStateMachines ?? {})) {
+      atLeastOnce(`${name}ExecutionsFailed`, machine.metricFailed({ period: Duration.minutes(1), statistic: cloudwatch.Stats.SUM }), `a ${name} execution failed (a segment was not recovered or switched back)`);
+    }
     if (props.proberFunction) {
       atLeastOnce('ProberErrors', props.proberFunction.metricErrors({ period: Duration.minutes(1), statistic: cloudwatch.Stats.SUM }), 'the prober Lambda failed');
     }

@@ -10,7 +10,8 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
 import { FtsAlarms } from './alarms';
 import { CatalogTables } from './catalog-tables';
-import { PromoteMirrorWorkflow } from './promote-mirror-workflow';
+import { WORKFLOW_SPECS } from '../lambdas/workflows';
+import { StepWorkflow } from './step-workflow';
 import { Prober, validateClusterId, type HandlerSource } from './prober';
 
 /** TCP port range of the segments' PostgreSQL instances. */
@@ -59,10 +60,10 @@ export interface FtsStackProps extends StackProps {
    */
   readonly tableRemovalPolicy?: RemovalPolicy;
   /**
-   * Sources of the two handlers; tests point them at stubs.
+   * Sources of the handlers (the prober's and each workflow's); tests point them at stubs.
    * @default the real handlers under lambdas/handlers/
    */
-  readonly handlers?: { readonly prober?: HandlerSource; readonly promoteMirror?: HandlerSource };
+  readonly handlers?: { readonly prober?: HandlerSource; readonly promoteMirror?: HandlerSource; readonly recoverSegments?: HandlerSource; readonly rebalance?: HandlerSource };
 }
 
 const VPC_ID = /^vpc-[0-9a-f]{8,17}$/;
@@ -111,8 +112,12 @@ export function validateFtsStackProps(props: FtsStackProps): void {
 export class FtsStack extends Stack {
   /** The catalog tables. */
   readonly tables: CatalogTables;
-  /** The PromoteMirror workflow. */
-  readonly promoteMirror: PromoteMirrorWorkflow;
+  /** The PromoteMirror workflow (the prober starts it). */
+  readonly promoteMirror: StepWorkflow;
+  /** The RecoverSegments workflow (gprecoverseg; operators start it). */
+  readonly recoverSegments: StepWorkflow;
+  /** The Rebalance workflow (gprecoverseg -r; operators start it). */
+  readonly rebalance: StepWorkflow;
   /** The scheduled prober. */
   readonly prober: Prober;
   /** Topic, alarms, dashboard. */
@@ -134,7 +139,7 @@ export class FtsStack extends Stack {
     const vpcSubnets: ec2.SubnetSelection = { subnets: vpc.privateSubnets };
     this.controlPlaneSecurityGroup = new ec2.SecurityGroup(this, 'ControlPlaneSecurityGroup', {
       vpc,
-      description: `FTS ${props.clusterId}: prober and PromoteMirror functions`,
+      description: `FTS ${props.clusterId}: prober and workflow functions`,
       allowAllOutbound: true,
     });
     if (props.manageSegmentIngress ?? true) {
@@ -146,15 +151,11 @@ export class FtsStack extends Stack {
     const pgSecret = props.pgSecretArn ? secretsmanager.Secret.fromSecretCompleteArn(this, 'PgSecret', props.pgSecretArn) : undefined;
 
     this.tables = new CatalogTables(this, 'Catalog', { removalPolicy: props.tableRemovalPolicy });
-    this.promoteMirror = new PromoteMirrorWorkflow(this, 'PromoteMirror', {
-      clusterId: props.clusterId,
-      tables: this.tables,
-      pgSecret,
-      vpc,
-      vpcSubnets,
-      securityGroups,
-      ...props.handlers?.promoteMirror,
-    });
+    const workflow = (kind: keyof typeof WORKFLOW_SPECS, source: HandlerSource | undefined): StepWorkflow =>
+      new StepWorkflow(this, kind, { spec: WORKFLOW_SPECS[kind], clusterId: props.clusterId, tables: this.tables, pgSecret, vpc, vpcSubnets, securityGroups, ...source });
+    this.promoteMirror = workflow('PromoteMirror', props.handlers?.promoteMirror);
+    this.recoverSegments = workflow('RecoverSegments', props.handlers?.recoverSegments);
+    this.rebalance = workflow('Rebalance', props.handlers?.rebalance);
     this.prober = new Prober(this, 'Prober', {
       clusterId: props.clusterId,
       tables: this.tables,
@@ -169,6 +170,7 @@ export class FtsStack extends Stack {
       clusterId: props.clusterId,
       promoteStateMachine: this.promoteMirror.stateMachine,
       promoteFunction: this.promoteMirror.function,
+      operatorStateMachines: { RecoverSegments: this.recoverSegments.stateMachine, Rebalance: this.rebalance.stateMachine },
       proberFunction: this.prober.function,
       notificationEmails: props.notificationEmails,
     });
@@ -177,7 +179,9 @@ export class FtsStack extends Stack {
     new CfnOutput(this, 'SegmentsTable', { value: this.tables.segments.tableName });
     new CfnOutput(this, 'HistoryTable', { value: this.tables.history.tableName });
     new CfnOutput(this, 'ClustersTable', { value: this.tables.clusters.tableName });
-    new CfnOutput(this, 'PromoteMirrorStateMachineArn', { value: this.promoteMirror.stateMachine.stateMachineArn });
+    for (const w of [this.promoteMirror, this.recoverSegments, this.rebalance]) {
+      new CfnOutput(this, `${w.spec.kind}StateMachineArn`, { value: w.stateMachine.stateMachineArn });
+    }
     new CfnOutput(this, 'ProberFunctionName', { value: this.prober.function.functionName });
     new CfnOutput(this, 'NotificationTopicArn', { value: this.alarms.topic.topicArn });
   }

@@ -10,7 +10,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Mode, Role, Status } from '../lambdas/core/model';
-import { TRANSITIONS, type RowState, type Transition } from '../lambdas/core/transitions';
+import { TRANSITIONS, type RowState, type Transition, type TransitionActor } from '../lambdas/core/transitions';
 
 /** Where `--write` puts the page. */
 export const TRANSITIONS_DOC_PATH = join(__dirname, '..', 'docs', 'transitions.md');
@@ -23,6 +23,21 @@ const MODE: Record<Mode, string> = { s: 'in sync', n: 'not in sync' };
 export function describeState(state: RowState): string {
   const [role, status, mode] = state.split('/') as [Role, Status, Mode];
   return `\`${state}\` ${ROLE[role]}, ${STATUS[status]}, ${MODE[mode]}`;
+}
+
+/** What each actor is, as the heading of its section. */
+export const ACTORS: Record<TransitionActor, string> = {
+  prober: 'The prober: mirror health, and contents that cannot fail over',
+  PromoteMirror: 'PromoteMirror: failover',
+  RecoverSegments: 'RecoverSegments: gprecoverseg',
+  Rebalance: 'Rebalance: gprecoverseg -r',
+};
+
+/** The transitions grouped by actor, actors in order of first appearance, rows in table order. */
+export function transitionsByActor(transitions: readonly Transition[] = TRANSITIONS): [TransitionActor, Transition[]][] {
+  const groups = new Map<TransitionActor, Transition[]>();
+  for (const t of transitions) groups.set(t.by, [...(groups.get(t.by) ?? []), t]);
+  return [...groups];
 }
 
 /** One table cell: no line breaks, `|` escaped. */
@@ -53,12 +68,20 @@ export function renderTransitionsDoc(transitions: readonly Transition[] = TRANSI
     '',
     'So `p/u/s` is an up primary whose mirror is in sync, and `m/d/n` a mirror that is down.',
     'Failover (demote the failed primary, promote its in-sync mirror) changes both rows of',
-    'a pair in one catalog write.',
+    'a pair in one catalog write; so does the switchover of a rebalance.',
     '',
-    '| From | To | When |',
-    '|---|---|---|',
-    ...transitions.map((t) => `| ${cell(describeState(t.from))} | ${cell(describeState(t.to))} | ${cell(t.why)} |`),
+    'Each transition names who makes it: the prober, or one of the workflows. The same',
+    'change may be listed once for each of them, with its own reason. The checker cannot',
+    'tell who writes: a change is allowed when some row lists it.',
     '',
+    ...transitionsByActor(transitions).flatMap(([by, rows]) => [
+      `## ${ACTORS[by]}`,
+      '',
+      '| From | To | When |',
+      '|---|---|---|',
+      ...rows.map((t) => `| ${cell(describeState(t.from))} | ${cell(describeState(t.to))} | ${cell(t.why)} |`),
+      '',
+    ]),
   ];
   return lines.join('\n');
 }

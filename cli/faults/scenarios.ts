@@ -20,7 +20,7 @@ import { Client } from 'pg';
 import type { SegmentRow } from '../../lambdas/core/model';
 import { worstCaseProbeSeconds } from '../../lambdas/core/settings';
 import { killInstance, postmasterPid } from '../../lambdas/adapters/local/host';
-import { parseExecutionInput, stateMachineName } from '../../lambdas/adapters/local/local-workflows';
+import { parseExecutionInput } from '../../lambdas/adapters/local/local-workflows';
 import { startupProcess } from '../../lambdas/adapters/local/startup-progress';
 import { trustCredentials, withSegmentClient } from '../../lambdas/adapters/postgres/connection';
 import { runWorkflowLocally } from '../../bin/ftsctl';
@@ -343,7 +343,7 @@ export const SCENARIOS: Scenario[] = [
       const input = JSON.stringify({ clusterId: t.clusterId, content: 0, failedPrimaryDbid: mirror.dbid, mirrorDbid: primary.dbid, catalogVersion: before.version, reason: 'fault matrix: console run with the dbids swapped' });
       t.fault();
       // What `ftsctl workflow run PromoteMirror --input '<json>'` runs.
-      const result = await runWorkflowLocally(t.cluster, stateMachineName('PromoteMirror'), parseExecutionInput(input), { retryIntervalMs: 0 });
+      const result = await runWorkflowLocally(t.cluster, 'PromoteMirror', parseExecutionInput(input), { retryIntervalMs: 0 });
       if (result.status !== 'FAILED' || result.error !== 'InvalidInput') t.fail(`the execution ended ${result.status}${result.error ? ` (${result.error})` : ''}, not FAILED with InvalidInput`);
       const after = await t.cluster.catalog.load(t.clusterId);
       if (after.version !== before.version || !isDeepStrictEqual(after.segments, before.segments)) t.fail('the catalog changed');

@@ -1,19 +1,26 @@
 /**
  * The catalog-change validator: the rules every `Catalog.apply` enforces, whoever
  * writes (prober, workflow step, CLI), before anything is written. Pure: the adapter
- * passes the snapshot it read and the change; a broken rule is a ValidationError naming
- * every problem, and nothing is written.
+ * passes the snapshot it read, the change, and the current time; a broken rule is a
+ * ValidationError naming every problem, and nothing is written.
  *
  * The rules: rows, history rows and markers are well-formed; a change only replaces
  * existing rows and never moves an instance to another content; every changed row has a
  * history row; every (role, status, mode) change is a row of the transitions table
  * (./transitions.ts), and only an in-sync mirror is promoted; the catalog stays valid as
  * a whole (one acting primary per content, equal modes within a pair); pending
- * promotions and fences name rows of their content.
+ * promotions and fences name rows of their content; operations name contents of the
+ * catalog.
+ *
+ * The lock per content (./operations.ts): a content is held by at most one pending
+ * promotion or live operation. Taking a content another holds, starting a promotion on
+ * a content an operation holds, or releasing another execution's operation is a
+ * ContentBusyError (a ValidationError), checked once the change is otherwise valid.
  */
-import { ValidationError } from './errors';
-import type { CatalogChange, ClusterSnapshot, ClusterStatus, HistoryRow, PendingFence, PendingPromotion, SegmentRow } from './model';
-import { validateHistoryRows, validatePendingFences, validatePendingPromotions, validateSegmentRows } from './rows';
+import { ContentBusyError, ValidationError } from './errors';
+import type { CatalogChange, ClusterSnapshot, ClusterStatus, HistoryRow, PendingFence, PendingOperation, PendingPromotion, SegmentRow } from './model';
+import { describeOperation, isLive } from './operations';
+import { validateHistoryRows, validateOperationReleases, validatePendingFences, validatePendingOperations, validatePendingPromotions, validateSegmentRows } from './rows';
 import { checkInvariants } from './transitions';
 
 const CLUSTER_STATUSES: readonly ClusterStatus[] = ['up', 'degraded', 'unavailable'];
@@ -27,6 +34,8 @@ export interface ParsedChange {
   clearPending: number[];
   setFences: PendingFence[];
   clearFences: number[];
+  setOperations: PendingOperation[];
+  clearOperations: { content: number; execution: string }[];
 }
 
 /** What the change leaves: pending promotions and fences by key, when it touches them. */
@@ -35,6 +44,8 @@ export interface ValidatedChange {
   pending?: Record<string, PendingPromotion>;
   /** dbid -> fence; undefined when the change does not touch fences. */
   fences?: Record<string, PendingFence>;
+  /** content -> operation; undefined when the change does not touch operations. */
+  operations?: Record<string, PendingOperation>;
   /** The rows after the change. */
   segments: SegmentRow[];
 }
@@ -58,6 +69,8 @@ export function parseChange(change: CatalogChange): ParsedChange {
     clearPending,
     setFences: validatePendingFences(change.setFences ?? []),
     clearFences,
+    setOperations: validatePendingOperations(change.setOperations ?? []),
+    clearOperations: validateOperationReleases(change.clearOperations ?? []),
   };
 }
 
@@ -71,11 +84,15 @@ export const sameRow = (a: SegmentRow, b: SegmentRow): boolean => ROW_FIELDS.eve
 
 /**
  * Checks a parsed change against the snapshot it will be applied to; returns what it
- * leaves. Throws ValidationError listing every broken rule (see the module comment).
+ * leaves. Throws ValidationError listing every broken rule (see the module comment), or
+ * ContentBusyError when the change is valid but a content it takes or releases is held
+ * by someone else. `now` is when the change is applied (adapters read the clock): an
+ * operation whose `expiresAt` is not after it has lapsed and holds nothing; without
+ * `now`, every stored operation holds its content.
  */
-export function validateChange(current: ClusterSnapshot, change: ParsedChange): ValidatedChange {
+export function validateChange(current: ClusterSnapshot, change: ParsedChange, now?: Date): ValidatedChange {
   const { clusterId } = current;
-  const { rows, history, setPending, clearPending, setFences, clearFences } = change;
+  const { rows, history, setPending, clearPending, setFences, clearFences, setOperations, clearOperations } = change;
   const fail = (issues: string[], what = `invalid change to cluster ${clusterId}`): never => {
     throw new ValidationError(`${what}: ${issues.join('; ')}`, issues);
   };
@@ -115,7 +132,16 @@ export function validateChange(current: ClusterSnapshot, change: ParsedChange): 
     else if (row.content !== f.content) issues.push(`pending fence of dbid ${f.dbid} names content ${f.content}; the row is of content ${row.content}`);
     if (clearFences.includes(f.dbid)) issues.push(`dbid ${f.dbid} is both set and cleared as pending fence`);
   }
+  const contents = new Set(current.segments.map((r) => r.content));
+  for (const op of setOperations) {
+    if (!contents.has(op.content)) issues.push(`pending operation names content ${op.content}, which is not in the catalog of cluster ${clusterId}`);
+    if (clearOperations.some((c) => c.content === op.content)) issues.push(`content ${op.content} is both set and cleared as pending operation`);
+  }
   if (issues.length) fail(issues);
+
+  const storedOps = new Map((current.pendingOperations ?? []).map((op) => [op.content, op]));
+  const busy = busyIssues(current, change, storedOps, now);
+  if (busy.length) throw new ContentBusyError(`change to cluster ${clusterId} refused, a content is held by someone else: ${busy.join('; ')}`, busy);
 
   let pending: Record<string, PendingPromotion> | undefined;
   if (setPending.length || clearPending.length) {
@@ -129,5 +155,49 @@ export function validateChange(current: ClusterSnapshot, change: ParsedChange): 
     for (const f of current.pendingFences) if (!clearFences.includes(f.dbid)) fences[String(f.dbid)] = f;
     for (const f of setFences) fences[String(f.dbid)] = f;
   }
-  return { pending, fences, segments };
+  let operations: Record<string, PendingOperation> | undefined;
+  if (setOperations.length || clearOperations.length) {
+    operations = {};
+    // A release by another execution is a no-op only for a lapsed operation (a live one was refused above): it stays stored.
+    const released = (op: PendingOperation) => clearOperations.some((c) => c.content === op.content && c.execution === op.execution);
+    for (const op of storedOps.values()) if (!released(op)) operations[String(op.content)] = op;
+    for (const op of setOperations) operations[String(op.content)] = op;
+  }
+  return { pending, fences, operations, segments };
+}
+
+/**
+ * The lock rules: a content is taken only when no pending promotion and no live
+ * operation of another execution holds it (after the change), a promotion starts only
+ * on a content no live operation holds (after the change), and a live operation is
+ * released only by its own execution.
+ */
+function busyIssues(current: ClusterSnapshot, change: ParsedChange, storedOps: Map<number, PendingOperation>, now: Date | undefined): string[] {
+  const { setPending, clearPending, setOperations, clearOperations } = change;
+  const issues: string[] = [];
+  const promotions = new Map(current.pendingPromotions.filter((p) => !clearPending.includes(p.content)).map((p) => [p.content, p]));
+  for (const p of setPending) promotions.set(p.content, p);
+  for (const op of setOperations) {
+    const promotion = promotions.get(op.content);
+    const held = storedOps.get(op.content);
+    if (promotion) {
+      issues.push(`content ${op.content} has a pending promotion of dbid ${promotion.mirrorDbid} (started ${promotion.startedAt}): ${op.kind} execution ${op.execution} cannot take it`);
+    } else if (held && held.execution !== op.execution && isLive(held, now)) {
+      issues.push(`content ${op.content} is held by ${describeOperation(held)}: ${op.kind} execution ${op.execution} cannot take it`);
+    }
+  }
+  for (const p of setPending) {
+    const released = clearOperations.some((c) => c.content === p.content);
+    const held = storedOps.get(p.content);
+    if (held && !released && isLive(held, now) && !setOperations.some((op) => op.content === p.content)) {
+      issues.push(`content ${p.content} is held by ${describeOperation(held)}: no promotion may start on it`);
+    }
+  }
+  for (const c of clearOperations) {
+    const held = storedOps.get(c.content);
+    if (held && held.execution !== c.execution && isLive(held, now)) {
+      issues.push(`content ${c.content} is held by ${describeOperation(held)}, not by execution ${c.execution}: a workflow releases only its own hold`);
+    }
+  }
+  return issues;
 }

@@ -20,7 +20,8 @@ import { COORDINATOR_CONTENT, compareLsn, lsnBytes, pairsByContent } from './mod
 import type { ProbeAnswer, ProbeFailure, ProbeResult } from './probe';
 import type { Settings } from './settings';
 import { applyRows } from './transitions';
-import { MirrorNotPromotableError } from './errors';
+import { ContentBusyError, MirrorNotPromotableError } from './errors';
+import { describeOperation, liveOperation } from './operations';
 
 /**
  * Why a failover is started; the PromoteMirror workflow confirms each its own way:
@@ -126,14 +127,21 @@ const seconds = (from: string, to: Date): number => (to.getTime() - Date.parse(f
  * rows marked down (probed to catch a zombie old primary); contents without a result
  * are left alone, so the prober can decide each content as soon as its own probe
  * completes (`only` restricts the decisions to one content). Pending fences of the
- * snapshot are carried out again. Pure: `now` is passed in.
+ * snapshot are carried out again. A content held by a live operation (an operator
+ * workflow: ./operations.ts) is left alone entirely: no decision, no fence, and the
+ * memory about it is forgotten (see {@link forgetContent}). Pure: `now` is passed in.
  */
 export function decide(snapshot: ClusterSnapshot, probes: readonly ProbeResult[], settings: Settings, now: Date, only?: number): RoundPlan {
   const memory: ProberMemory = structuredClone(snapshot.memory);
   const byDbid = new Map(probes.map((p) => [p.dbid, p]));
   const decisions: Decision[] = [];
+  const held = (content: number) => liveOperation(snapshot, content, now) !== undefined;
   for (const pair of pairsByContent(snapshot.segments)) {
     if (only !== undefined && pair.content !== only) continue;
+    if (held(pair.content)) {
+      forgetContent(memory, pair);
+      continue;
+    }
     const key = String(pair.content);
     // A started failover is done once the catalog names another acting primary.
     const started = memory.failoversStarted[key];
@@ -147,12 +155,38 @@ export function decide(snapshot: ClusterSnapshot, probes: readonly ProbeResult[]
   }
   for (const fence of snapshot.pendingFences ?? []) {
     if (only !== undefined && fence.content !== only) continue;
+    // The workflow holding the content owns its instances: the fence waits until it is done.
+    if (held(fence.content)) continue;
     // A fence owed to the acting primary belongs to a failover in progress (its workflow fences before the flip): never the prober's to do.
     if (snapshot.segments.some((r) => r.dbid === fence.dbid && r.role === 'p')) continue;
     if (decisions.some((d) => d.kind === 'fence-zombie' && d.dbid === fence.dbid)) continue;
     decisions.push({ kind: 'retry-fence', content: fence.content, dbid: fence.dbid, fence, reason: `dbid ${fence.dbid} of content ${fence.content} is owed a fence since ${fence.since}: ${fence.reason}` });
   }
   return { decisions, change: mergeChange(snapshot, decisions, now), memory };
+}
+
+/**
+ * Drops what the prober remembers about a content an operator workflow holds. The
+ * workflow stops, rebuilds and restarts its instances, so what was seen before the hold
+ * says nothing about them after it: a mirror down since before a recovery must not be
+ * marked down the moment the hold ends (its grace period starts afresh), a sync target
+ * taken on a primary a rebalance replaced is meaningless, and a failover this prober
+ * started was overtaken (PromoteMirror refuses a held content). Crash-recovery progress
+ * and reset counts of its instances go too; the next probe after the hold starts them
+ * again.
+ */
+function forgetContent(memory: ProberMemory, pair: ContentPair): void {
+  const key = String(pair.content);
+  delete memory.mirrorDownSince[key];
+  delete memory.mirrorDrops[key];
+  delete memory.syncTarget[key];
+  delete memory.failoversStarted[key];
+  for (const row of [pair.primary, pair.mirror]) {
+    if (!row) continue;
+    delete memory.recoveryLsn[String(row.dbid)];
+    delete memory.recoveryProgressAt[String(row.dbid)];
+    delete memory.resets[String(row.dbid)];
+  }
 }
 
 type PairWithPrimary = ContentPair & { primary: SegmentRow };
@@ -566,8 +600,10 @@ function mergeChange(snapshot: ClusterSnapshot, decisions: readonly Decision[], 
  * The catalog flip of a failover (what PromoteMirror writes, catalog first): the failed
  * primary becomes a down mirror, the in-sync mirror the acting primary, both mode `n`,
  * a history row each, the pending promotion marker and (unless `fenced`: the workflow
- * fenced it just before) the fence owed to the old primary. Throws when the pair is not
- * eligible, so an out-of-sync mirror is never promoted.
+ * fenced it just before) the fence owed to the old primary. Throws MirrorNotPromotableError
+ * when the pair is not eligible, so an out-of-sync mirror is never promoted, and
+ * ContentBusyError when a live operation holds the content at `now` (a PromoteMirror
+ * started just before a rebalance or recovery took the content must not flip it).
  */
 export function planFailover(
   snapshot: ClusterSnapshot,
@@ -577,6 +613,8 @@ export function planFailover(
   now: Date,
   options: { fenced?: boolean } = {},
 ): CatalogChange {
+  const operation = liveOperation(snapshot, content, now);
+  if (operation) throw new ContentBusyError(`content ${content} is held by ${describeOperation(operation)}: it is not failed over`);
   const pair = pairsByContent(snapshot.segments).find((p) => p.content === content);
   const primary = pair?.primary;
   const mirror = pair?.mirror;

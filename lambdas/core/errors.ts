@@ -18,6 +18,14 @@ export class ValidationError extends FtsError {
   }
 }
 
+/**
+ * A content is held by someone else (a pending promotion, or a live operation of another
+ * workflow execution): the change or plan is refused and nothing is written. A
+ * ValidationError, so callers that treat bad input as final do the same here; Step
+ * Functions Catch it by its own name to wait and retry instead.
+ */
+export class ContentBusyError extends ValidationError {}
+
 /** Another writer changed the catalog since it was read; nothing was written. */
 export class CatalogConflictError extends FtsError {
   constructor(readonly clusterId: string, readonly expectedVersion: number) {
@@ -62,3 +70,12 @@ export class WrongInstanceError extends FtsError {}
 
 /** The prober's lease lapsed or was taken over: it must not act on what it decided. */
 export class NotLeaseHolderError extends FtsError {}
+
+/**
+ * Rebuilding an instance as a mirror failed: pg_rewind cannot work (a full recovery
+ * can), the target directory is not safe to empty, or the rebuild script failed.
+ */
+export class RebuildFailedError extends FtsError {}
+
+/** A planned switchover stopped before the catalog flip and put the primary back: nothing changed. */
+export class SwitchoverAbortedError extends FtsError {}

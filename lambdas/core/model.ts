@@ -89,6 +89,26 @@ export interface PendingFence {
   reason: string;
 }
 
+/** Operator workflows that hold a content while they work on it. */
+export type OperationKind = 'recovery' | 'rebalance';
+
+/**
+ * A content held by an operator workflow (RecoverSegments = gprecoverseg, Rebalance =
+ * gprecoverseg -r): the prober leaves it alone, other workflows refuse it. With
+ * {@link PendingPromotion} (the promotion kind of hold) it is the lock per content
+ * between the prober and the workflows; see lambdas/core/operations.ts.
+ */
+export interface PendingOperation {
+  content: number;
+  kind: OperationKind;
+  /** Name of the workflow execution that holds the content. */
+  execution: string;
+  /** ISO-8601 time it was taken. */
+  since: string;
+  /** ISO-8601 time after which the hold lapses: the holder's execution has timed out (the state machine's execution timeout), so it can no longer act. */
+  expiresAt: string;
+}
+
 /** One failover attempt the prober started (a failure episode), by content. */
 export interface FailoverAttempt {
   failedPrimaryDbid: number;
@@ -139,12 +159,14 @@ export interface ClusterSnapshot {
   pendingPromotions: PendingPromotion[];
   /** Fences owed, by dbid. */
   pendingFences: PendingFence[];
+  /** Contents held by operator workflows, by content (at most one per content; lapsed ones included). */
+  pendingOperations: PendingOperation[];
   memory: ProberMemory;
 }
 
 /**
  * A change to the catalog, applied atomically: row updates, their history rows, the
- * cluster status and pending promotion markers, version + 1.
+ * cluster status, pending promotion markers, fences and operations, version + 1.
  */
 export interface CatalogChange {
   /** Full new rows (replacing the rows with the same dbid). */
@@ -160,6 +182,14 @@ export interface CatalogChange {
   setFences?: PendingFence[];
   /** dbids whose pending fence is done. */
   clearFences?: number[];
+  /** Operations to record, each replacing the operation of its content (taking or renewing a hold). */
+  setOperations?: PendingOperation[];
+  /**
+   * Operations released, each by the execution that holds it: a content no operation
+   * holds is a no-op; one held by a different execution is refused (a late workflow
+   * never releases another's hold).
+   */
+  clearOperations?: { content: number; execution: string }[];
 }
 
 /** Rows of one content: its acting primary and its mirror (if any). */

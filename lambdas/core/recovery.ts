@@ -9,14 +9,17 @@
  * (the parser and the recovery triplets), gppylib/parseutils.py (`line_reader`,
  * `check_values`), gppylib/utils.py (`normalizeAndValidateInputPath`) and
  * gppylib/operations/rebalanceSegments.py (the replay-lag guard), plus this project's:
- * a content with a pending promotion or a fence still owed is left alone.
+ * a content with a pending promotion or a fence still owed is left alone, and so is one
+ * held by a live operation of another workflow execution (./operations.ts); see
+ * {@link PlanHold}.
  */
 import { z } from 'zod';
 import { ValidationError } from './errors';
 import { COORDINATOR_CONTENT, pairsByContent } from './model';
 import type { CatalogChange, ClusterSnapshot, SegmentRow } from './model';
+import { describeOperation, liveOperation } from './operations';
 import { validatePlacement } from './placement';
-import type { RowState, Transition } from './transitions';
+import type { RowState } from './transitions';
 
 // ---------------------------------------------------------------------------------
 // The recover config file (`gprecoverseg -i`)
@@ -182,6 +185,35 @@ export interface RecoveryRequest {
   contents?: number[];
 }
 
+/**
+ * Who plans, for the lock per content (./operations.ts): {@link planRecovery} and
+ * {@link rebalancePlan} skip a content held by a live operation of another execution and
+ * treat one held by `execution` as their own, so a re-run of the same execution (a
+ * retried step) plans the same again. Execution names must be unique across workflows
+ * (an execution ARN is).
+ */
+export interface PlanHold {
+  /** When the plan is made: an operation whose `expiresAt` is not after it has lapsed. Without it every stored operation is live. */
+  now?: Date;
+  /** The workflow execution planning; without it, every live operation is another's. */
+  execution?: string;
+}
+
+/** The live operation of another execution holding `content`, as a skip reason; undefined when it is free or ours. */
+function heldByAnother(snapshot: ClusterSnapshot, content: number, hold: PlanHold): string | undefined {
+  const operation = liveOperation(snapshot, content, hold.now);
+  if (!operation || operation.execution === hold.execution) return undefined;
+  return `content ${content} is held by ${describeOperation(operation)}: another workflow is working on it`;
+}
+
+function parseHold(hold: PlanHold, what: string): PlanHold {
+  const issues: string[] = [];
+  if (hold.now !== undefined && !(hold.now instanceof Date && Number.isFinite(hold.now.getTime()))) issues.push('now must be a valid Date');
+  if (hold.execution !== undefined && !(typeof hold.execution === 'string' && hold.execution.length > 0)) issues.push('execution must be a non-empty string');
+  if (issues.length) throw new ValidationError(`invalid ${what}: ${issues.join('; ')}`, issues);
+  return hold;
+}
+
 /** How one content's mirror is rebuilt. */
 export interface RecoveryAction {
   content: number;
@@ -298,7 +330,9 @@ const sameLocation = (a: SegmentRow, b: SegmentRow) =>
  * otherwise `rewind`. Also skipped: a content with a pending promotion (the prober is
  * failing it over), a mirror still owed a fence (its host has not answered since the
  * failover: rebuilding it first would leave the fence to land on the rebuilt mirror),
- * and the coordinator's standby (gpinitstandby's job, not gprecoverseg's).
+ * a content held by a live operation of another execution (see {@link PlanHold}: one
+ * held by `hold.execution` is planned as usual), and the coordinator's standby
+ * (gpinitstandby's job, not gprecoverseg's).
  *
  * Moves are checked on the rows after recovery: no new error of `validatePlacement`
  * (mirror on its primary's host or partition, two instances on one host:port or
@@ -309,8 +343,9 @@ const sameLocation = (a: SegmentRow, b: SegmentRow) =>
  *   down mirror, moves breaking placement), each naming its line or dbids; nothing is
  *   planned then.
  */
-export function planRecovery(snapshot: ClusterSnapshot, request: RecoveryRequest): RecoveryPlan {
+export function planRecovery(snapshot: ClusterSnapshot, request: RecoveryRequest, hold: PlanHold = {}): RecoveryPlan {
   const req = parseRequest(request);
+  parseHold(hold, 'recovery plan options');
   const issues: string[] = [];
   const pairs = new Map(pairsByContent(snapshot.segments).map((p) => [p.content, p]));
   const pending = new Map(snapshot.pendingPromotions.map((p) => [p.content, p]));
@@ -352,6 +387,11 @@ export function planRecovery(snapshot: ClusterSnapshot, request: RecoveryRequest
     };
     if (content === COORDINATOR_CONTENT) {
       skip('content -1 is the coordinator: its standby is rebuilt with gpinitstandby, not gprecoverseg');
+      continue;
+    }
+    const busy = heldByAnother(snapshot, content, hold);
+    if (busy) {
+      skip(busy);
       continue;
     }
     const promotion = pending.get(content);
@@ -513,7 +553,11 @@ export interface RebalanceSwitch {
   /** The in-sync mirror now, a primary by preference: it becomes the acting primary. */
   mirrorDbid: number;
   replayLagBytes?: number;
-  /** Both rows after the switch: old primary `m/u/n`, old mirror `p/u/n`. */
+  /**
+   * The rows of the flip the Rebalance workflow writes (catalog first, after the old
+   * primary's clean stop): old primary `m/d/n`, old mirror `p/u/n`. Once the old primary
+   * is rewound and streams it becomes `m/u/n`, and the prober marks the pair `s`.
+   */
   rows: SegmentRow[];
 }
 
@@ -522,7 +566,7 @@ export interface RebalancePlan {
   switches: RebalanceSwitch[];
   /** Out of place and in sync, but refused by the replay-lag guard. */
   refused: SkippedContent[];
-  /** Out of place but not switchable now (not up and in sync, a promotion or fence pending, the coordinator). */
+  /** Out of place but not switchable now (not up and in sync, a promotion or fence pending, held by another execution, the coordinator). */
   skipped: SkippedContent[];
 }
 
@@ -539,12 +583,15 @@ const rebalanceOptionsSchema = z
  * `s`), as Greenplum's rebalance does; a pair whose mirror's replay lag (from `lags`) is
  * above `maxReplayLagBytes`, or unknown while a limit is set, is refused with the reason
  * (Greenplum aborts the whole rebalance there; here the other pairs go on); a pair not
- * up and in sync, with a pending promotion or fence, or of the coordinator is skipped
- * with the reason. Pairs in their preferred roles are not listed.
+ * up and in sync, with a pending promotion or fence, held by a live operation of another
+ * execution (see {@link PlanHold}: one held by `hold.execution` is planned as usual), or
+ * of the coordinator is skipped with the reason. Pairs in their preferred roles are not
+ * listed.
  *
  * @throws ValidationError for bad options.
  */
-export function rebalancePlan(snapshot: ClusterSnapshot, options: RebalanceOptions = {}): RebalancePlan {
+export function rebalancePlan(snapshot: ClusterSnapshot, options: RebalanceOptions = {}, hold: PlanHold = {}): RebalancePlan {
+  parseHold(hold, 'rebalance plan options');
   const parsed = rebalanceOptionsSchema.safeParse(options);
   if (!parsed.success) {
     const issues = zodIssues(parsed.error);
@@ -562,6 +609,11 @@ export function rebalancePlan(snapshot: ClusterSnapshot, options: RebalanceOptio
     const skip = (reason: string) => plan.skipped.push({ content, reason });
     if (content === COORDINATOR_CONTENT) {
       skip('content -1 is the coordinator: its standby is activated with gpactivatestandby, never rebalanced');
+      continue;
+    }
+    const busy = heldByAnother(snapshot, content, hold);
+    if (busy) {
+      skip(busy);
       continue;
     }
     if (!primary || !mirror) {
@@ -603,29 +655,10 @@ export function rebalancePlan(snapshot: ClusterSnapshot, options: RebalanceOptio
       mirrorDbid: mirror.dbid,
       ...(lag !== undefined ? { replayLagBytes: lag } : {}),
       rows: [
-        { ...primary, role: 'm', status: 'u', mode: 'n' },
+        { ...primary, role: 'm', status: 'd', mode: 'n' },
         { ...mirror, role: 'p', status: 'u', mode: 'n' },
       ],
     });
   }
   return plan;
 }
-
-// ---------------------------------------------------------------------------------
-// Catalog transitions
-
-/**
- * Transitions recovery and rebalance need that `TRANSITIONS` (./transitions.ts) lacks,
- * to be appended there (no (from, to) pair repeats one of it). They also rely on rows
- * already there: a rebuilt mirror reconnecting `m/d/n -> m/u/n` (or `-> m/u/s`) and
- * catching up `m/u/n -> m/u/s`, `p/u/n -> p/u/s`; and in a rebalance the in-sync mirror
- * taking over `m/u/s -> p/u/n` (today's why names only a failover). Moving a down
- * mirror to a new place before its rebuild changes no state (see {@link relocationChange}).
- */
-export const RECOVERY_TRANSITIONS: Transition[] = [
-  {
-    from: 'p/u/s',
-    to: 'm/u/n',
-    why: 'rebalance (gprecoverseg -r): the acting primary of an in-sync pair hands over to its mirror, whose preferred role is primary, and becomes a mirror again, catching up from it',
-  },
-];

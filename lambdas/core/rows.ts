@@ -3,11 +3,12 @@
  * placement), `gp_configuration_history` rows and pending promotion markers. Used on
  * every input that becomes a row (initialize, apply) and on every row read back, so a
  * corrupt item in the table surfaces as a ValidationError naming its dbid instead of a
- * wrong decision. Pure.
+ * wrong decision. Also the markers stored with the cluster item: pending promotions,
+ * fences and operations. Pure.
  */
 import { z } from 'zod';
 import { ValidationError } from './errors';
-import type { HistoryRow, PendingFence, PendingPromotion, SegmentRow } from './model';
+import type { HistoryRow, PendingFence, PendingOperation, PendingPromotion, SegmentRow } from './model';
 
 const role = z.enum(['p', 'm']);
 const nonEmpty = z.string().min(1);
@@ -64,6 +65,29 @@ export const pendingFenceSchema = z
   })
   .strict();
 
+/** Longest execution name kept: a Step Functions execution ARN fits (names are at most 80 characters). */
+const MAX_EXECUTION_LENGTH = 2048;
+const execution = nonEmpty.max(MAX_EXECUTION_LENGTH);
+
+/** A content held by an operator workflow (see PendingOperation); it lapses after it was taken. */
+export const pendingOperationSchema = z
+  .object({
+    content: z.number().int().min(-1),
+    kind: z.enum(['recovery', 'rebalance']),
+    execution,
+    since: z.iso.datetime({ offset: true }),
+    expiresAt: z.iso.datetime({ offset: true }),
+  })
+  .strict()
+  // A bad time is reported on its own field; the order is checked between good ones only.
+  .refine((op) => Number.isNaN(Date.parse(op.since)) || Number.isNaN(Date.parse(op.expiresAt)) || Date.parse(op.expiresAt) > Date.parse(op.since), {
+    path: ['expiresAt'],
+    message: 'must be later than since',
+  });
+
+/** The release of an operation by the execution that holds it (CatalogChange.clearOperations). */
+export const operationReleaseSchema = z.object({ content: z.number().int().min(-1), execution }).strict();
+
 // Compile-time check that the schemas and the model agree in both directions.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 /** Always true; fails to compile when a schema drifts from lambdas/core/model.ts. */
@@ -72,7 +96,8 @@ export const SCHEMAS_MATCH_MODEL: [
   Same<z.infer<typeof historyRowSchema>, HistoryRow>,
   Same<z.infer<typeof pendingPromotionSchema>, PendingPromotion>,
   Same<z.infer<typeof pendingFenceSchema>, PendingFence>,
-] = [true, true, true, true];
+  Same<z.infer<typeof pendingOperationSchema>, PendingOperation>,
+] = [true, true, true, true, true];
 
 /** Names a row in a message: by its dbid when it has a usable one, else by position. */
 function rowLabel(raw: unknown, index: number): string {
@@ -175,5 +200,34 @@ export function validatePendingFences(fences: readonly unknown[]): PendingFence[
   const dbids = parsed.map((f) => f.dbid);
   for (const dbid of new Set(dbids)) if (dbids.filter((d) => d === dbid).length > 1) issues.push(`dbid ${dbid} has more than one pending fence`);
   if (issues.length) fail('pending fences', issues);
+  return parsed;
+}
+
+/** Names a marker by its content when it has a usable one, else by position. */
+function contentLabel(what: string) {
+  return (raw: unknown, i: number): string => {
+    const content = raw && typeof raw === 'object' ? (raw as Record<string, unknown>).content : undefined;
+    return typeof content === 'number' && Number.isInteger(content) ? `${what} of content ${content}` : `${what} ${i}`;
+  };
+}
+
+/**
+ * Validates pending operations (content holds of operator workflows); at most one per
+ * content. Throws ValidationError naming the content.
+ */
+export function validatePendingOperations(operations: readonly unknown[]): PendingOperation[] {
+  const { parsed, issues } = parseEach(pendingOperationSchema, operations, contentLabel('pending operation'));
+  const contents = parsed.map((op) => op.content);
+  for (const content of new Set(contents)) {
+    if (contents.filter((c) => c === content).length > 1) issues.push(`content ${content} has more than one pending operation`);
+  }
+  if (issues.length) fail('pending operations', issues);
+  return parsed;
+}
+
+/** Validates releases of operations (content and the releasing execution). Throws ValidationError naming the content. */
+export function validateOperationReleases(releases: readonly unknown[]): { content: number; execution: string }[] {
+  const { parsed, issues } = parseEach(operationReleaseSchema, releases, contentLabel('release of the operation'));
+  if (issues.length) fail('operation releases', issues);
   return parsed;
 }

@@ -1,8 +1,8 @@
 /**
  * The catalog transitions FTS may make, as data (pg_auto_failover's `KeeperFSM[]`):
- * each row is a (role, status, mode) change of one segment row with the reason it is
- * allowed. The invariant checker rejects any change not listed here, and docs are
- * generated from the same table.
+ * each row is a (role, status, mode) change of one segment row, who makes it (the prober
+ * or a workflow) and why. The invariant checker rejects any change not listed here, and
+ * docs are generated from the same table.
  */
 import type { CatalogChange, Mode, Role, SegmentRow, Status } from './model';
 import { pairsByContent } from './model';
@@ -10,38 +10,62 @@ import { pairsByContent } from './model';
 /** `role/status/mode`, e.g. `p/u/s`. */
 export type RowState = `${Role}/${Status}/${Mode}`;
 
-/** One allowed transition of a segment row. */
+/** Who makes a transition: the prober, or one of the workflows. */
+export type TransitionActor = 'prober' | 'PromoteMirror' | 'RecoverSegments' | 'Rebalance';
+
+/**
+ * One allowed transition of a segment row. The same (from, to) pair may be listed once
+ * per actor (`by`), each with its own `why`; the validator cannot tell who writes, so a
+ * change is allowed when some row has its (from, to).
+ */
 export interface Transition {
   from: RowState;
   to: RowState;
-  /** Why FTS makes it. */
+  /** Who makes it. */
+  by: TransitionActor;
+  /** Why it is made. */
   why: string;
 }
 
+/** Every transition, grouped by actor in this order (docs/transitions.md follows it). */
 export const TRANSITIONS: readonly Transition[] = [
-  // Mirror health as its primary reports it.
-  { from: 'p/u/s', to: 'p/u/n', why: 'the mirror is down or behind: the primary runs on without synchronous replication' },
-  { from: 'm/u/s', to: 'm/u/n', why: 'the mirror is connected but fell behind (catching up)' },
-  { from: 'm/u/s', to: 'm/d/n', why: 'the mirror stayed down past the grace period (or crash-looped)' },
-  { from: 'm/u/n', to: 'm/d/n', why: 'a catching-up mirror stayed down past the grace period' },
-  { from: 'm/d/n', to: 'm/u/n', why: 'the mirror reconnected and is catching up' },
-  { from: 'p/u/n', to: 'p/u/s', why: 'the mirror caught up and acknowledges commits synchronously' },
-  { from: 'm/u/n', to: 'm/u/s', why: 'the mirror caught up and acknowledges commits synchronously' },
-  { from: 'm/d/n', to: 'm/u/s', why: 'the mirror reconnected and caught up between two probe rounds' },
-  // Failover: the only way a mirror becomes the acting primary.
-  { from: 'p/u/s', to: 'm/d/n', why: 'the acting primary failed: it is demoted in the catalog before its mirror is promoted' },
-  { from: 'm/u/s', to: 'p/u/n', why: 'the in-sync mirror of a failed primary is promoted; it runs without a mirror until recovery' },
-  // Contents that cannot fail over.
-  { from: 'p/u/n', to: 'p/d/n', why: 'the primary failed with no in-sync mirror (double fault, or no mirror): the content is unavailable' },
-  { from: 'p/d/n', to: 'p/u/n', why: 'the unavailable primary answers again' },
+  // The prober: mirror health as its primary reports it.
+  { from: 'p/u/s', to: 'p/u/n', by: 'prober', why: 'the mirror is down or behind: the primary runs on without synchronous replication' },
+  { from: 'm/u/s', to: 'm/u/n', by: 'prober', why: 'the mirror is connected but fell behind (catching up)' },
+  { from: 'm/u/s', to: 'm/d/n', by: 'prober', why: 'the mirror stayed down past the grace period (or crash-looped)' },
+  { from: 'm/u/n', to: 'm/d/n', by: 'prober', why: 'a catching-up mirror stayed down past the grace period' },
+  { from: 'm/d/n', to: 'm/u/n', by: 'prober', why: 'the mirror reconnected and is catching up' },
+  { from: 'p/u/n', to: 'p/u/s', by: 'prober', why: 'the mirror caught up and acknowledges commits synchronously' },
+  { from: 'm/u/n', to: 'm/u/s', by: 'prober', why: 'the mirror caught up and acknowledges commits synchronously' },
+  { from: 'm/d/n', to: 'm/u/s', by: 'prober', why: 'the mirror reconnected and caught up between two probe rounds' },
+  // The prober: contents that cannot fail over.
+  { from: 'p/u/n', to: 'p/d/n', by: 'prober', why: 'the primary failed with no in-sync mirror (double fault, or no mirror): the content is unavailable' },
+  { from: 'p/d/n', to: 'p/u/n', by: 'prober', why: 'the unavailable primary answers again' },
+  // Failover (PromoteMirror's catalog flip): the only unplanned way a mirror becomes the acting primary.
+  { from: 'p/u/s', to: 'm/d/n', by: 'PromoteMirror', why: 'the acting primary failed: it is demoted in the catalog before its mirror is promoted' },
+  { from: 'm/u/s', to: 'p/u/n', by: 'PromoteMirror', why: 'the in-sync mirror of a failed primary is promoted; it runs without a mirror until recovery' },
+  // Recovery (gprecoverseg).
+  {
+    from: 'm/d/n',
+    to: 'm/u/n',
+    by: 'RecoverSegments',
+    why: 'gprecoverseg rebuilt the down mirror (pg_rewind, or pg_basebackup for a full or moved recovery) and started it streaming from the acting primary; the prober marks the pair s once it has caught up',
+  },
+  // Rebalance (gprecoverseg -r): a planned switchover back to the preferred roles.
+  { from: 'p/u/s', to: 'm/d/n', by: 'Rebalance', why: 'the acting primary, a mirror by preference, is stopped cleanly for a planned switchover once its in-sync mirror has received all its WAL' },
+  { from: 'm/u/s', to: 'p/u/n', by: 'Rebalance', why: "the in-sync mirror, a primary by preference, becomes the acting primary again (promoted after the old primary's clean stop, no commit lost)" },
+  { from: 'm/d/n', to: 'm/u/n', by: 'Rebalance', why: 'the old primary, rewound into a mirror of the new primary, streams again' },
 ];
 
 /** `p/u/s` for a row. */
 export const rowState = (row: Pick<SegmentRow, 'role' | 'status' | 'mode'>): RowState => `${row.role}/${row.status}/${row.mode}`;
 
-/** The transition a row change makes, or undefined when it is not allowed. */
-export function findTransition(before: SegmentRow, after: SegmentRow): Transition | undefined {
-  return TRANSITIONS.find((t) => t.from === rowState(before) && t.to === rowState(after));
+/**
+ * The transition a row change makes (the first listed, or the one of actor `by`), or
+ * undefined when it is not allowed (for `by`).
+ */
+export function findTransition(before: SegmentRow, after: SegmentRow, by?: TransitionActor): Transition | undefined {
+  return TRANSITIONS.find((t) => t.from === rowState(before) && t.to === rowState(after) && (by === undefined || t.by === by));
 }
 
 /** Rows with a change applied (rows replaced by dbid). */

@@ -1,6 +1,7 @@
 /** The Lambda environment, validated once per container. */
 import { z } from 'zod';
 import { ValidationError } from '../core/errors';
+import { parseServiceManager } from '../adapters/aws/shell';
 
 const schema = z.object({
   FTS_CLUSTER_ID: z.string().min(1),
@@ -12,6 +13,24 @@ const schema = z.object({
   FTS_PG_OS_USER: z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/).default('gpadmin'),
   /** PostgreSQL bin directory on the segment hosts; the scripts' default when unset. */
   FTS_PG_BIN: z.string().startsWith('/').optional(),
+  /**
+   * Who starts and stops the instances on the segment hosts: `pg_ctl` (default), or
+   * `systemd:<unit template>[,instance=gpseg|basename|path]`, e.g.
+   * `systemd:postgresql@15-%i.service`, so that an instance a workflow rebuilt or started
+   * is managed by its systemd unit (and started again after a reboot).
+   */
+  FTS_PG_SERVICE_MANAGER: z
+    .string()
+    .optional()
+    .transform((value, ctx) => {
+      if (value === undefined || value.trim() === '') return undefined;
+      try {
+        return parseServiceManager(value);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
+      }
+    }),
   /** Seconds between two scheduled prober invocations: each invocation probes that long. */
   FTS_SCHEDULE_PERIOD_SECONDS: z.coerce.number().int().min(60).max(840).default(60),
 });

@@ -18,7 +18,7 @@ async function notify(subject: string, message: string): Promise<void> {
 }
 
 /** Runs the named step on the state document. */
-export async function handler(event: { step?: unknown; input?: unknown }): Promise<Record<string, unknown>> {
+export async function handler(event: { step?: unknown; input?: unknown; execution?: unknown }): Promise<Record<string, unknown>> {
   try {
     return await runPromoteStepEvent({ ...deps, telemetry, now: () => new Date(), notify: sns ? notify : undefined }, event);
   } finally {

@@ -52,6 +52,8 @@ export interface WalReceiverStatus {
    */
   heardSecondsAgo?: number;
   replayLsn?: string;
+  /** Last WAL position received and flushed by the receiver (`pg_last_wal_receive_lsn()`); a standby only. */
+  receivedLsn?: string;
 }
 
 /**
@@ -73,6 +75,8 @@ export interface SegmentControl {
   ensureSlot(primary: SegmentRow, mirrorDbid: number): Promise<void>;
   /** The mirror's view of its WAL receiver. */
   walReceiver(segment: SegmentRow): Promise<WalReceiverStatus>;
+  /** Runs CHECKPOINT within `timeoutMs` (before a planned stop, to shorten it). */
+  checkpoint(segment: SegmentRow, timeoutMs: number): Promise<void>;
   /** Commits a row in the control table and returns; throws NotWritableError. */
   verifyWritable(segment: SegmentRow, timeoutMs: number): Promise<void>;
 }
@@ -90,6 +94,46 @@ export interface FenceReport {
   missing: boolean;
 }
 
+/** What a stop found, and what the stopped instance's control file says (`pg_controldata`). */
+export interface StopReport {
+  /** A live postmaster ran in the data directory when the stop began. */
+  wasRunning: boolean;
+  /**
+   * `Latest checkpoint location` after the stop (e.g. `0/3000060`): after a fast stop, the
+   * shutdown checkpoint, the last WAL record the instance wrote; a planned switchover
+   * checks that the mirror received WAL past it. Absent when there is no control file.
+   */
+  latestCheckpointLsn?: string;
+  /** `Database cluster state` after the stop: `shut down`, `shut down in recovery`, `in production` (after an immediate stop), ... */
+  clusterState?: string;
+}
+
+/**
+ * A host operation started in the background (a rebuild), polled until it ends;
+ * JSON-serializable (it travels in the workflow's state document).
+ */
+export interface HostJob {
+  /** Opaque to callers: what the adapter needs to find the job again (SSM command id and instance id; a local job directory). */
+  id: string;
+  dbid: number;
+  /** ISO-8601 time it was started. */
+  startedAt: string;
+}
+
+/** Where a background job stands. */
+export interface HostJobStatus {
+  state: 'running' | 'succeeded' | 'failed';
+  /** The latest `PROGRESS` report of the copy tool, when it printed one. */
+  progress?: { bytes: number; total: number; tool: string };
+  exitCode?: number;
+  /** pg_rewind cannot work (the `RECOVERY incremental-impossible reason=<r>` line): the reason token; a full recovery can. */
+  incrementalImpossible?: string;
+  /** The full copy refused to empty the target directory (exit 11: not a data directory of that content, nor empty). */
+  wipeRefused?: boolean;
+  /** Failed: a short, clear account for the operator (the tail of stderr). */
+  message?: string;
+}
+
 /** Process- and file-level control of instances on their host. */
 export interface SegmentHost {
   /**
@@ -102,10 +146,24 @@ export interface SegmentHost {
   fence(segment: SegmentRow, newPrimary: SegmentRow | undefined): Promise<FenceReport>;
   /** Starts the instance and waits until it accepts connections (or is a streaming standby). */
   start(segment: SegmentRow): Promise<void>;
-  /** Stops it: `fast` (clean) or `immediate` (crash-like). No error if already stopped. */
-  stop(segment: SegmentRow, mode: 'fast' | 'immediate'): Promise<void>;
-  /** Rebuilds `mirror` from `primary` (pg_rewind or pg_basebackup), writes its standby config, starts it. */
+  /**
+   * Stops it: `fast` (clean) or `immediate` (crash-like). No error if already stopped.
+   * Reports whether it ran, and the checkpoint and state `pg_controldata` shows afterwards.
+   */
+  stop(segment: SegmentRow, mode: 'fast' | 'immediate'): Promise<StopReport>;
+  /** Rebuilds `mirror` from `primary` (pg_rewind or pg_basebackup), writes its standby config, starts it; waits until done. */
   rebuildAsMirror(mirror: SegmentRow, primary: SegmentRow, method: RebuildMethod): Promise<void>;
+  /**
+   * Starts the rebuild {@link rebuildAsMirror} does in the background, with progress
+   * reports, and returns at once: first makes sure the mirror's slot exists on `primary`,
+   * then starts the rebuild script. Poll it with {@link jobStatus}. A second rebuild of
+   * the same data directory while one runs fails (its status says so) and changes nothing.
+   */
+  startRebuild(mirror: SegmentRow, primary: SegmentRow, method: RebuildMethod): Promise<HostJob>;
+  /** Where a job stands; a job whose process vanished without an exit code (killed, host restarted) is `failed`. */
+  jobStatus(job: HostJob): Promise<HostJobStatus>;
+  /** Stops the job's script and its children; no error when it is already over. */
+  cancelJob(job: HostJob): Promise<void>;
   /** Writes `primary_conninfo`, `primary_slot_name` and `standby.signal` for the mirror. */
   writeMirrorConfig(mirror: SegmentRow, primary: SegmentRow): Promise<void>;
 }

@@ -1,26 +1,11 @@
 /** Starting workflows (Step Functions in AWS, the synthesized ASL in-process locally). */
-import type { FailureKind } from '../core/decide';
+import { WORKFLOW_SPECS, type WorkflowInputs } from '../workflows';
+import { parseWorkflowInput, type WorkflowKind } from '../workflows/spec';
 
-/** Input of the PromoteMirror workflow. */
-export interface PromoteMirrorInput {
-  clusterId: string;
-  content: number;
-  failedPrimaryDbid: number;
-  mirrorDbid: number;
-  /** Catalog version the prober decided on; part of the execution name. */
-  catalogVersion: number;
-  /**
-   * Attempt of this failure episode at that version (default 1); part of the execution
-   * name, so a retry after an aborted or failed attempt starts a new execution while a
-   * duplicate start of the same attempt stays a no-op.
-   */
-  attempt?: number;
-  /** How the primary failed, which decides how the workflow confirms it (default `unreachable`). */
-  failure?: FailureKind;
-  /** Why the prober started it. */
-  reason: string;
-}
+export type { PromoteMirrorInput } from '../workflows/promote-mirror';
+export { promotionExecutionName } from '../workflows/promote-mirror';
 
+/** The outcome of a start. */
 export interface StartedExecution {
   executionName: string;
   /** False when an execution with that name already existed (idempotent start). */
@@ -28,16 +13,16 @@ export interface StartedExecution {
 }
 
 export interface Workflows {
-  /** Starts PromoteMirror with a name derived from cluster, content and catalog version. */
-  startPromotion(input: PromoteMirrorInput): Promise<StartedExecution>;
+  /**
+   * Starts a workflow under the execution name its spec derives from the input, so a
+   * repeated start of the same request starts nothing (`started: false`). Input the
+   * spec's schema refuses is a ValidationError, and nothing starts.
+   */
+  start<K extends WorkflowKind>(kind: K, input: WorkflowInputs[K]): Promise<StartedExecution>;
 }
 
-/**
- * Execution name: one failure episode (cluster, content, catalog version) and attempt,
- * so a second start of the same attempt is a no-op and a new attempt starts anew. The
- * cluster id is cut first when the name would pass Step Functions' 80 characters.
- */
-export const promotionExecutionName = (input: Pick<PromoteMirrorInput, 'clusterId' | 'content' | 'catalogVersion' | 'attempt'>): string => {
-  const tail = `-c${input.content}-v${input.catalogVersion}-a${input.attempt ?? 1}`;
-  return `promote-${input.clusterId.slice(0, 80 - 'promote-'.length - tail.length)}${tail}`.replace(/[^A-Za-z0-9_-]/g, '-');
-};
+/** The execution name a start through {@link Workflows.start} uses; ValidationError for bad input. */
+export function executionNameFor(kind: WorkflowKind, input: unknown): string {
+  const spec = WORKFLOW_SPECS[kind];
+  return spec.executionName(parseWorkflowInput(spec, input));
+}

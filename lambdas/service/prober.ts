@@ -10,7 +10,8 @@
 import type { Catalog, Lease } from '../ports/catalog';
 import type { SegmentControl, SegmentHost, SegmentProbe } from '../ports/segments';
 import type { MetricName, Telemetry } from '../ports/telemetry';
-import type { PromoteMirrorInput, Workflows } from '../ports/workflows';
+import type { Workflows } from '../ports/workflows';
+import type { WorkflowInputs } from '../workflows';
 import type { ClusterSnapshot, PendingFence, ProberMemory, SegmentRow } from '../core/model';
 import { pairsByContent } from '../core/model';
 import type { Decision, RoundPlan } from '../core/decide';
@@ -192,8 +193,8 @@ class Invocation {
     const row = (dbid: number): SegmentRow => snapshot.segments.find((r) => r.dbid === dbid)!;
     const mirrorOf = (content: number): SegmentRow | undefined => snapshot.segments.find((r) => r.content === content && r.role === 'm');
     const leaseLive = (): boolean => this.leaseLive();
-    const startPromotion = (input: Omit<PromoteMirrorInput, 'clusterId' | 'catalogVersion'>, version: number) =>
-      deps.workflows.startPromotion({ clusterId: snapshot.clusterId, catalogVersion: version, ...input });
+    const startPromotion = (input: Omit<WorkflowInputs['PromoteMirror'], 'clusterId' | 'catalogVersion'>, version: number) =>
+      deps.workflows.start('PromoteMirror', { clusterId: snapshot.clusterId, catalogVersion: version, ...input });
     for (const d of plan.decisions) {
       const fields = { clusterId: snapshot.clusterId, content: d.content, decision: d.kind, reason: d.reason };
       if (!this.leaseLive()) {

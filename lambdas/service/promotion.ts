@@ -3,15 +3,13 @@
  * catalog, so Step Functions can retry any of them after a crash; the catalog is
  * written before the action it describes.
  */
-import { z } from 'zod';
-import type { Catalog } from '../ports/catalog';
-import type { SegmentControl, SegmentHost, SegmentProbe } from '../ports/segments';
-import type { Telemetry } from '../ports/telemetry';
-import type { PromoteMirrorInput } from '../ports/workflows';
-import { COORDINATOR_CONTENT, type CatalogChange, type ClusterSnapshot, type PendingFence, type SegmentRow } from '../core/model';
+import { PROMOTE_MIRROR_SPEC, promoteMirrorInputSchema, type PromoteMirrorInput } from '../workflows/promote-mirror';
+import { parseWorkflowInput } from '../workflows/spec';
+import { applyFresh, errorCause, pickInput, stepRunner, type StepTable, type WorkflowDeps } from './steps';
+import { COORDINATOR_CONTENT, type ClusterSnapshot, type PendingFence, type SegmentRow } from '../core/model';
 import { planFailover, SECOND_OPINION_FRESH_SECONDS } from '../core/decide';
 import type { Settings } from '../core/settings';
-import { CatalogConflictError, MirrorNotPromotableError, PrimaryAliveError, ValidationError, WrongInstanceError } from '../core/errors';
+import { MirrorNotPromotableError, PrimaryAliveError, ValidationError, WrongInstanceError } from '../core/errors';
 
 export { SECOND_OPINION_FRESH_SECONDS };
 /** How long promotion (pg_promote) may take before the step fails and is retried. */
@@ -19,33 +17,8 @@ export const PROMOTE_TIMEOUT_MS = 30_000;
 /** How long the write check on the promoted mirror may take. */
 export const VERIFY_WRITE_TIMEOUT_MS = 10_000;
 
-/** Workflow input as the prober (or a person in the console) sends it. */
-export const promoteMirrorInputSchema = z
-  .object({
-    clusterId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$/, 'clusterId: 1 to 48 letters, digits, - or _'),
-    content: z.number().int().min(0),
-    failedPrimaryDbid: z.number().int().min(1),
-    mirrorDbid: z.number().int().min(1),
-    catalogVersion: z.number().int().min(1),
-    attempt: z.number().int().min(1).max(1_000_000).default(1),
-    failure: z.enum(['unreachable', 'disk', 'reset-loop']).default('unreachable'),
-    reason: z.string().max(2000).default('started by hand'),
-  })
-  .strict()
-  .refine((i) => i.failedPrimaryDbid !== i.mirrorDbid, 'failedPrimaryDbid and mirrorDbid must differ');
-
 /** What the steps need. */
-export interface PromotionDeps {
-  catalog: Catalog;
-  probe: SegmentProbe;
-  control: SegmentControl;
-  /** Host operations: the fence of the old primary. */
-  host: SegmentHost;
-  telemetry: Telemetry;
-  now: () => Date;
-  /** Sends a notification (SNS in AWS, the console locally). */
-  notify?: (subject: string, message: string) => Promise<void>;
-}
+export type PromotionDeps = WorkflowDeps;
 
 /** The step names, as the state machine's payloads carry them, in workflow order. */
 export const PROMOTE_STEPS = [
@@ -62,23 +35,17 @@ export const PROMOTE_STEPS = [
 ] as const;
 export type PromoteStep = (typeof PROMOTE_STEPS)[number];
 
+const PROMOTE_STEP_TABLE: StepTable<PromotionDeps> = Object.fromEntries(PROMOTE_STEPS.map((step) => [step, (deps: PromotionDeps, doc: unknown) => runPromoteStep(deps, step, doc)]));
+const runPromote = stepRunner(PROMOTE_MIRROR_SPEC, PROMOTE_STEP_TABLE);
+
 /** Runs the step a Task state names in its payload `{"step", "input"}` (the Lambda and local mode both call this). */
-export async function runPromoteStepEvent(deps: PromotionDeps, event: { step?: unknown; input?: unknown }): Promise<Record<string, unknown>> {
-  const step = event?.step;
-  if (typeof step !== 'string' || !(PROMOTE_STEPS as readonly string[]).includes(step)) {
-    throw new ValidationError(`unknown PromoteMirror step ${JSON.stringify(step)}; known steps are ${PROMOTE_STEPS.join(', ')}`);
-  }
-  return runPromoteStep(deps, step as PromoteStep, event.input);
+export async function runPromoteStepEvent(deps: PromotionDeps, event: { step?: unknown; input?: unknown; execution?: unknown }): Promise<Record<string, unknown>> {
+  return runPromote(deps, event);
 }
 
 /** Parses workflow input; ValidationError names every problem. */
 export function parsePromoteInput(input: unknown): PromoteMirrorInput {
-  const result = promoteMirrorInputSchema.safeParse(input);
-  if (!result.success) {
-    const issues = result.error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message));
-    throw new ValidationError(`invalid PromoteMirror input: ${issues.join('; ')}`, issues);
-  }
-  return result.data;
+  return parseWorkflowInput(PROMOTE_MIRROR_SPEC, input);
 }
 
 function rowOf(snapshot: ClusterSnapshot, dbid: number, content: number): SegmentRow {
@@ -151,24 +118,10 @@ async function confirmPrimaryFailed(deps: PromotionDeps, input: PromoteMirrorInp
   return seen;
 }
 
-/** Applies a change, re-reading the catalog after a concurrent write (a few times). */
-async function applyFresh(catalog: Catalog, clusterId: string, build: (snapshot: ClusterSnapshot) => CatalogChange | null): Promise<number | undefined> {
-  for (let attempt = 1; ; attempt++) {
-    const snapshot = await catalog.load(clusterId);
-    const change = build(snapshot);
-    if (!change) return undefined;
-    try {
-      return await catalog.apply(clusterId, snapshot.version, change);
-    } catch (e) {
-      if (!(e instanceof CatalogConflictError) || attempt >= 5) throw e;
-    }
-  }
-}
-
 /** Runs one step; the workflow's state document (input plus earlier results) is `doc`. */
 export async function runPromoteStep(deps: PromotionDeps, step: PromoteStep, doc: unknown): Promise<Record<string, unknown>> {
   // The first step sees the input as sent and rejects unknown keys; later ones also carry results.
-  const input = parsePromoteInput(step === 'validate' ? doc : pickInput(doc));
+  const input = parsePromoteInput(step === 'validate' ? doc : pickInput(doc, INPUT_KEYS));
   const { catalog, telemetry } = deps;
   const fields = { clusterId: input.clusterId, content: input.content, mirrorDbid: input.mirrorDbid, step };
   switch (step) {
@@ -296,23 +249,5 @@ export async function runPromoteStep(deps: PromotionDeps, step: PromoteStep, doc
   }
 }
 
-/** The workflow input is the state document minus the results the states added. */
-function pickInput(doc: unknown): unknown {
-  if (!doc || typeof doc !== 'object') return doc;
-  const keys = Object.keys(promoteMirrorInputSchema.shape);
-  return Object.fromEntries(Object.entries(doc).filter(([k]) => keys.includes(k)));
-}
-
-/** Error and cause a Catch put at `$.error`. */
-function errorCause(doc: unknown): string {
-  const error = (doc as { error?: { Error?: string; Cause?: string } }).error;
-  if (!error) return 'unknown error';
-  let cause = error.Cause ?? '';
-  try {
-    const parsed = JSON.parse(cause) as { errorMessage?: string };
-    cause = parsed.errorMessage ?? cause;
-  } catch {
-    /* a plain-text cause */
-  }
-  return `${error.Error ?? 'Error'}: ${cause}`;
-}
+/** The input keys: the state document minus the results the states added. */
+const INPUT_KEYS = Object.keys(promoteMirrorInputSchema.shape);

@@ -5,13 +5,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { DynamoDbCatalog } from '../../lambdas/adapters/dynamodb/catalog';
 import { catalogTableNames, createCatalogTables, historySeq } from '../../lambdas/adapters/dynamodb/tables';
 import type { CatalogTableNames } from '../../lambdas/adapters/dynamodb/tables';
 import { planFailover } from '../../lambdas/core/decide';
-import { CatalogConflictError, ClusterNotFoundError, LeaseLostError, NotLeaseHolderError, ValidationError } from '../../lambdas/core/errors';
-import type { CatalogChange, ProberMemory, SegmentRow } from '../../lambdas/core/model';
+import { CatalogConflictError, ClusterNotFoundError, ContentBusyError, LeaseLostError, NotLeaseHolderError, ValidationError } from '../../lambdas/core/errors';
+import type { CatalogChange, PendingOperation, ProberMemory, SegmentRow } from '../../lambdas/core/model';
 import { emptyMemory } from '../../lambdas/core/model';
 import { DEFAULT_SETTINGS, parseSettings } from '../../lambdas/core/settings';
 
@@ -91,6 +91,7 @@ describe('initialize and load', () => {
       segments: [...segments()].sort((a, b) => a.dbid - b.dbid),
       pendingPromotions: [],
       pendingFences: [],
+      pendingOperations: [],
       memory: emptyMemory(),
     });
     expect(await catalog.loadSettings(clusterId)).toEqual(settings);
@@ -255,6 +256,82 @@ describe('apply', () => {
     await expect(catalog.apply(clusterId, 1, { rows: [], history: [], setFences: [{ dbid: 99, content: 0, since: T1, reason: 'x' }] })).rejects.toThrow(/dbid 99, which is not in the catalog/);
     await expect(catalog.apply(clusterId, 1, { rows: [], history: [], setFences: [{ dbid: 2, content: 1, since: T1, reason: 'x' }] })).rejects.toThrow(/the row is of content 0/);
     expect((await catalog.load(clusterId)).version).toBe(1);
+  });
+});
+
+describe('pending operations (the lock per content)', () => {
+  // The adapter validates at its own clock: times around the real now.
+  const iso = (offsetMs: number) => new Date(Date.now() + offsetMs).toISOString();
+  const op = (content: number, execution: string, over: Partial<PendingOperation> = {}): PendingOperation => ({
+    content, kind: 'recovery', execution, since: iso(-60_000), expiresAt: iso(3_600_000), ...over,
+  });
+
+  it('records, replaces and releases an operation by content; loads it back', async () => {
+    const clusterId = await initialized('operations');
+    const a = op(0, 'recover-A');
+    const b = op(1, 'rebalance-B', { kind: 'rebalance' });
+    expect(await catalog.apply(clusterId, 1, { rows: [], history: [], setOperations: [b, a] })).toBe(2);
+    expect((await catalog.load(clusterId)).pendingOperations).toEqual([a, b]);
+    const renewed = { ...a, expiresAt: iso(7_200_000) };
+    await catalog.apply(clusterId, 2, { rows: [], history: [], setOperations: [renewed] });
+    await catalog.apply(clusterId, 3, { rows: [], history: [], clearOperations: [{ content: 1, execution: 'rebalance-B' }, { content: 9, execution: 'nobody' }] });
+    const after = await catalog.load(clusterId);
+    expect(after.pendingOperations).toEqual([renewed]);
+    expect(after.version).toBe(4);
+  });
+
+  it('refuses, writing nothing: a content another execution holds, a promotion on a held content, a release by another execution, an unknown content', async () => {
+    const clusterId = await initialized('operations-busy');
+    const a = op(0, 'recover-A');
+    await catalog.apply(clusterId, 1, { rows: [], history: [], setOperations: [a] });
+    const refusals: [CatalogChange, RegExp, boolean][] = [
+      [{ rows: [], history: [], setOperations: [op(0, 'rebalance-B', { kind: 'rebalance' })] }, /^change to cluster \S+ refused, a content is held by someone else: content 0 is held by recovery execution recover-A \(since .+, until .+\): rebalance execution rebalance-B cannot take it$/, true],
+      [{ rows: [], history: [], setPending: [{ content: 0, mirrorDbid: 4, failedPrimaryDbid: 2, version: 3, startedAt: T1 }] }, /content 0 is held by recovery execution recover-A .+: no promotion may start on it$/, true],
+      [{ rows: [], history: [], clearOperations: [{ content: 0, execution: 'recover-Z' }] }, /content 0 is held by recovery execution recover-A .+, not by execution recover-Z: a workflow releases only its own hold$/, true],
+      [{ rows: [], history: [], setOperations: [op(7, 'recover-A')] }, /^invalid change to cluster \S+: pending operation names content 7, which is not in the catalog/, false],
+    ];
+    for (const [change, message, busy] of refusals) {
+      const error = await catalog.apply(clusterId, 2, change).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ValidationError);
+      expect(error instanceof ContentBusyError).toBe(busy);
+      expect((error as Error).message).toMatch(message);
+    }
+    const after = await catalog.load(clusterId);
+    expect(after.version).toBe(2);
+    expect(after.pendingOperations).toEqual([a]);
+    expect(after.pendingPromotions).toEqual([]);
+  });
+
+  it('refuses to take a content with a pending promotion', async () => {
+    const clusterId = await initialized('operations-promotion');
+    await catalog.apply(clusterId, 1, planFailover(await catalog.load(clusterId), 0, 2, 4, new Date(T1)));
+    await expect(catalog.apply(clusterId, 2, { rows: [], history: [], setOperations: [op(0, 'recover-A')] })).rejects.toThrow(ContentBusyError);
+    await expect(catalog.apply(clusterId, 2, { rows: [], history: [], setOperations: [op(0, 'recover-A')] })).rejects.toThrow(/content 0 has a pending promotion of dbid 4/);
+    expect((await catalog.load(clusterId)).pendingOperations).toEqual([]);
+  });
+
+  it('lets another execution take a content whose operation lapsed', async () => {
+    const clusterId = await initialized('operations-lapsed');
+    const lapsing = op(0, 'recover-A', { since: iso(-120_000), expiresAt: iso(-1) });
+    await catalog.apply(clusterId, 1, { rows: [], history: [], setOperations: [lapsing] });
+    expect((await catalog.load(clusterId)).pendingOperations).toEqual([lapsing]);
+    // A stranger's release of a lapsed operation is a no-op; taking the content replaces it.
+    await catalog.apply(clusterId, 2, { rows: [], history: [], clearOperations: [{ content: 0, execution: 'rebalance-B' }] });
+    expect((await catalog.load(clusterId)).pendingOperations).toEqual([lapsing]);
+    const b = op(0, 'rebalance-B', { kind: 'rebalance' });
+    await catalog.apply(clusterId, 3, { rows: [], history: [], setOperations: [b] });
+    expect((await catalog.load(clusterId)).pendingOperations).toEqual([b]);
+  });
+
+  it('names a corrupt operation in the cluster item, and reads an item without operations as none', async () => {
+    const clusterId = await initialized('operations-corrupt');
+    const doc = DynamoDBDocumentClient.from(client);
+    const { Item } = await doc.send(new GetCommand({ TableName: tables.clusters, Key: { clusterId } }));
+    const { pendingOperations: _ops, ...legacy } = Item!;
+    await doc.send(new PutCommand({ TableName: tables.clusters, Item: legacy }));
+    expect((await catalog.load(clusterId)).pendingOperations).toEqual([]);
+    await doc.send(new PutCommand({ TableName: tables.clusters, Item: { ...legacy, pendingOperations: { '0': { ...op(0, 'recover-A'), kind: 'vacuum' } } } }));
+    await expect(catalog.load(clusterId)).rejects.toThrow(/holds invalid data: invalid pending operations: pending operation of content 0: kind must be one of recovery\|rebalance/);
   });
 });
 

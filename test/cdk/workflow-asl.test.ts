@@ -3,10 +3,17 @@
  * (states, Retry, Catch, JSONPath only), and its routing, executed by LocalWorkflows
  * (aws-local-stepfunctions) with a scripted step handler that records the steps.
  */
-import { synthesizePromoteMirrorDefinition } from '../../lib/local-definition';
-import { PROMOTE_STATES, PROMOTE_TASK_STEPS, TRANSIENT_STEP_ERRORS } from '../../lib/promote-mirror-workflow';
-import { LocalWorkflows, type LocalExecutionEvent, type PromoteStepEvent } from '../../lambdas/adapters/local/local-workflows';
-import type { PromoteMirrorInput } from '../../lambdas/ports/workflows';
+import { localWorkflows, synthesizePromoteMirrorDefinition } from '../../lib/local-definition';
+import { LocalWorkflows, type LocalExecutionEvent, type StepEvent as PromoteStepEvent } from '../../lambdas/adapters/local/local-workflows';
+import type { WorkflowInputs } from '../../lambdas/workflows';
+import { PROMOTE_MIRROR_SPEC } from '../../lambdas/workflows/promote-mirror';
+import { errorName, stateNames, TRANSIENT_STEP_ERRORS as TRANSIENT_ERROR_CLASSES } from '../../lambdas/workflows/spec';
+
+type PromoteMirrorInput = WorkflowInputs['PromoteMirror'];
+const PROMOTE_STATES = stateNames(PROMOTE_MIRROR_SPEC);
+/** Task state -> its step, from the spec. */
+const PROMOTE_TASK_STEPS = Object.fromEntries(Object.entries(PROMOTE_MIRROR_SPEC.states).flatMap(([n, st]) => (st.type === 'task' ? [[n, st.step]] : [])));
+const TRANSIENT_STEP_ERRORS = TRANSIENT_ERROR_CLASSES.map(errorName);
 
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -62,11 +69,11 @@ describe('synthesized definition', () => {
       RecordFailure: 'Task',
       PromotionFailed: 'Fail',
     });
-    expect(Object.values(PROMOTE_STATES).sort()).toEqual(Object.keys(states).sort());
+    expect([...PROMOTE_STATES].sort()).toEqual(Object.keys(states).sort());
     expect(taskStates.sort()).toEqual(Object.keys(PROMOTE_TASK_STEPS).sort());
   });
 
-  test('every Task invokes the one step function with {step, input.$: $} and keeps its result at $.<stepKey>', () => {
+  test('every Task invokes the one step function with {step, input.$: $, execution.$}  and keeps its result at $.<stepKey>', () => {
     const resultPaths: Record<string, string> = {
       ValidateInput: '$.validate',
       ConfirmFailure: '$.confirmFailure',
@@ -83,7 +90,7 @@ describe('synthesized definition', () => {
     expect(resources.size).toBe(1);
     expect([...resources][0]).toMatch(/^arn:aws:lambda:us-east-1:123456789012:function:PromoteMirrorFunction/);
     for (const [name, step] of Object.entries(PROMOTE_TASK_STEPS)) {
-      expect(states[name].Parameters).toEqual({ step, 'input.$': '$' });
+      expect(states[name].Parameters).toEqual({ step, 'input.$': '$', 'execution.$': '$$.Execution.Name' });
       expect(states[name].ResultPath).toBe(resultPaths[name]);
       // The Lambda service-exception retry CDK adds stays first.
       expect(states[name].Retry?.[0]).toMatchObject({ ErrorEquals: SERVICE_ERRORS });
@@ -161,12 +168,12 @@ describe('LocalWorkflows runs the synthesized definition', () => {
   }
 
   const workflows = (handler: (e: PromoteStepEvent) => Promise<unknown>, onExecution?: (e: LocalExecutionEvent) => void) =>
-    new LocalWorkflows({ promoteHandler: handler, onExecution, retryIntervalMs: 0, definition });
+    new LocalWorkflows({ workflows: { PromoteMirror: { handler, definition } }, onExecution, retryIntervalMs: 0 });
 
   test('happy path: every step in order, results accumulate, SUCCEEDED', async () => {
     const { handler, steps, events } = scripted();
     const seen: LocalExecutionEvent[] = [];
-    const run = await workflows(handler, (e) => seen.push(e)).runPromotion(input);
+    const run = await workflows(handler, (e) => seen.push(e)).run('PromoteMirror', input);
     expect(run).toMatchObject({ status: 'SUCCEEDED', started: true, executionName: 'promote-c1-c0-v7-a1' });
     expect(steps).toEqual(['validate', 'confirm-failure', 'fence-old-primary', 'flip-catalog', 'promote', 'verify-writable', 'clear-pending', 'notify']);
     expect(events[0].input).toEqual(input); // the first step sees the input as sent
@@ -178,7 +185,7 @@ describe('LocalWorkflows runs the synthesized definition', () => {
 
   test('an already flipped catalog skips FlipCatalog', async () => {
     const { handler, steps } = scripted({ 'confirm-failure': () => ({ alreadyFlipped: true, version: 8 }) });
-    const run = await workflows(handler).runPromotion(fresh());
+    const run = await workflows(handler).run('PromoteMirror', fresh());
     expect(run.status).toBe('SUCCEEDED');
     expect(steps).toEqual(['validate', 'confirm-failure', 'fence-old-primary', 'promote', 'verify-writable', 'clear-pending', 'notify']);
   });
@@ -190,7 +197,7 @@ describe('LocalWorkflows runs the synthesized definition', () => {
       },
       'record-abort': () => ({ aborted: true, cause: 'PrimaryAliveError' }),
     });
-    const run = await workflows(handler).runPromotion(fresh());
+    const run = await workflows(handler).run('PromoteMirror', fresh());
     expect(steps).toEqual(['validate', 'confirm-failure', 'record-abort']);
     expect(run.status).toBe('SUCCEEDED');
     expect(run.output).toMatchObject({ recordAbort: { aborted: true }, error: { Error: 'PrimaryAliveError' } });
@@ -206,7 +213,7 @@ describe('LocalWorkflows runs the synthesized definition', () => {
         return { promotedAt: 'now' };
       },
     });
-    const run = await workflows(handler).runPromotion(fresh());
+    const run = await workflows(handler).run('PromoteMirror', fresh());
     expect(run.status).toBe('SUCCEEDED');
     expect(steps).toEqual(['validate', 'confirm-failure', 'fence-old-primary', 'flip-catalog', 'promote', 'promote', 'verify-writable', 'clear-pending', 'notify']);
   });
@@ -218,9 +225,9 @@ describe('LocalWorkflows runs the synthesized definition', () => {
         return {};
       },
     });
-    const real = new LocalWorkflows({ promoteHandler: handler, definition });
+    const real = new LocalWorkflows({ workflows: { PromoteMirror: { handler, definition } } });
     const started = Date.now();
-    expect((await real.runPromotion(fresh())).status).toBe('SUCCEEDED');
+    expect((await real.run('PromoteMirror', fresh())).status).toBe('SUCCEEDED');
     expect(Date.now() - started).toBeGreaterThanOrEqual(950); // IntervalSeconds 1
   });
 
@@ -230,7 +237,7 @@ describe('LocalWorkflows runs the synthesized definition', () => {
         throw named('CatalogConflictError', 'catalog of cluster c1 is no longer at version 7');
       },
     });
-    const run = await workflows(handler).runPromotion(fresh());
+    const run = await workflows(handler).run('PromoteMirror', fresh());
     expect(steps).toEqual(['validate', 'confirm-failure', 'fence-old-primary', 'flip-catalog', 'flip-catalog', 'flip-catalog', 'flip-catalog', 'record-failure']);
     expect(run).toMatchObject({ status: 'FAILED', error: 'PromotionFailed' });
     expect(JSON.parse(run.cause ?? '')).toMatchObject({ errorType: 'CatalogConflictError' });
@@ -243,7 +250,7 @@ describe('LocalWorkflows runs the synthesized definition', () => {
         throw named('MirrorNotPromotableError', 'mirror dbid 4 is not in sync');
       },
     });
-    const run = await workflows(handler).runPromotion(fresh());
+    const run = await workflows(handler).run('PromoteMirror', fresh());
     expect(steps).toEqual(['validate', 'confirm-failure', 'record-failure']);
     expect(run).toMatchObject({ status: 'FAILED', error: 'PromotionFailed' });
   });
@@ -254,7 +261,7 @@ describe('LocalWorkflows runs the synthesized definition', () => {
         throw new TypeError('boom');
       },
     });
-    const run = await workflows(handler).runPromotion(fresh());
+    const run = await workflows(handler).run('PromoteMirror', fresh());
     expect(steps.slice(-2)).toEqual(['notify', 'record-failure']);
     expect(run).toMatchObject({ status: 'FAILED', error: 'PromotionFailed' });
   });
@@ -265,7 +272,7 @@ describe('LocalWorkflows runs the synthesized definition', () => {
         throw named('ValidationError', 'invalid PromoteMirror input: content: expected number');
       },
     });
-    const run = await workflows(handler).runPromotion(fresh());
+    const run = await workflows(handler).run('PromoteMirror', fresh());
     expect(steps).toEqual(['validate']);
     expect(run).toMatchObject({ status: 'FAILED', error: 'InvalidInput' });
     expect(JSON.parse(run.cause ?? '')).toMatchObject({ errorType: 'ValidationError', errorMessage: 'invalid PromoteMirror input: content: expected number' });
@@ -275,8 +282,8 @@ describe('LocalWorkflows runs the synthesized definition', () => {
     const { handler } = scripted();
     const wf = workflows(handler);
     const same = fresh();
-    const first = await wf.runPromotion(same);
-    const retry = await wf.runPromotion({ ...same, attempt: 2 });
+    const first = await wf.run('PromoteMirror', same);
+    const retry = await wf.run('PromoteMirror', { ...same, attempt: 2 });
     expect(retry).toMatchObject({ started: true, status: 'SUCCEEDED' });
     expect(retry.executionName).toBe(first.executionName.replace(/-a1$/, '-a2'));
   });
@@ -292,23 +299,25 @@ describe('LocalWorkflows runs the synthesized definition', () => {
     });
     const wf = workflows(handler);
     const same = fresh();
-    const first = await wf.startPromotion(same);
+    const first = await wf.start('PromoteMirror', same);
     expect(first.started).toBe(true);
-    const whileRunning = await wf.startPromotion({ ...same, reason: 'started again' });
+    const whileRunning = await wf.start('PromoteMirror', { ...same, reason: 'started again' });
     expect(whileRunning).toEqual({ executionName: first.executionName, started: false });
     release();
     expect((await wf.wait(first.executionName)).status).toBe('SUCCEEDED');
-    expect(await wf.startPromotion(same)).toEqual({ executionName: first.executionName, started: false });
+    expect(await wf.start('PromoteMirror', same)).toEqual({ executionName: first.executionName, started: false });
     expect(steps.filter((s) => s === 'validate')).toHaveLength(1);
     await expect(wf.wait('promote-nobody')).rejects.toThrow(/no local execution/);
   });
 
-  test('by default it runs the synthesized definition (cached per process)', async () => {
+  test('localWorkflows runs the synthesized definition (cached per process)', async () => {
     const { handler, steps } = scripted();
-    const run = await new LocalWorkflows({ promoteHandler: handler, retryIntervalMs: 0 }).runPromotion(fresh());
+    const run = await localWorkflows({ PromoteMirror: handler }, { retryIntervalMs: 0 }).run('PromoteMirror', fresh());
     expect(run.status).toBe('SUCCEEDED');
     expect(steps).toHaveLength(8);
-    expect(() => new LocalWorkflows({ promoteHandler: undefined as never })).toThrow(/promoteHandler/);
+    expect(() => new LocalWorkflows({ workflows: { PromoteMirror: { handler: undefined as never, definition } } })).toThrow(/PromoteMirror handler must be a function/);
+    expect(() => new LocalWorkflows({ workflows: undefined as never })).toThrow(/workflows must name/);
+    await expect(localWorkflows({ PromoteMirror: handler }).startExecution('RecoverSegments', 'x', {})).rejects.toThrow(/RecoverSegments is not run here/);
   });
 
   test('abort stops a running execution', async () => {
@@ -316,7 +325,7 @@ describe('LocalWorkflows runs the synthesized definition', () => {
     const gate = new Promise<void>((resolve) => (release = resolve));
     const { handler, steps } = scripted({ promote: () => gate.then(() => ({})) });
     const wf = workflows(handler);
-    const { executionName } = await wf.startPromotion(fresh());
+    const { executionName } = await wf.start('PromoteMirror', fresh());
     while (!steps.includes('promote')) await new Promise((r) => setTimeout(r, 5));
     expect(wf.abort(executionName)).toBe(true);
     expect(await wf.wait(executionName)).toEqual({ status: 'ABORTED' });

@@ -1,8 +1,8 @@
 import { decide, planFailover, historyText, clusterStatusOf, MAX_WAL_SENDER_TIMEOUT_MS } from '../../lambdas/core/decide';
 import { DEFAULT_SETTINGS, parseSettings } from '../../lambdas/core/settings';
 import { applyRows, checkInvariants } from '../../lambdas/core/transitions';
-import type { ClusterSnapshot } from '../../lambdas/core/model';
-import { MirrorNotPromotableError } from '../../lambdas/core/errors';
+import type { ClusterSnapshot, PendingOperation } from '../../lambdas/core/model';
+import { ContentBusyError, MirrorNotPromotableError } from '../../lambdas/core/errors';
 import { answer, cluster, failure, round } from './fixtures';
 
 const now = new Date('2026-11-22T10:00:00.000Z');
@@ -500,6 +500,58 @@ describe('decide: Greenplum decision table', () => {
   });
 });
 
+describe('decide: a content held by an operator workflow is left alone', () => {
+  /** Content 0 held by a live recovery until 10 minutes after `now`. */
+  const recovery = (over: Partial<PendingOperation> = {}): PendingOperation => ({
+    content: 0, kind: 'recovery', execution: 'recover-1', since: now.toISOString(), expiresAt: later(600).toISOString(), ...over,
+  });
+  const held = (snapshot: ClusterSnapshot, op = recovery()): ClusterSnapshot => ({ ...snapshot, pendingOperations: [op] });
+
+  test('its primary fails: no fail-over, nothing written, while the other content is decided as usual', () => {
+    const s0 = held(cluster());
+    const plan = decide(s0, round(s0, failure(2, 'refused'), answer(3, { mirror: farBehind })), settings, now);
+    expect(plan.decisions.map((d) => `${d.content}:${d.kind}`)).toEqual(['1:mark-catching-up']);
+    expect(plan.change?.rows.map((r) => r.dbid)).toEqual([3, 5]);
+    expect(plan.memory.failoversStarted['0']).toBeUndefined();
+    expect(decide(s0, round(s0, failure(2, 'refused')), settings, now, 0)).toEqual({ decisions: [], change: null, memory: s0.memory });
+  });
+
+  test('once the operation expired the content is decided again', () => {
+    const s0 = held(cluster());
+    expect(decide(s0, round(s0, failure(2, 'refused')), settings, later(599)).decisions).toEqual([]);
+    const plan = decide(s0, round(s0, failure(2, 'refused')), settings, later(600));
+    expect(plan.decisions.map((d) => `${d.content}:${d.kind}`)).toEqual(['0:fail-over']);
+  });
+
+  test('no sync-rep change, no mirror marked down or back, no zombie or owed fence carried out', () => {
+    // Mirror 4 down with a fence owed; the primary still waits for it and the down row answers as a writable primary.
+    const s0 = held({ ...cluster({ 2: { mode: 'n' }, 4: { status: 'd', mode: 'n' } }), status: 'degraded', pendingFences: [{ dbid: 4, content: 0, since: now.toISOString(), reason: 'x' }] });
+    const probes = [answer(2, { mirror: absent, syncRepOn: true }), answer(4, { mirror: absent }), answer(3)];
+    expect(decide(s0, probes, settings, now).decisions).toEqual([]);
+    // Without the hold, the same round turns sync rep off, fences the zombie and so on.
+    expect(decide({ ...s0, pendingOperations: [] }, probes, settings, now).decisions.map((d) => d.kind)).toEqual(['sync-rep-off', 'fence-zombie']);
+    const streamingAgain = decide(s0, [answer(2, { mirror: catchup, syncRepOn: false })], settings, now);
+    expect(streamingAgain.decisions).toEqual([]);
+    expect(streamingAgain.change).toBeNull();
+  });
+
+  test("the prober forgets what it saw of the content, so the hold's downtime never counts as mirror-down time", () => {
+    const s0 = withMemory(held(cluster()), {
+      mirrorDownSince: { '0': now.toISOString(), '1': now.toISOString() },
+      mirrorDrops: { '0': { count: 2, since: now.toISOString() } },
+      syncTarget: { '0': '0/3000000' },
+      failoversStarted: { '0': { failedPrimaryDbid: 2, version: 7, attempt: 1, at: now.toISOString() } },
+      recoveryLsn: { '2': '0/1000000' },
+      resets: { '4': { initializedAt: now.toISOString(), seenAt: [] } },
+    });
+    const p1 = decide(s0, [answer(2, { mirror: absent })], settings, later(60));
+    expect(p1.memory).toEqual({ ...s0.memory, mirrorDownSince: { '1': now.toISOString() }, mirrorDrops: {}, syncTarget: {}, failoversStarted: {}, recoveryLsn: {}, resets: {} });
+    // The hold ends with the mirror still absent: its grace period starts now, not before the hold.
+    const p2 = decide({ ...s0, memory: p1.memory }, [answer(2, { mirror: absent })], settings, later(600));
+    expect(p2.decisions.map((d) => d.kind)).toEqual(['await-mirror']);
+  });
+});
+
 describe('planFailover', () => {
   test('flips the pair, records the pending promotion and history, holds the invariants', () => {
     const s0 = cluster();
@@ -519,6 +571,16 @@ describe('planFailover', () => {
   ])('refuses: %s', (_name, snapshot, content, failed, mirror, message) => {
     expect(() => planFailover(snapshot, content, failed, mirror, now)).toThrow(MirrorNotPromotableError);
     expect(() => planFailover(snapshot, content, failed, mirror, now)).toThrow(message);
+  });
+  test('refuses a content a live operation holds (a rebalance took it after the failover started); a lapsed one does not stop it', () => {
+    const op: PendingOperation = { content: 0, kind: 'rebalance', execution: 'rebalance-1', since: now.toISOString(), expiresAt: later(60).toISOString() };
+    const s0 = { ...cluster(), pendingOperations: [op] };
+    expect(() => planFailover(s0, 0, 2, 4, now)).toThrow(ContentBusyError);
+    expect(() => planFailover(s0, 0, 2, 4, now)).toThrow(
+      `content 0 is held by rebalance execution rebalance-1 (since ${now.toISOString()}, until ${later(60).toISOString()}): it is not failed over`,
+    );
+    expect(planFailover(s0, 1, 3, 5, now).rows.map((r) => r.dbid)).toEqual([3, 5]);
+    expect(planFailover(s0, 0, 2, 4, later(60)).rows.map((r) => r.dbid)).toEqual([2, 4]);
   });
 });
 

@@ -14,7 +14,7 @@ export function cluster(overrides: Partial<Record<number, Partial<SegmentRow>>> 
     row(2, 0, 'p', 'sdw1', 6000), row(3, 1, 'p', 'sdw2', 6000),
     row(4, 0, 'm', 'sdw2', 7000), row(5, 1, 'm', 'sdw1', 7000),
   ].map((r) => ({ ...r, ...overrides[r.dbid] }));
-  return { clusterId: 'c1', version: 7, status: 'up', segments: rows, pendingPromotions: [], pendingFences: [], memory: emptyMemory() };
+  return { clusterId: 'c1', version: 7, status: 'up', segments: rows, pendingPromotions: [], pendingFences: [], pendingOperations: [], memory: emptyMemory() };
 }
 
 export const streaming: MirrorReplication = { state: 'streaming', syncState: 'sync', flushLsn: '0/3000000', replayLsn: '0/3000000' };

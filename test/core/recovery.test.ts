@@ -1,14 +1,14 @@
 /**
  * gprecoverseg's building blocks: the `-i` file format, the recovery plan (in place,
  * `-F`, `-i` new locations, `-p` spare host, placement checks) and the rebalance plan
- * (`-r` with the replay-lag guard), and the transitions they need.
+ * (`-r` with the replay-lag guard), the lock per content they respect, and the
+ * transitions they need.
  */
 import { parseChange, validateChange } from '../../lambdas/core/catalog-change';
 import { ValidationError } from '../../lambdas/core/errors';
-import type { ClusterSnapshot, SegmentRow } from '../../lambdas/core/model';
+import type { ClusterSnapshot, PendingOperation, SegmentRow } from '../../lambdas/core/model';
 import { emptyMemory } from '../../lambdas/core/model';
 import {
-  RECOVERY_TRANSITIONS,
   normalizePath,
   parseRecoverConfig,
   planRecovery,
@@ -16,7 +16,7 @@ import {
   relocationChange,
   type RecoveryRequest,
 } from '../../lambdas/core/recovery';
-import { TRANSITIONS, rowState } from '../../lambdas/core/transitions';
+import { TRANSITIONS, findTransition, rowState, type TransitionActor } from '../../lambdas/core/transitions';
 import { cluster } from './fixtures';
 
 /** The ValidationError a call throws (fails the test when it throws nothing or something else). */
@@ -49,7 +49,7 @@ function threeHosts(overrides: Partial<Record<number, Partial<SegmentRow>>> = {}
     segments.push({ dbid: 5 + c, content: c, role: 'm', preferredRole: 'm', mode: 's', status: 'u', port: 7000, datadir: `/data/mirror/gpseg${c}`, ...m });
   }
   return {
-    clusterId: 'c3', version: 3, status: 'up', pendingPromotions: [], pendingFences: [], memory: emptyMemory(),
+    clusterId: 'c3', version: 3, status: 'up', pendingPromotions: [], pendingFences: [], pendingOperations: [], memory: emptyMemory(),
     segments: segments.map((r) => ({ ...r, ...overrides[r.dbid] })),
   };
 }
@@ -333,7 +333,7 @@ describe('rebalancePlan (-r)', () => {
   it('switches an in-sync pair back to its preferred roles', () => {
     const snapshot = unbalanced();
     expect(rebalancePlan(snapshot)).toEqual({
-      switches: [{ content: 0, primaryDbid: 4, mirrorDbid: 2, rows: [{ ...row(snapshot, 4), role: 'm', mode: 'n' }, { ...row(snapshot, 2), role: 'p', mode: 'n' }] }],
+      switches: [{ content: 0, primaryDbid: 4, mirrorDbid: 2, rows: [{ ...row(snapshot, 4), role: 'm', status: 'd', mode: 'n' }, { ...row(snapshot, 2), role: 'p', mode: 'n' }] }],
       refused: [],
       skipped: [],
     });
@@ -380,24 +380,85 @@ describe('rebalancePlan (-r)', () => {
   });
 });
 
-describe('RECOVERY_TRANSITIONS', () => {
-  const merged = [...TRANSITIONS, ...RECOVERY_TRANSITIONS];
-  const allowed = (before: SegmentRow, after: SegmentRow) => rowState(before) === rowState(after) || merged.some((t) => t.from === rowState(before) && t.to === rowState(after));
+describe('the lock per content: planners skip a content another execution holds', () => {
+  const now = new Date('2026-11-23T10:00:00.000Z');
+  const op = (content: number, kind: 'recovery' | 'rebalance', execution: string, expiresAt = '2026-11-23T11:00:00.000Z'): PendingOperation => ({
+    content, kind, execution, since: '2026-11-23T09:00:00.000Z', expiresAt,
+  });
+  const held = <T extends ClusterSnapshot>(snapshot: T, ...ops: PendingOperation[]): T => ({ ...snapshot, pendingOperations: ops });
+  /** Content 0 failed over and was recovered: 4 acts as primary, 2 as mirror, both up and in sync. */
+  const unbalanced = () => cluster({ 2: { role: 'm' }, 4: { role: 'p' } });
 
-  it('adds only transitions the table lacks, each with its why', () => {
-    for (const t of RECOVERY_TRANSITIONS) {
-      expect(TRANSITIONS.some((e) => e.from === t.from && e.to === t.to)).toBe(false);
-      expect(t.why.length).toBeGreaterThan(20);
-    }
-    expect(new Set(merged.map((t) => `${t.from}>${t.to}`)).size).toBe(merged.length);
+  it('planRecovery skips a content held by a live operation of another execution, naming its kind and execution', () => {
+    const snapshot = held(failedOver(), op(0, 'rebalance', 'rebalance-7'));
+    expect(planRecovery(snapshot, { mode: 'incremental' }, { now, execution: 'recover-1' })).toEqual({
+      recoveries: [],
+      skipped: [{ content: 0, reason: 'content 0 is held by rebalance execution rebalance-7 (since 2026-11-23T09:00:00.000Z, until 2026-11-23T11:00:00.000Z): another workflow is working on it' }],
+      warnings: [],
+    });
+    // A content named by the request is skipped the same way.
+    expect(planRecovery(snapshot, { mode: 'incremental', contents: [0] }, { now }).skipped).toEqual([{ content: 0, reason: expect.stringMatching(/^content 0 is held by rebalance execution rebalance-7 /) }]);
   });
 
-  it('covers every state change a recovery or a rebalance plans', () => {
+  it('planRecovery plans a content held by its own execution (a re-run), and one whose operation lapsed', () => {
+    const snapshot = held(failedOver(), op(0, 'recovery', 'recover-1'));
+    expect(planRecovery(snapshot, { mode: 'incremental' }, { now, execution: 'recover-1' }).recoveries.map((r) => r.failedDbid)).toEqual([2]);
+    const lapsed = held(failedOver(), op(0, 'recovery', 'recover-0', now.toISOString()));
+    expect(planRecovery(lapsed, { mode: 'incremental' }, { now, execution: 'recover-1' }).recoveries.map((r) => r.failedDbid)).toEqual([2]);
+    // Without a clock every stored operation holds its content.
+    expect(planRecovery(lapsed, { mode: 'incremental' }, { execution: 'recover-1' }).recoveries).toEqual([]);
+  });
+
+  it('rebalancePlan skips a pair held by another execution and switches one held by its own', () => {
+    const other = rebalancePlan(held(unbalanced(), op(0, 'recovery', 'recover-1')), {}, { now, execution: 'rebalance-7' });
+    expect(other).toEqual({
+      switches: [],
+      refused: [],
+      skipped: [{ content: 0, reason: 'content 0 is held by recovery execution recover-1 (since 2026-11-23T09:00:00.000Z, until 2026-11-23T11:00:00.000Z): another workflow is working on it' }],
+    });
+    expect(rebalancePlan(held(unbalanced(), op(0, 'rebalance', 'rebalance-7')), {}, { now, execution: 'rebalance-7' }).switches.map((s) => s.content)).toEqual([0]);
+    expect(rebalancePlan(held(unbalanced(), op(0, 'rebalance', 'rebalance-7', now.toISOString())), {}, { now }).switches.map((s) => s.content)).toEqual([0]);
+    // A hold on another content does not matter.
+    expect(rebalancePlan(held(unbalanced(), op(1, 'recovery', 'recover-1')), {}, { now }).switches.map((s) => s.content)).toEqual([0]);
+  });
+
+  it.each<[string, unknown]>([
+    ['an invalid date', { now: new Date('nope') }],
+    ['an empty execution', { execution: '' }],
+  ])('refuses %s', (_name, hold) => {
+    expect(() => planRecovery(failedOver(), { mode: 'incremental' }, hold as never)).toThrow(/^invalid recovery plan options: /);
+    expect(() => rebalancePlan(unbalanced(), {}, hold as never)).toThrow(/^invalid rebalance plan options: /);
+  });
+});
+
+describe('transitions of recovery and rebalance', () => {
+  const allowed = (before: SegmentRow, after: SegmentRow, by: TransitionActor) => findTransition(before, after, by) !== undefined;
+
+  it('every state change a recovery plans is a RecoverSegments row', () => {
     const snapshot = failedOver();
-    for (const r of planRecovery(snapshot, { mode: 'incremental' }).recoveries) expect(allowed(row(snapshot, r.failedDbid), r.target)).toBe(true);
+    const { recoveries } = planRecovery(snapshot, { mode: 'incremental' });
+    expect(recoveries).toHaveLength(1);
+    for (const r of recoveries) expect(allowed(row(snapshot, r.failedDbid), r.target, 'RecoverSegments')).toBe(true);
+  });
+
+  it('the flip a rebalance plans is Rebalance rows, and so is the old primary streaming again; the validator accepts the flip', () => {
     const unbalanced = cluster({ 2: { role: 'm' }, 4: { role: 'p' } });
     const plan = rebalancePlan(unbalanced);
     expect(plan.switches).toHaveLength(1);
-    for (const after of plan.switches[0].rows) expect(allowed(row(unbalanced, after.dbid), after)).toBe(true);
+    const [oldPrimary, oldMirror] = plan.switches[0].rows;
+    expect([rowState(oldPrimary), rowState(oldMirror)]).toEqual(['m/d/n', 'p/u/n']);
+    for (const after of plan.switches[0].rows) expect(allowed(row(unbalanced, after.dbid), after, 'Rebalance')).toBe(true);
+    expect(allowed(oldPrimary, { ...oldPrimary, status: 'u' }, 'Rebalance')).toBe(true);
+    const change = { rows: plan.switches[0].rows, history: plan.switches[0].rows.map((r) => ({ time: '2026-11-23T10:00:00.000Z', dbid: r.dbid, description: 'rebalance' })) };
+    expect(validateChange(unbalanced, parseChange(change)).segments.filter((r) => r.content === 0).map((r) => `${r.dbid}:${rowState(r)}`)).toEqual(['2:p/u/n', '4:m/d/n']);
+  });
+
+  it('RECOVERY_TRANSITIONS is gone: TRANSITIONS is the one table', () => {
+    expect(TRANSITIONS.filter((t) => t.by === 'RecoverSegments' || t.by === 'Rebalance').map((t) => `${t.by} ${t.from} -> ${t.to}`)).toEqual([
+      'RecoverSegments m/d/n -> m/u/n',
+      'Rebalance p/u/s -> m/d/n',
+      'Rebalance m/u/s -> p/u/n',
+      'Rebalance m/d/n -> m/u/n',
+    ]);
   });
 });

@@ -1,6 +1,6 @@
 import { ValidationError } from '../../lambdas/core/errors';
 import type { SegmentRow } from '../../lambdas/core/model';
-import { segmentRowSchema, validateHistoryRows, validatePendingPromotions, validateSegmentRows } from '../../lambdas/core/rows';
+import { segmentRowSchema, validateHistoryRows, validateOperationReleases, validatePendingOperations, validatePendingPromotions, validateSegmentRows } from '../../lambdas/core/rows';
 
 const row = (dbid: number, content: number, role: 'p' | 'm', over: Record<string, unknown> = {}): SegmentRow =>
   ({ dbid, content, role, preferredRole: role, mode: 's', status: 'u', port: 6000 + dbid, hostname: 'sdw1', address: '10.0.0.1', datadir: `/data/gpseg${content}`, ...over }) as SegmentRow;
@@ -90,5 +90,34 @@ describe('validatePendingPromotions', () => {
     expect(validatePendingPromotions([marker])).toEqual([marker]);
     expect(() => validatePendingPromotions([marker, { ...marker, mirrorDbid: 2 }])).toThrow(/content 0 has more than one pending promotion/);
     expect(() => validatePendingPromotions([{ ...marker, version: 0 }])).toThrow(/pending promotion of content 0: version must be at least 1/);
+  });
+});
+
+describe('validatePendingOperations', () => {
+  const op = { content: 0, kind: 'recovery', execution: 'recover-1', since: '2024-05-01T10:00:00Z', expiresAt: '2024-05-01T11:00:00Z' };
+  it('accepts an operation and rejects two for one content', () => {
+    expect(validatePendingOperations([op, { ...op, content: 1, kind: 'rebalance' }])).toEqual([op, { ...op, content: 1, kind: 'rebalance' }]);
+    expect(() => validatePendingOperations([op, { ...op, execution: 'recover-2' }])).toThrow(/^invalid pending operations: content 0 has more than one pending operation$/);
+  });
+
+  it.each<[string, Record<string, unknown>, string]>([
+    ['an unknown kind', { kind: 'promotion' }, 'pending operation of content 0: kind must be one of recovery|rebalance (got "promotion")'],
+    ['an empty execution', { execution: '' }, 'pending operation of content 0: execution must not be empty'],
+    ['a bad time', { since: 'now' }, 'pending operation of content 0: since: Invalid ISO datetime (got "now")'],
+    ['an expiry not after it was taken', { expiresAt: '2024-05-01T10:00:00Z' }, 'pending operation of content 0: expiresAt: must be later than since (got "2024-05-01T10:00:00Z")'],
+    ['an unknown field', { owner: 'x' }, 'pending operation of content 0: unknown field(s) owner'],
+  ])('rejects %s naming the content', (_name, over, issue) => {
+    expect(() => validatePendingOperations([{ ...op, ...over }])).toThrow(ValidationError);
+    try {
+      validatePendingOperations([{ ...op, ...over }]);
+    } catch (err) {
+      expect((err as ValidationError).issues).toEqual([issue]);
+    }
+  });
+
+  it('validates releases: a content and a non-empty execution', () => {
+    expect(validateOperationReleases([{ content: 0, execution: 'recover-1' }])).toEqual([{ content: 0, execution: 'recover-1' }]);
+    expect(() => validateOperationReleases([{ content: 0 }])).toThrow(/^invalid operation releases: release of the operation of content 0: execution is missing$/);
+    expect(() => validateOperationReleases([{ content: 'zero', execution: 'x' }])).toThrow(/release of the operation 0: content must be a number/);
   });
 });

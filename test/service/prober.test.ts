@@ -49,8 +49,8 @@ class Clock {
 
 function deps(clock: Clock, probe: SegmentProbe['probe'], started: PromoteMirrorInput[], syncRepCalls: string[] = []): ProberDeps {
   const workflows: Workflows = {
-    startPromotion: async (input) => {
-      started.push(input);
+    start: async (_kind, input) => {
+      started.push(input as PromoteMirrorInput);
       return { executionName: 'x', started: true };
     },
   };
@@ -126,4 +126,43 @@ test('a prober paused past its lease writes nothing and starts nothing when it r
   const after = await catalog.load(clusterId);
   expect(after.segments.find((r) => r.dbid === 2)).toMatchObject({ role: 'p', status: 'u', mode: 's' });
   expect(after.version).toBe(versionBefore);
+});
+
+test('a content under recovery is left alone: its failed primary is not decided, its owed fence waits, the other content goes on', async () => {
+  const clusterId = `held-${suffix}-${++seq}`;
+  await catalog.initialize(clusterId, rows(), settings, new Date().toISOString());
+  const clock = new Clock();
+  // Content 0's mirror is down with a fence owed, and a RecoverSegments execution holds content 0.
+  const [primary, mirror] = [rows()[0], rows()[2]];
+  const time = new Date().toISOString();
+  await catalog.apply(clusterId, 1, {
+    rows: [{ ...primary, mode: 'n' }, { ...mirror, status: 'd', mode: 'n' }],
+    history: [2, 4].map((dbid) => ({ time, dbid, description: `FTS: dbid ${dbid} marked for the test` })),
+    status: 'degraded',
+    setFences: [{ dbid: 4, content: 0, newPrimaryDbid: 2, since: time, reason: 'test' }],
+    setOperations: [{ content: 0, kind: 'recovery', execution: 'recover-1', since: time, expiresAt: new Date(Math.max(Date.now(), clock.now) + 3_600_000).toISOString() }],
+  });
+  const before = await catalog.load(clusterId);
+  const started: PromoteMirrorInput[] = [];
+  const syncRep: string[] = [];
+  const fenced: number[] = [];
+  const reports: ContentReport[] = [];
+  // Primary 2 and its down mirror 4 refuse connections; content 1 is healthy.
+  const d = deps(clock, async (segment) => (segment.content === 0 ? { ok: false, dbid: segment.dbid, kind: 'refused', message: 'refused', attempts: 2, durationMs: 1 } : healthy(segment.dbid)), started, syncRep);
+  d.host = { fence: async (segment: SegmentRow) => (fenced.push(segment.dbid), { wasRunning: false, killed: false, missing: false }) } as unknown as SegmentHost;
+  await runProber(d, { clusterId, owner: 'a', deadline: clock.now + 5000, onDecided: (r) => reports.push(r) });
+
+  const content0 = reports.filter((r) => r.content === 0);
+  expect(content0.length).toBeGreaterThan(1);
+  expect(content0.every((r) => r.probes.length > 0 && r.decisions.length === 0)).toBe(true);
+  expect(reports.some((r) => r.content === 1)).toBe(true);
+  expect(started).toEqual([]);
+  expect(fenced).toEqual([]);
+  expect(syncRep.filter((c) => c.startsWith('2:'))).toEqual([]);
+  const after = await catalog.load(clusterId);
+  expect(after.version).toBe(before.version);
+  expect(after.segments).toEqual(before.segments);
+  expect(after.pendingFences).toEqual(before.pendingFences);
+  expect(after.pendingOperations).toEqual(before.pendingOperations);
+  expect(after.memory.mirrorDownSince['0']).toBeUndefined();
 });

@@ -5,8 +5,8 @@
  */
 import { performance } from 'node:perf_hooks';
 import { planFailover } from '../../lambdas/core/decide';
-import { CatalogConflictError, ClusterNotFoundError, HostCommandError, LeaseLostError, NotLeaseHolderError, PrimaryAliveError, SegmentUnreachableError, ValidationError, WrongInstanceError } from '../../lambdas/core/errors';
-import type { CatalogChange, ProberMemory, SegmentRow } from '../../lambdas/core/model';
+import { CatalogConflictError, ClusterNotFoundError, ContentBusyError, HostCommandError, LeaseLostError, NotLeaseHolderError, PrimaryAliveError, SegmentUnreachableError, ValidationError, WrongInstanceError } from '../../lambdas/core/errors';
+import type { CatalogChange, PendingOperation, ProberMemory, SegmentRow } from '../../lambdas/core/model';
 import { emptyMemory } from '../../lambdas/core/model';
 import { planRecovery } from '../../lambdas/core/recovery';
 import { DEFAULT_SETTINGS, parseSettings } from '../../lambdas/core/settings';
@@ -55,7 +55,7 @@ async function initialized(clusterId = 'c1'): Promise<FakeCatalog> {
 describe('FakeCatalog keeps the DynamoDB catalog contract', () => {
   it('round-trips rows, settings and the first history row', async () => {
     const catalog = await initialized();
-    expect(await catalog.load('c1')).toEqual({ clusterId: 'c1', version: 1, status: 'up', segments: sorted(), pendingPromotions: [], pendingFences: [], memory: emptyMemory() });
+    expect(await catalog.load('c1')).toEqual({ clusterId: 'c1', version: 1, status: 'up', segments: sorted(), pendingPromotions: [], pendingFences: [], pendingOperations: [], memory: emptyMemory() });
     expect(await catalog.loadSettings('c1')).toEqual(settings);
     expect(await catalog.history('c1')).toEqual([{ time: T0, dbid: 1, description: expect.stringMatching(/initialized with 6 segment instances \(2 contents\)/) }]);
   });
@@ -139,6 +139,72 @@ describe('FakeCatalog keeps the DynamoDB catalog contract', () => {
     expect(after.pendingFences).toEqual([{ dbid: 2, content: 0, newPrimaryDbid: 4, since: T1, reason: 'failed over to dbid 4' }]);
     expect(await catalog.apply('c1', 2, { rows: [], history: [{ time: T1, dbid: 2, description: 'fenced' }], clearPending: [0], clearFences: [2] })).toBe(3);
     expect(await catalog.load('c1')).toMatchObject({ pendingPromotions: [], pendingFences: [], segments: after.segments });
+  });
+
+  describe('pending operations (the lock per content), at the fake\'s clock', () => {
+    const NOW = Date.parse('2024-05-01T10:30:00.000Z');
+    const op = (content: number, execution: string, over: Partial<PendingOperation> = {}): PendingOperation => ({
+      content, kind: 'recovery', execution, since: T0, expiresAt: '2024-05-01T11:00:00.000Z', ...over,
+    });
+    async function clocked(): Promise<FakeCatalog> {
+      const catalog = await initialized();
+      catalog.clock = () => new Date(NOW);
+      return catalog;
+    }
+
+    it('records, replaces and releases an operation by content; hands out copies', async () => {
+      const catalog = await clocked();
+      const a = op(0, 'recover-A');
+      const b = op(1, 'rebalance-B', { kind: 'rebalance' });
+      expect(await catalog.apply('c1', 1, { rows: [], history: [], setOperations: [b, a] })).toBe(2);
+      const loaded = await catalog.load('c1');
+      expect(loaded.pendingOperations).toEqual([a, b]);
+      loaded.pendingOperations[0].execution = 'changed';
+      const renewed = { ...a, expiresAt: '2024-05-01T12:00:00.000Z' };
+      await catalog.apply('c1', 2, { rows: [], history: [], setOperations: [renewed] });
+      await catalog.apply('c1', 3, { rows: [], history: [], clearOperations: [{ content: 1, execution: 'rebalance-B' }, { content: 9, execution: 'nobody' }] });
+      expect(await catalog.load('c1')).toMatchObject({ version: 4, pendingOperations: [renewed] });
+    });
+
+    it('refuses, writing nothing: a content another execution holds, a promotion on a held content, a release by another execution, an unknown content', async () => {
+      const catalog = await clocked();
+      const a = op(0, 'recover-A');
+      await catalog.apply('c1', 1, { rows: [], history: [], setOperations: [a] });
+      const held = 'content 0 is held by recovery execution recover-A (since 2024-05-01T10:00:00.000Z, until 2024-05-01T11:00:00.000Z)';
+      const refusals: [CatalogChange, string, boolean][] = [
+        [{ rows: [], history: [], setOperations: [op(0, 'rebalance-B', { kind: 'rebalance' })] }, `change to cluster c1 refused, a content is held by someone else: ${held}: rebalance execution rebalance-B cannot take it`, true],
+        [{ rows: [], history: [], setPending: [{ content: 0, mirrorDbid: 4, failedPrimaryDbid: 2, version: 3, startedAt: T1 }] }, `change to cluster c1 refused, a content is held by someone else: ${held}: no promotion may start on it`, true],
+        [{ rows: [], history: [], clearOperations: [{ content: 0, execution: 'recover-Z' }] }, `change to cluster c1 refused, a content is held by someone else: ${held}, not by execution recover-Z: a workflow releases only its own hold`, true],
+        [{ rows: [], history: [], setOperations: [op(7, 'recover-A')] }, 'invalid change to cluster c1: pending operation names content 7, which is not in the catalog of cluster c1', false],
+      ];
+      for (const [change, message, busy] of refusals) {
+        const error = await catalog.apply('c1', 2, change).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(ValidationError);
+        expect(error instanceof ContentBusyError).toBe(busy);
+        expect((error as Error).message).toBe(message);
+      }
+      expect(await catalog.load('c1')).toMatchObject({ version: 2, pendingOperations: [a], pendingPromotions: [] });
+    });
+
+    it('refuses to take a content with a pending promotion', async () => {
+      const catalog = await clocked();
+      await catalog.apply('c1', 1, planFailover(await catalog.load('c1'), 0, 2, 4, new Date(T1)));
+      await expect(catalog.apply('c1', 2, { rows: [], history: [], setOperations: [op(0, 'recover-A')] })).rejects.toThrow(ContentBusyError);
+      expect((await catalog.load('c1')).pendingOperations).toEqual([]);
+    });
+
+    it('lets another execution take a content whose operation lapsed by its clock', async () => {
+      const catalog = await clocked();
+      const lapsing = op(0, 'recover-A', { expiresAt: '2024-05-01T10:40:00.000Z' });
+      await catalog.apply('c1', 1, { rows: [], history: [], setOperations: [lapsing] });
+      const b = op(0, 'rebalance-B', { kind: 'rebalance' });
+      await expect(catalog.apply('c1', 2, { rows: [], history: [], setOperations: [b] })).rejects.toThrow(ContentBusyError);
+      catalog.clock = () => new Date('2024-05-01T10:40:00.000Z');
+      await catalog.apply('c1', 2, { rows: [], history: [], clearOperations: [{ content: 0, execution: 'rebalance-B' }] });
+      expect((await catalog.load('c1')).pendingOperations).toEqual([lapsing]);
+      await catalog.apply('c1', 3, { rows: [], history: [], setOperations: [b] });
+      expect((await catalog.load('c1')).pendingOperations).toEqual([b]);
+    });
   });
 
   describe('lease', () => {

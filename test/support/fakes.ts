@@ -4,7 +4,8 @@
  * - {@link FakeCatalog}: the Catalog contract as the DynamoDB adapter implements it: the
  *   same input checks, the same validator (`parseChange` / `validateChange`) before
  *   anything is written, compare-and-set on the version, writes conditioned on the
- *   prober lease (owner, token, expiry), history kept in order. Each call is atomic (no
+ *   prober lease (owner, token, expiry), history kept in order. Operations lapse by
+ *   `clock` (the real clock unless a test sets it), as the adapter's by its machine's. Each call is atomic (no
  *   await between its check and its write), like one DynamoDB transaction.
  * - {@link FakeSegments}: SegmentProbe, SegmentControl and SegmentHost over a scripted
  *   world of instances a test changes directly (`kill`, `crashHost`, `isolateHost`,
@@ -14,19 +15,21 @@
  * Not modelled (use the real adapters in test/adapters and test/e2e for these): time
  * (probes never time out slowly, retries cost nothing, `durationMs` is 0), WAL beyond a
  * counter (a streaming mirror is always caught up, so replay and flush lag are 0),
- * timelines beyond a `needsRewind` flag, DynamoDB's 100-item transaction limit is the only
- * size limit, crash recovery, credentials, connection slots, TransactionConflict retries.
+ * timelines beyond a `needsRewind` flag, background host jobs (a rebuild started with
+ * `startRebuild` is over when the call returns), size limits other than DynamoDB's 100
+ * items per transaction, crash recovery, credentials, connection slots,
+ * TransactionConflict retries.
  */
 import { clusterStatusOf } from '../../lambdas/core/decide';
 import { CatalogConflictError, ClusterNotFoundError, HostCommandError, LeaseLostError, NotLeaseHolderError, NotWritableError, SegmentUnreachableError, ValidationError, WrongInstanceError } from '../../lambdas/core/errors';
 import { parseChange, validateChange } from '../../lambdas/core/catalog-change';
 import { COORDINATOR_CONTENT, emptyMemory } from '../../lambdas/core/model';
-import type { CatalogChange, ClusterSnapshot, ClusterStatus, HistoryRow, PendingFence, PendingPromotion, ProberMemory, SegmentRow } from '../../lambdas/core/model';
+import type { CatalogChange, ClusterSnapshot, ClusterStatus, HistoryRow, PendingFence, PendingOperation, PendingPromotion, ProberMemory, SegmentRow } from '../../lambdas/core/model';
 import type { MirrorReplication, ProbeResult } from '../../lambdas/core/probe';
 import { validateHistoryRows, validateSegmentRows } from '../../lambdas/core/rows';
 import { parseSettings, type Settings } from '../../lambdas/core/settings';
 import { checkClusterId, checkLeaseArgs, type Catalog, type Lease, type LeaseCondition } from '../../lambdas/ports/catalog';
-import type { FenceReport, ProbeOptions, RebuildMethod, SegmentControl, SegmentHost, SegmentProbe, WalReceiverStatus } from '../../lambdas/ports/segments';
+import type { FenceReport, HostJob, HostJobStatus, ProbeOptions, RebuildMethod, SegmentControl, SegmentHost, SegmentProbe, StopReport, WalReceiverStatus } from '../../lambdas/ports/segments';
 
 /** DynamoDB's limit on the items of one TransactWriteItems, which the adapter enforces. */
 const MAX_TRANSACTION_ITEMS = 100;
@@ -38,6 +41,7 @@ interface StoredCluster {
   segments: SegmentRow[];
   pending: Record<string, PendingPromotion>;
   fences: Record<string, PendingFence>;
+  operations: Record<string, PendingOperation>;
   memory: ProberMemory;
   history: HistoryRow[];
   /** Never reset: the next acquisition gets a larger one. */
@@ -53,6 +57,8 @@ export class FakeCatalog implements Catalog {
   beforeApply?: (clusterId: string) => void;
   /** Number of successful `apply` calls, for tests that count writes. */
   writes = 0;
+  /** The time `apply` validates at (operations lapse by it); the real clock unless a test sets it. */
+  clock: () => Date = () => new Date();
 
   /** Creates the cluster at version 1 with one history row; ValidationError on bad rows or settings, or when it exists. */
   async initialize(clusterId: string, segments: SegmentRow[], settings: Settings, time: string): Promise<void> {
@@ -73,13 +79,14 @@ export class FakeCatalog implements Catalog {
       segments: clone(rows),
       pending: {},
       fences: {},
+      operations: {},
       memory: emptyMemory(),
       history,
       leaseToken: 0,
     });
   }
 
-  /** A copy of the cluster's state (rows by dbid, markers by content, fences by dbid). */
+  /** A copy of the cluster's state (rows by dbid, markers and operations by content, fences by dbid). */
   async load(clusterId: string): Promise<ClusterSnapshot> {
     return this.snapshot(clusterId);
   }
@@ -98,6 +105,7 @@ export class FakeCatalog implements Catalog {
       segments: [...c.segments].sort((a, b) => a.dbid - b.dbid),
       pendingPromotions: Object.values(c.pending).sort((a, b) => a.content - b.content),
       pendingFences: Object.values(c.fences).sort((a, b) => a.dbid - b.dbid),
+      pendingOperations: Object.values(c.operations).sort((a, b) => a.content - b.content),
       memory: c.memory,
     });
   }
@@ -117,7 +125,7 @@ export class FakeCatalog implements Catalog {
     this.beforeApply?.(clusterId);
     const c = this.get(clusterId);
     if (c.version !== expectedVersion) throw new CatalogConflictError(clusterId, expectedVersion);
-    const { pending, fences, segments } = validateChange(this.snapshot(clusterId), parsed);
+    const { pending, fences, operations, segments } = validateChange(this.snapshot(clusterId), parsed, this.clock());
     if (lease) {
       checkLeaseArgs(lease.owner, 1, lease.now);
       if (!(c.leaseOwner === lease.owner && c.leaseToken === lease.token && c.leaseExpiresAt !== undefined && c.leaseExpiresAt >= lease.now)) {
@@ -129,6 +137,7 @@ export class FakeCatalog implements Catalog {
     if (parsed.status !== undefined) c.status = parsed.status;
     if (pending) c.pending = clone(pending);
     if (fences) c.fences = clone(fences);
+    if (operations) c.operations = clone(operations);
     c.history.push(...clone(parsed.history));
     c.version = expectedVersion + 1;
     this.writes += 1;
@@ -250,6 +259,8 @@ export class FakeSegments implements SegmentProbe, SegmentControl, SegmentHost {
   /** Hosts that are down: their instances are stopped and host commands fail. */
   readonly downHosts = new Set<string>();
   readonly calls: string[] = [];
+  /** Background jobs by id: a rebuild started with `startRebuild` runs at once, so its status is final when it returns. */
+  private readonly jobs = new Map<string, HostJobStatus>();
   private readonly now: () => Date;
 
   constructor(options: FakeSegmentsOptions = {}) {
@@ -410,7 +421,12 @@ export class FakeSegments implements SegmentProbe, SegmentControl, SegmentHost {
     const inst = this.reach(segment);
     if (!this.streaming(inst)) return { inRecovery: inst.inRecovery, state: inst.inRecovery ? 'waiting' : 'absent' };
     const upstream = this.instance(inst.upstreamDbid!);
-    return { inRecovery: true, state: 'streaming', senderHost: upstream.address, senderPort: upstream.port, heardSecondsAgo: 0, replayLsn: formatLsn(upstream.lsn) };
+    return { inRecovery: true, state: 'streaming', senderHost: upstream.address, senderPort: upstream.port, heardSecondsAgo: 0, replayLsn: formatLsn(upstream.lsn), receivedLsn: formatLsn(upstream.lsn) };
+  }
+
+  async checkpoint(segment: SegmentRow, _timeoutMs: number): Promise<void> {
+    this.calls.push(`checkpoint ${segment.dbid}`);
+    this.reach(segment);
   }
 
   async verifyWritable(segment: SegmentRow): Promise<void> {
@@ -454,11 +470,17 @@ export class FakeSegments implements SegmentProbe, SegmentControl, SegmentHost {
     }
   }
 
-  async stop(segment: SegmentRow): Promise<void> {
+  /** Stops it; the control file's checkpoint is its WAL position (a fast stop writes the shutdown checkpoint last). */
+  async stop(segment: SegmentRow, mode: 'fast' | 'immediate'): Promise<StopReport> {
     this.calls.push(`stop ${segment.dbid}`);
     this.host(segment);
     const inst = this.onHost(segment);
-    if (inst) inst.running = false;
+    if (!inst) return { wasRunning: false };
+    const wasRunning = inst.running;
+    inst.running = false;
+    inst.frozen = false;
+    const clusterState = mode === 'fast' || !wasRunning ? (inst.inRecovery ? 'shut down in recovery' : 'shut down') : inst.inRecovery ? 'in archive recovery' : 'in production';
+    return { wasRunning, latestCheckpointLsn: formatLsn(inst.lsn), clusterState };
   }
 
   /**
@@ -484,6 +506,31 @@ export class FakeSegments implements SegmentProbe, SegmentControl, SegmentHost {
     Object.assign(target, { inRecovery: true, upstreamDbid: source.dbid, needsRewind: false, fenced: false, frozen: false, lsn: source.lsn, running: true, startedAt: this.now().toISOString() });
     delete target.syncStandbyDbid;
     if (!source.slots.includes(mirror.dbid)) source.slots.push(mirror.dbid);
+  }
+
+  /**
+   * As `rebuildAsMirror`, run at once: the returned job is already over, `succeeded` or
+   * `failed` with the error's message. A host that does not answer fails the start itself.
+   */
+  async startRebuild(mirror: SegmentRow, primary: SegmentRow, method: RebuildMethod): Promise<HostJob> {
+    this.host(mirror);
+    const job: HostJob = { id: `job-${this.jobs.size + 1}-dbid-${mirror.dbid}`, dbid: mirror.dbid, startedAt: this.now().toISOString() };
+    try {
+      await this.rebuildAsMirror(mirror, primary, method);
+      this.jobs.set(job.id, { state: 'succeeded', exitCode: 0 });
+    } catch (e) {
+      this.jobs.set(job.id, { state: 'failed', exitCode: (e as HostCommandError).exitCode ?? 1, message: (e as Error).message });
+    }
+    return job;
+  }
+
+  async jobStatus(job: HostJob): Promise<HostJobStatus> {
+    this.calls.push(`job-status ${job.id}`);
+    return { ...(this.jobs.get(job.id) ?? { state: 'failed', message: `no job ${job.id} on the host` }) };
+  }
+
+  async cancelJob(job: HostJob): Promise<void> {
+    this.calls.push(`cancel-job ${job.id}`);
   }
 
   async writeMirrorConfig(mirror: SegmentRow, primary: SegmentRow): Promise<void> {

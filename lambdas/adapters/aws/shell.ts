@@ -18,13 +18,16 @@
  * Instances are started and stopped with `pg_ctl` by default, or through systemd units
  * ({@link ShellOptions.serviceManager}). Exit codes of the rebuild script that mean more
  * than "failed": {@link INCREMENTAL_IMPOSSIBLE_EXIT_CODE} (pg_rewind cannot work, a full
- * copy is needed) and {@link WIPE_REFUSED_EXIT_CODE} (the target directory is not one a
- * full copy may empty). Lines a caller can parse: `FENCE ...` ({@link parseFenceReport}),
- * `RECOVERY ...` ({@link parseRecoveryReport}), `PROGRESS ...` ({@link parseProgress}).
+ * copy is needed), {@link WIPE_REFUSED_EXIT_CODE} (the target directory is not one a
+ * full copy may empty) and {@link REBUILD_BUSY_EXIT_CODE} (another rebuild of the
+ * directory runs). Lines a caller can parse: `FENCE ...` ({@link parseFenceReport}),
+ * `STOP ...` ({@link parseStopReport}), `RECOVERY ...` ({@link parseRecoveryReport}),
+ * `PROGRESS ...` ({@link parseProgress}).
  */
+import { posix } from 'node:path';
 import { HostCommandError, ValidationError } from '../../core/errors';
 import { mirrorSlotName, type SegmentRow } from '../../core/model';
-import type { FenceReport, RebuildMethod } from '../../ports/segments';
+import type { FenceReport, HostJobStatus, RebuildMethod, StopReport } from '../../ports/segments';
 
 /** OS user that owns the PostgreSQL data directories by default (Greenplum's convention). */
 export const DEFAULT_OS_USER = 'gpadmin';
@@ -49,6 +52,8 @@ export const DBID_SETTING = 'fts.dbid';
 export const CONTENT_SETTING = 'fts.content';
 /** First word of the last line a fence script prints; see {@link parseFenceReport}. */
 export const FENCE_REPORT_PREFIX = 'FENCE';
+/** First word of the last line a stop script prints; see {@link parseStopReport}. */
+export const STOP_REPORT_PREFIX = 'STOP';
 /** First word of the line a rebuild script ends with when it reports why it cannot work; see {@link parseRecoveryReport}. */
 export const RECOVERY_REPORT_PREFIX = 'RECOVERY';
 /** First word of the progress lines of a rebuild script with {@link ShellOptions.progress}; see {@link parseProgress}. */
@@ -67,6 +72,16 @@ export const INCREMENTAL_IMPOSSIBLE_EXIT_CODE = 10;
  * (see {@link rebuildAsMirrorScript}); nothing was deleted.
  */
 export const WIPE_REFUSED_EXIT_CODE = 11;
+/**
+ * Exit code of a rebuild script that found another rebuild of the same data directory
+ * running (it holds the directory's lock, see {@link rebuildStateFiles}); nothing was done.
+ */
+export const REBUILD_BUSY_EXIT_CODE = 12;
+/**
+ * Directory, beside each data directory (in its parent), where the rebuild scripts keep
+ * their state files ({@link rebuildStateFiles}) and local mode its job directories.
+ */
+export const REBUILD_STATE_DIR = '.fts-jobs';
 
 /**
  * pg_rewind failures that mean an incremental recovery cannot work and a full one can,
@@ -186,6 +201,18 @@ export interface ShellOptions {
    * Default false.
    */
   progress?: boolean;
+  /**
+   * For a rebuild run as a background job that may copy for hours (SegmentHost.startRebuild):
+   * the file (absolute path) in which the rebuild script keeps only its latest `PROGRESS`
+   * line, rewritten through a temporary file and a rename, so a reader never sees half a
+   * line. It implies {@link progress}. The script's output then stays short however long
+   * the copy takes: no `PROGRESS` line on stdout while copying, and the tools' own
+   * progress lines (one a second) are not copied to stderr; when a tool ends, its last
+   * `PROGRESS` line is printed on stdout once. SSM's GetCommandInvocation returns only the
+   * first 24,000 characters of each stream: a line a second would fill them in minutes,
+   * hiding both the current progress and the error at the end of stderr.
+   */
+  progressFile?: string;
 }
 
 interface Resolved {
@@ -200,6 +227,7 @@ interface Resolved {
   /** Set when systemd starts and stops the instances. */
   systemd?: { unit: string; instance: SystemdInstanceName };
   progress: boolean;
+  progressFile?: string;
 }
 
 /** Who an instance is, as written into its `postgresql.auto.conf`. */
@@ -352,12 +380,52 @@ export function startScript(segment: SegmentRow, options: ShellOptions = {}): st
  * is not running (or whose data directory is gone) counts as stopped: exit 0. A stale
  * `postmaster.pid` is removed. With systemd: `systemctl stop` of its unit (after a
  * SIGQUIT through `systemctl kill` for `immediate`), see {@link ServiceManager}.
+ *
+ * Its last line is `STOP wasRunning=0|1 [latestCheckpointLsn=<lsn>] [clusterState=<state>]`
+ * ({@link parseStopReport}), read from `pg_controldata` after the stop (both absent
+ * without a control file).
  */
 export function stopScript(segment: SegmentRow, mode: 'fast' | 'immediate', options: ShellOptions = {}): string {
   const o = resolve(options);
   checkSegment(segment);
   if (mode !== 'fast' && mode !== 'immediate') throw new ValidationError(`stop mode must be fast or immediate, not ${String(mode)}`);
-  return script(o, [`# stop dbid ${segment.dbid} (content ${segment.content}) -m ${mode}`, ...processFunctions(o), ...serviceFunctions(o), ...stopLines(o, segment, mode)]);
+  const control = shellQuote(`${segment.datadir}/global/pg_control`);
+  return script(o, [
+    `# stop dbid ${segment.dbid} (content ${segment.content}) -m ${mode}`,
+    ...processFunctions(o),
+    ...serviceFunctions(o),
+    ...stopLines(o, segment, mode),
+    'was_running=0',
+    'if [ -n "$pm" ]; then was_running=1; fi',
+    'stop_checkpoint= stop_state=',
+    `if [ -f ${control} ]; then`,
+    // Untranslated, so the labels can be recognized; a tool that fails leaves both empty.
+    '  while IFS= read -r line; do',
+    '    case "$line" in',
+    "      'Latest checkpoint location:'*) read -r stop_checkpoint <<< \"${line#*:}\" ;;",
+    "      'Database cluster state:'*) read -r stop_state <<< \"${line#*:}\" ;;",
+    '    esac',
+    `  done < <(${asUser(o)} env LC_ALL=C ${shellQuote(bin(o, 'pg_controldata'))} -D ${shellQuote(segment.datadir)} 2>/dev/null || true)`,
+    'fi',
+    `echo "${STOP_REPORT_PREFIX} wasRunning=$was_running\${stop_checkpoint:+ latestCheckpointLsn=$stop_checkpoint}\${stop_state:+ clusterState=$stop_state}"`,
+  ]);
+}
+
+/**
+ * Reads the report line of a stop script's output (the last `STOP ...` line). Throws
+ * HostCommandError when there is none: the script did not run to its end.
+ */
+export function parseStopReport(output: string): StopReport {
+  const lines = output.split('\n').map((l) => l.trim());
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const m = /^STOP wasRunning=([01])(?: latestCheckpointLsn=([0-9A-Fa-f]+\/[0-9A-Fa-f]+))?(?: clusterState=(.+))?$/.exec(lines[i]);
+    if (!m) continue;
+    const report: StopReport = { wasRunning: m[1] === '1' };
+    if (m[2] !== undefined) report.latestCheckpointLsn = m[2];
+    if (m[3] !== undefined) report.clusterState = m[3];
+    return report;
+  }
+  throw new HostCommandError(`the stop script printed no report line (${STOP_REPORT_PREFIX} wasRunning=...)`, undefined, output.slice(-2000));
 }
 
 /**
@@ -560,14 +628,26 @@ export function parseProgress(output: string): ProgressReport[] {
  * `postgresql.auto.conf` sets `fts.content` to the mirror's content (the identity every
  * script writes; the last setting wins, as in PostgreSQL), or an interrupted copy of this
  * script for the same content (its `backup_label` says `LABEL: fts rebuild of content <N>`:
- * the script passes that label to pg_basebackup). A directory of random files, a data
- * directory of another content, or one without `fts.content` is left alone.
+ * the script passes that label to pg_basebackup), or what is left of an interrupted copy
+ * of this script for the same content whatever state it stopped in (the wipe marker of
+ * {@link rebuildStateFiles} says `content=<N>`: written before the directory is emptied,
+ * removed once pg_basebackup succeeded). A directory of random files, a data directory
+ * of another content, or one without `fts.content` is left alone.
+ *
+ * Every rebuild first takes the data directory's lock ({@link rebuildStateFiles}, `flock`,
+ * held by the script and the tools it runs, so also by an orphaned pg_basebackup whose
+ * script was killed): while another rebuild of the directory runs, it exits at once with
+ * {@link REBUILD_BUSY_EXIT_CODE} and does nothing. The lock is released before the start,
+ * so the started instance does not hold it. Killed, the script can be run again: it
+ * stops, checks and wipes as the first time. With {@link ShellOptions.progressFile} the
+ * output stays short however long the copy takes.
  */
 export function rebuildAsMirrorScript(mirror: SegmentRow, primary: SegmentRow, method: RebuildMethod, options: ShellOptions = {}): string {
   const o = resolve(options);
   checkPair(mirror, primary);
   const datadir = mirror.datadir;
   const d = shellQuote(datadir);
+  const state = rebuildStateFiles(datadir);
   let rebuild: string[];
   let functions: string[];
   if (method === 'rewind') {
@@ -618,23 +698,139 @@ export function rebuildAsMirrorScript(mirror: SegmentRow, primary: SegmentRow, m
       // and it holds nothing but this content's data.
       `if [ ! -d ${d} ]; then echo ${shellQuote(`${datadir} is not a directory`)} >&2; exit 1; fi`,
       `if [ -n "$(fts_instance_pids ${d} '')" ]; then echo ${shellQuote(`PostgreSQL processes still run in ${datadir}; not emptying it`)} >&2; exit 1; fi`,
-      `fts_check_wipe ${d} ${shellQuote(mirror.content)} ${shellQuote(label)} || exit ${WIPE_REFUSED_EXIT_CODE}`,
+      `fts_check_wipe ${d} ${shellQuote(mirror.content)} ${shellQuote(label)} ${shellQuote(state.wipeMarkerFile)} || exit ${WIPE_REFUSED_EXIT_CODE}`,
+      // From here until the copy is complete, whatever the directory holds is a partial copy.
+      `printf 'content=%s\\n' ${shellQuote(mirror.content)} > ${shellQuote(`${state.wipeMarkerFile}.tmp`)}`,
+      `mv -f -- ${shellQuote(`${state.wipeMarkerFile}.tmp`)} ${shellQuote(state.wipeMarkerFile)}`,
       `${asUser(o)} find ${d} -mindepth 1 -delete`,
       o.progress ? `{ LC_ALL=C ${basebackup} -P 2>&1 >&3 3>&- | fts_tool_output pg_basebackup; } 3>&1` : basebackup,
+      `rm -f -- ${shellQuote(state.wipeMarkerFile)}`,
     ];
   } else {
     throw new ValidationError(`rebuild method must be rewind or basebackup, not ${String(method)}`);
   }
+  const lock = shellQuote(state.lockFile);
   return script(o, [
     `# rebuild dbid ${mirror.dbid} (content ${mirror.content}) as mirror of dbid ${primary.dbid} by ${method}`,
     ...processFunctions(o),
     ...serviceFunctions(o),
     ...functions,
+    `mkdir -p -m 700 -- ${shellQuote(state.dir)}`,
+    'fts_lock_fd=',
+    'if command -v flock >/dev/null 2>&1; then',
+    // The tools inherit the descriptor: an orphaned pg_basebackup keeps the lock too.
+    `  exec {fts_lock_fd}>>${lock}`,
+    '  if ! flock -n "$fts_lock_fd"; then',
+    `    echo ${shellQuote(`another rebuild of ${datadir} is running (it holds ${state.lockFile}); nothing was done`)} >&2`,
+    `    exit ${REBUILD_BUSY_EXIT_CODE}`,
+    '  fi',
+    'else',
+    `  echo ${shellQuote(`flock (util-linux) is missing: rebuilding ${datadir} without its lock`)} >&2`,
+    'fi',
+    ...(o.progressFile !== undefined ? [`rm -f -- ${shellQuote(o.progressFile)}`] : []),
     ...stopLines(o, mirror, 'fast'),
     ...rebuild,
     ...mirrorConfigLines(o, mirror, primary),
+    // The postmaster must not inherit the lock: it would hold it as long as it runs.
+    'if [ -n "$fts_lock_fd" ]; then exec {fts_lock_fd}>&-; fi',
     ...startLines(o, mirror),
   ]);
+}
+
+/** Files a rebuild script keeps beside a data directory, in {@link REBUILD_STATE_DIR} of its parent. */
+export interface RebuildStateFiles {
+  /** `<parent>/.fts-jobs`, created (mode 700) by the script. */
+  dir: string;
+  /** `<name>.lock`: held (flock) while a rebuild of the directory runs. */
+  lockFile: string;
+  /** `<name>.wiping`: present (`content=<N>`) from just before a full copy empties the directory until the copy succeeded. */
+  wipeMarkerFile: string;
+  /** `<name>.progress`: the latest PROGRESS line of a background rebuild on an SSM host ({@link ShellOptions.progressFile}). */
+  progressFile: string;
+}
+
+/**
+ * The state files of the rebuilds of a data directory (`/data/mirror/gpseg0` →
+ * `/data/mirror/.fts-jobs/gpseg0.lock`, ...): in its parent, so on the same file system
+ * (they survive a reboot) and unique per directory.
+ */
+export function rebuildStateFiles(datadir: string): RebuildStateFiles {
+  const issues = datadirIssues(datadir);
+  if (issues.length > 0) throw new ValidationError(issues.join('; '), issues);
+  const normalized = posix.normalize(datadir).replace(/\/+$/, '');
+  const dir = posix.join(posix.dirname(normalized), REBUILD_STATE_DIR);
+  const name = posix.basename(normalized);
+  return { dir, lockFile: `${dir}/${name}.lock`, wipeMarkerFile: `${dir}/${name}.wiping`, progressFile: `${dir}/${name}.progress` };
+}
+
+/**
+ * Script that prints a progress file ({@link ShellOptions.progressFile}): a short second
+ * command that reads the current progress of a rebuild that has run for hours, whose own
+ * output SSM returns only the beginning of. Prints nothing when there is no file yet.
+ */
+export function readProgressScript(progressFile: string): string {
+  if (typeof progressFile !== 'string' || !progressFile.startsWith('/') || /[\n\r\0]/.test(progressFile)) {
+    throw new ValidationError(`progress file ${JSON.stringify(progressFile)} must be an absolute path without newlines`);
+  }
+  return ['#!/bin/bash', 'set -uo pipefail', `cat -- ${shellQuote(progressFile)} 2>/dev/null || true`, ''].join('\n');
+}
+
+/** What a rebuild's output says, for a {@link HostJobStatus}. */
+export type RebuildOutcome = Pick<HostJobStatus, 'progress' | 'incrementalImpossible' | 'wipeRefused'>;
+
+/**
+ * Reads a rebuild script's output (stdout and stderr) and exit code: its last `PROGRESS`
+ * line, the reason of a `RECOVERY incremental-impossible` line, and whether the full copy
+ * refused to wipe ({@link WIPE_REFUSED_EXIT_CODE}).
+ */
+export function rebuildOutcome(exitCode: number | undefined, stdout: string, stderr: string): RebuildOutcome {
+  const outcome: RebuildOutcome = {};
+  const progress = parseProgress(stdout);
+  if (progress.length > 0) outcome.progress = progress[progress.length - 1];
+  const report = exitCode === INCREMENTAL_IMPOSSIBLE_EXIT_CODE ? (parseRecoveryReport(stdout) ?? parseRecoveryReport(stderr)) : undefined;
+  if (report) outcome.incrementalImpossible = report.reason;
+  if (exitCode === WIPE_REFUSED_EXIT_CODE) outcome.wipeRefused = true;
+  return outcome;
+}
+
+/** The last `lines` non-empty lines of a script's stderr joined by ` | `, at most `chars` characters (the end kept). */
+export function outputTail(text: string, lines = 5, chars = 1000): string {
+  const kept = text
+    .split('\n')
+    .map((l) => l.trimEnd())
+    .filter((l) => l.trim() !== '')
+    .slice(-lines)
+    .join(' | ');
+  return kept.length > chars ? `...${kept.slice(-(chars - 3))}` : kept;
+}
+
+/**
+ * Parses a service manager as written in configuration (the Lambda variable
+ * `FTS_PG_SERVICE_MANAGER`): `pg_ctl`, or `systemd:<unit template>` optionally followed by
+ * `,instance=gpseg|basename|path` ({@link SystemdInstanceName}, default `gpseg`), e.g.
+ * `systemd:postgresql@15-%i.service` or `systemd:fts-segment@%i,instance=path`. The
+ * template follows {@link ServiceManager}'s rules. Throws ValidationError saying what is wrong.
+ */
+export function parseServiceManager(text: string): ServiceManager {
+  const value = typeof text === 'string' ? text.trim() : '';
+  const usage = 'pg_ctl, or systemd:<unit template>[,instance=gpseg|basename|path] (e.g. systemd:postgresql@15-%i.service)';
+  if (value === 'pg_ctl') return { kind: 'pg_ctl' };
+  if (!value.startsWith('systemd:')) throw new ValidationError(`service manager ${JSON.stringify(text)} must be ${usage}`);
+  const [unit, ...rest] = value.slice('systemd:'.length).split(',');
+  const issues = unitTemplateIssues(unit);
+  let instance: SystemdInstanceName | undefined;
+  for (const part of rest) {
+    const m = /^instance=(gpseg|basename|path)$/.exec(part.trim());
+    if (m) instance = m[1] as SystemdInstanceName;
+    else issues.push(`unknown part ${JSON.stringify(part)} (only instance=gpseg|basename|path)`);
+  }
+  if (issues.length > 0) throw new ValidationError(`service manager ${JSON.stringify(text)}: ${issues.join('; ')}; expected ${usage}`, issues);
+  return instance ? { kind: 'systemd', unit, instance } : { kind: 'systemd', unit };
+}
+
+/** Validates script options as every script builder does; throws ValidationError listing every problem. */
+export function checkShellOptions(options: ShellOptions): void {
+  resolve(options);
 }
 
 function resolve(options: ShellOptions): Resolved {
@@ -648,7 +844,8 @@ function resolve(options: ShellOptions): Resolved {
     walRetrieveRetryInterval: options.walRetrieveRetryInterval ?? DEFAULT_WAL_RETRIEVE_RETRY_INTERVAL,
     logFile: options.logFile,
     fenceTimeoutSeconds: options.fenceTimeoutSeconds ?? DEFAULT_FENCE_TIMEOUT_SECONDS,
-    progress: options.progress ?? false,
+    progress: options.progress ?? options.progressFile !== undefined,
+    progressFile: options.progressFile,
   };
   const issues: string[] = [];
   const manager = options.serviceManager as { kind?: unknown; unit?: unknown; instance?: unknown } | undefined;
@@ -661,6 +858,11 @@ function resolve(options: ShellOptions): Resolved {
     issues.push(`serviceManager kind must be pg_ctl or systemd, not ${String(manager.kind)}`);
   }
   if (typeof resolved.progress !== 'boolean') issues.push(`progress must be true or false, not ${String(resolved.progress)}`);
+  const pf = resolved.progressFile;
+  if (pf !== undefined) {
+    if (typeof pf !== 'string' || !pf.startsWith('/') || pf.endsWith('/') || /[\n\r\0]/.test(pf)) issues.push(`progressFile ${JSON.stringify(pf)} must be an absolute file path without newlines`);
+    if (resolved.progress === false) issues.push('progressFile needs progress on');
+  }
   // sudo/runuser take a user name, not a shell word: reject anything that is not one.
   if (!/^[A-Za-z_][A-Za-z0-9_.-]*\$?$/.test(resolved.osUser)) issues.push(`osUser ${JSON.stringify(resolved.osUser)} is not a valid OS user name`);
   if (resolved.replicationUser === '') issues.push('replicationUser must not be empty');
@@ -857,40 +1059,55 @@ function serviceFunctions(o: Resolved): string[] {
  * Bash function `fts_tool_output TOOL` that reads a PostgreSQL tool's stderr and copies it
  * to stderr line by line; with progress on it also prints `PROGRESS bytes=<n> total=<m>
  * tool=<TOOL>` on stdout for each of the tool's progress lines (`<done>/<total> kB (`...,
- * in kB); with `reasons` it sets `fts_reason` to the first of
- * {@link INCREMENTAL_IMPOSSIBLE_REASONS} a line shows. It runs as the last command of a
- * pipeline, in this shell (lastpipe), so `fts_reason` survives it.
+ * in kB); with a progress file ({@link ShellOptions.progressFile}) it writes that line
+ * into the file instead, copies the tool's progress lines nowhere, and prints the last
+ * `PROGRESS` line once when the tool's output ends. With `reasons` it sets `fts_reason`
+ * to the first of {@link INCREMENTAL_IMPOSSIBLE_REASONS} a line shows. It runs as the
+ * last command of a pipeline, in this shell (lastpipe), so `fts_reason` survives it.
  */
 function toolOutputFunctions(o: Resolved, reasons: boolean): string[] {
   const cases = INCREMENTAL_IMPOSSIBLE_REASONS.map(({ reason, parts }) => `        *${parts.map((p) => shellQuote(p)).join('*')}*) fts_reason=${reason} ;;`);
+  const report = `"${PROGRESS_PREFIX} bytes=$((10#\${BASH_REMATCH[1]} * 1024)) total=$((10#\${BASH_REMATCH[2]} * 1024)) tool=$1"`;
+  let progress: string[] = [];
+  if (o.progressFile !== undefined) {
+    const file = shellQuote(o.progressFile);
+    const tmp = shellQuote(`${o.progressFile}.tmp`);
+    progress = [
+      '    if [[ $line =~ $re ]]; then',
+      `      last=${report}`,
+      // A progress report that cannot be written must not end the copy.
+      `      { printf '%s\\n' "$last" > ${tmp} && mv -f -- ${tmp} ${file}; } 2>/dev/null || true`,
+      '    else',
+      '      printf \'%s\\n\' "$line" >&2',
+      '    fi',
+    ];
+  } else if (o.progress) {
+    progress = ['    printf \'%s\\n\' "$line" >&2', '    if [[ $line =~ $re ]]; then', `      printf '%s\\n' ${report}`, '    fi'];
+  } else {
+    progress = ['    printf \'%s\\n\' "$line" >&2'];
+  }
   return [
     'shopt -s lastpipe',
     'fts_reason=',
     'fts_tool_output() {',
-    "  local line re='^[[:space:]]*([0-9]+)/([0-9]+) kB \\('",
+    "  local line last= re='^[[:space:]]*([0-9]+)/([0-9]+) kB \\('",
     '  while IFS= read -r line || [ -n "$line" ]; do',
-    '    printf \'%s\\n\' "$line" >&2',
-    ...(o.progress
-      ? [
-          '    if [[ $line =~ $re ]]; then',
-          `      printf '${PROGRESS_PREFIX} bytes=%s total=%s tool=%s\\n' "$((10#\${BASH_REMATCH[1]} * 1024))" "$((10#\${BASH_REMATCH[2]} * 1024))" "$1"`,
-          '    fi',
-        ]
-      : []),
+    ...progress,
     ...(reasons ? ['    if [ -z "$fts_reason" ]; then', '      case "$line" in', ...cases, '      esac', '    fi'] : []),
     '  done',
+    ...(o.progressFile !== undefined ? ['  if [ -n "$last" ]; then printf \'%s\\n\' "$last"; fi'] : []),
     '}',
   ];
 }
 
 /**
- * Bash function `fts_check_wipe DIR CONTENT LABEL`: succeeds when a full copy may empty
- * DIR (see {@link rebuildAsMirrorScript}), otherwise says why not on stderr and fails.
+ * Bash function `fts_check_wipe DIR CONTENT LABEL MARKER`: succeeds when a full copy may
+ * empty DIR (see {@link rebuildAsMirrorScript}), otherwise says why not on stderr and fails.
  */
 function wipeCheckFunctions(): string[] {
   return [
     'fts_check_wipe() {',
-    '  local dir=$1 content=$2 label=$3 found value= has_value=0 line entries shown',
+    '  local dir=$1 content=$2 label=$3 marker=$4 found value= has_value=0 line entries shown',
     `  local re=${shellQuote(`^[[:space:]]*${CONTENT_SETTING.replace('.', '\\.')}[[:space:]]*=[[:space:]]*'?([^'#[:space:]]*)'?[[:space:]]*(#.*)?$`)}`,
     '  if [ ! -r "$dir" ] || [ ! -x "$dir" ]; then',
     '    echo "refusing to wipe $dir: it is not a data directory of content $content (found a directory this script cannot read)" >&2',
@@ -901,6 +1118,12 @@ function wipeCheckFunctions(): string[] {
     '  entries=("$dir"/*)',
     '  shopt -u nullglob dotglob',
     '  if [ "${#entries[@]}" -eq 0 ]; then return 0; fi',
+    // A copy this script began and could not finish, wherever it stopped: while emptying
+    // the directory, or before pg_basebackup wrote backup_label (it creates pg_wal/ first).
+    '  if [ -f "$marker" ] && [ "$(cat -- "$marker" 2>/dev/null)" = "content=$content" ]; then',
+    '    echo "$dir holds what is left of an interrupted full copy of content $content ($marker): emptying it again"',
+    '    return 0',
+    '  fi',
     '  if [ -f "$dir/PG_VERSION" ]; then',
     '    if [ -f "$dir/postgresql.auto.conf" ]; then',
     '      while IFS= read -r line || [ -n "$line" ]; do',

@@ -3,8 +3,8 @@
  *
  * Every write that changes `gp_segment_configuration` is one TransactWriteItems
  * conditioned on the cluster item's `version`, so rows, history rows, status and pending
- * promotion markers move together or not at all, and two writers that read the same
- * version cannot both win. The prober lease lives on the cluster item and is
+ * markers (promotions, fences, operations) move together or not at all, and two writers
+ * that read the same version cannot both win. The prober lease lives on the cluster item and is
  * compare-and-set on owner, token and expiry.
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -22,8 +22,8 @@ import type { QueryCommandInput } from '@aws-sdk/lib-dynamodb';
 import { clusterStatusOf } from '../../core/decide';
 import { CatalogConflictError, ClusterNotFoundError, LeaseLostError, NotLeaseHolderError, ValidationError } from '../../core/errors';
 import { COORDINATOR_CONTENT, emptyMemory } from '../../core/model';
-import type { CatalogChange, ClusterSnapshot, ClusterStatus, HistoryRow, PendingFence, PendingPromotion, ProberMemory, SegmentRow } from '../../core/model';
-import { validateHistoryRows, validatePendingFences, validatePendingPromotions, validateSegmentRows } from '../../core/rows';
+import type { CatalogChange, ClusterSnapshot, ClusterStatus, HistoryRow, PendingFence, PendingOperation, PendingPromotion, ProberMemory, SegmentRow } from '../../core/model';
+import { validateHistoryRows, validatePendingFences, validatePendingOperations, validatePendingPromotions, validateSegmentRows } from '../../core/rows';
 import { parseChange, validateChange } from '../../core/catalog-change';
 import { parseSettings } from '../../core/settings';
 import type { Settings } from '../../core/settings';
@@ -60,6 +60,8 @@ interface ClusterItem {
   pendingPromotions?: Record<string, PendingPromotion>;
   /** dbid (as a string) -> fence owed. */
   pendingFences?: Record<string, PendingFence>;
+  /** content (as a string) -> operation holding it (items written before operations existed lack it). */
+  pendingOperations?: Record<string, PendingOperation>;
   memory?: Partial<ProberMemory>;
   leaseOwner?: string;
   leaseToken?: number;
@@ -109,6 +111,7 @@ export class DynamoDbCatalog implements Catalog {
       settings: stored,
       pendingPromotions: {},
       pendingFences: {},
+      pendingOperations: {},
       memory: emptyMemory(),
       createdAt: time,
       updatedAt: time,
@@ -155,6 +158,7 @@ export class DynamoDbCatalog implements Catalog {
         segments: inCatalog(clusterId, () => validateSegmentRows(items.map(({ clusterId: _c, ...row }) => row))),
         pendingPromotions: inCatalog(clusterId, () => validatePendingPromotions(Object.values(after.pendingPromotions ?? {}))).sort((a, b) => a.content - b.content),
         pendingFences: inCatalog(clusterId, () => validatePendingFences(Object.values(after.pendingFences ?? {}))).sort((a, b) => a.dbid - b.dbid),
+        pendingOperations: inCatalog(clusterId, () => validatePendingOperations(Object.values(after.pendingOperations ?? {}))).sort((a, b) => a.content - b.content),
         memory: memoryOf(after.memory),
       };
     }
@@ -174,8 +178,10 @@ export class DynamoDbCatalog implements Catalog {
    * version. Rejects with ValidationError, before writing anything, a change whose rows
    * are invalid, name a dbid not in the catalog, move a dbid to another content, leave
    * the catalog breaking the set rules, change a row without a history row for it, or
-   * need more than 100 items. Throws CatalogConflictError when the catalog is no longer
-   * at `expectedVersion` (nothing was written). With `lease`, the write is also
+   * need more than 100 items; and with ContentBusyError (a ValidationError) a change that
+   * takes or releases a content someone else holds (an operation holds until its
+   * `expiresAt`, read on this machine's clock). Throws CatalogConflictError when the
+   * catalog is no longer at `expectedVersion` (nothing was written). With `lease`, the write is also
    * conditioned on that lease being held and live at `lease.now`: NotLeaseHolderError
    * otherwise, nothing written (a prober that lost its lease cannot write).
    */
@@ -192,7 +198,8 @@ export class DynamoDbCatalog implements Catalog {
     // Validating against a snapshot of another version would prove nothing; the write would fail anyway.
     if (current.version !== expectedVersion) throw new CatalogConflictError(clusterId, expectedVersion);
     // The catalog-change rules (transitions table included) hold for every writer.
-    const { pending, fences } = validateChange(current, parsed);
+    // Operations lapse by the clock: the adapter reads it, the core does not.
+    const { pending, fences, operations } = validateChange(current, parsed, new Date());
 
     const next = expectedVersion + 1;
     const names: Record<string, string> = { '#v': 'version' };
@@ -211,6 +218,10 @@ export class DynamoDbCatalog implements Catalog {
     if (fences) {
       values[':fences'] = fences;
       sets.push('pendingFences = :fences');
+    }
+    if (operations) {
+      values[':operations'] = operations;
+      sets.push('pendingOperations = :operations');
     }
     let condition = '#v = :expected';
     if (lease) {

@@ -11,7 +11,8 @@
  *   newest rows are one backwards Query away. Items also carry `time`, `dbid`,
  *   `description`, `version`.
  * - clusters: PK `clusterId` (S); attributes `version` (N), `status`, `settings` (map),
- *   `pendingPromotions` (map: content -> PendingPromotion), `memory` (map: ProberMemory),
+ *   `pendingPromotions` (map: content -> PendingPromotion), `pendingFences` (map: dbid ->
+ *   PendingFence), `pendingOperations` (map: content -> PendingOperation), `memory` (map: ProberMemory),
  *   the prober lease `leaseOwner`, `leaseToken` (N), `leaseExpiresAt` (N, epoch ms),
  *   `createdAt`, `updatedAt`.
  */

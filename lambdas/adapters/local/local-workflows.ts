@@ -1,7 +1,8 @@
 /**
- * Workflows in-process: runs the PromoteMirror definition that CDK synthesizes (see
- * lib/local-definition.ts) with aws-local-stepfunctions, every Task state bound to the
- * step handler. Retry, Catch, Choice and the state document behave as in Step Functions.
+ * Workflows in-process: runs the definitions CDK synthesizes (lib/local-definition.ts,
+ * given by the caller) with aws-local-stepfunctions, every Task state bound to the
+ * workflow's step handler. Retry, Catch, Choice, Wait, Map and the state document behave
+ * as in Step Functions.
  *
  * How errors reach Retry/Catch: aws-local-stepfunctions matches `ErrorEquals` against
  * the thrown error's `name` and puts `{ Error: name, Cause: message }` at the catcher's
@@ -13,24 +14,17 @@
  * Idempotent start as StartExecution gives it: a second start with the name of an
  * execution that runs or has finished starts nothing.
  *
- * Besides the prober's `startPromotion`, `startExecution` runs the workflow on any input
- * exactly as given, the way StartExecution (or the Step Functions console) does:
- * `ftsctl workflow run` uses it, and the workflow's first step is what validates it.
+ * Besides `start` (the port), `startExecution` runs a workflow on any input exactly as
+ * given, the way StartExecution (or the Step Functions console) does: `ftsctl workflow
+ * run` uses it, and the workflow's first step is what validates it.
  */
 import { StateMachine, type RunOptions, type StateMachineDefinition } from 'aws-local-stepfunctions';
 import { ValidationError } from '../../core/errors';
-import { promotionExecutionName, type PromoteMirrorInput, type StartedExecution, type Workflows } from '../../ports/workflows';
+import { executionNameFor, type StartedExecution, type Workflows } from '../../ports/workflows';
+import type { WorkflowInputs } from '../../workflows';
+import { EXECUTION_NAME_PATTERN, WORKFLOW_KINDS, type WorkflowKind } from '../../workflows/spec';
 
-/** The state machines FTS deploys (and local mode runs), by the name an operator uses. */
-export const STATE_MACHINE_NAMES = ['PromoteMirror'] as const;
-/** Name of a state machine of FTS. */
-export type StateMachineName = (typeof STATE_MACHINE_NAMES)[number];
-
-/** Checks a state machine name; ValidationError naming the known ones otherwise. */
-export function stateMachineName(name: string): StateMachineName {
-  if ((STATE_MACHINE_NAMES as readonly string[]).includes(name)) return name as StateMachineName;
-  throw new ValidationError(`unknown state machine ${JSON.stringify(name)}; known: ${STATE_MACHINE_NAMES.join(', ')}`);
-}
+export { EXECUTION_NAME_PATTERN };
 
 /**
  * Parses execution input as the console takes it: one JSON text. ValidationError when it
@@ -44,13 +38,12 @@ export function parseExecutionInput(text: string): unknown {
   }
 }
 
-/** Step Functions' rule for execution names: 1 to 80 characters, no whitespace, brackets, wildcards, control or special characters. */
-export const EXECUTION_NAME_PATTERN = /^[A-Za-z0-9_-]{1,80}$/;
-
 /** The event a Task state passes to the step handler. */
-export interface PromoteStepEvent {
+export interface StepEvent {
   step: string;
   input: unknown;
+  /** The execution's name (`$$.Execution.Name`). */
+  execution?: string;
 }
 
 /** Final status of a local execution. */
@@ -69,14 +62,23 @@ export interface LocalExecutionOutcome {
 
 /** What `onExecution` hears: the start (RUNNING) and the end of every execution. */
 export interface LocalExecutionEvent extends Partial<Omit<LocalExecutionOutcome, 'status'>> {
+  kind: WorkflowKind;
   name: string;
   status: 'RUNNING' | LocalExecutionStatus;
 }
 
+/** One workflow as local mode runs it: the synthesized definition and the handler of its steps. */
+export interface LocalWorkflow {
+  /** The ASL object (lib/local-definition.ts synthesizes it from the deployed stack). */
+  definition: object;
+  /** The step handler (`lambdas/handlers/<workflow>.ts` semantics). */
+  handler: (event: StepEvent) => Promise<unknown>;
+}
+
 /** Options of {@link LocalWorkflows}. */
 export interface LocalWorkflowsOptions {
-  /** The PromoteMirror step handler (`lambdas/handlers/promote-mirror.ts` semantics). */
-  promoteHandler: (event: PromoteStepEvent) => Promise<unknown>;
+  /** The workflows this instance runs, by kind. */
+  workflows: Partial<Record<WorkflowKind, LocalWorkflow>>;
   /** Told when an execution starts and ends. Default: nothing. */
   onExecution?: (event: LocalExecutionEvent) => void;
   /**
@@ -84,41 +86,63 @@ export interface LocalWorkflowsOptions {
    * IntervalSeconds/BackoffRate (tests use 0). Default: the definition's intervals.
    */
   retryIntervalMs?: number;
-  /**
-   * The definition to run. Default: `synthesizePromoteMirrorDefinition().definition`,
-   * the one CDK deploys (loading it costs about a second, once per process).
-   */
-  definition?: object;
+  /** Length of every Wait state in milliseconds, instead of its seconds (tests). Default: the definition's. */
+  waitMs?: number;
 }
 
 interface Execution {
+  kind: WorkflowKind;
   done: Promise<LocalExecutionOutcome>;
   outcome?: LocalExecutionOutcome;
   abort: () => void;
 }
 
-/** Runs PromoteMirror in-process; see the module comment. */
+interface Loaded {
+  machine: StateMachine;
+  taskStates: string[];
+  waitStates: string[];
+  handler: LocalWorkflow['handler'];
+}
+
+/** Names of the states of a type, Map iterations included. */
+function statesOfType(definition: StateMachineDefinition, type: string): string[] {
+  const names: string[] = [];
+  const walk = (states: Record<string, unknown>) => {
+    for (const [name, state] of Object.entries(states)) {
+      const s = state as { Type: string; ItemProcessor?: { States: Record<string, unknown> }; Iterator?: { States: Record<string, unknown> } };
+      if (s.Type === type) names.push(name);
+      const inner = s.ItemProcessor ?? s.Iterator;
+      if (inner) walk(inner.States);
+    }
+  };
+  walk(definition.States as Record<string, unknown>);
+  return names;
+}
+
+/** Runs workflows in-process; see the module comment. */
 export class LocalWorkflows implements Workflows {
-  private readonly machine: StateMachine;
-  private readonly taskStates: string[];
+  private readonly loaded = new Map<WorkflowKind, Loaded>();
   private readonly executions = new Map<string, Execution>();
 
   constructor(private readonly options: LocalWorkflowsOptions) {
-    if (typeof options?.promoteHandler !== 'function') throw new Error('LocalWorkflows: promoteHandler must be a function');
-    if (options.retryIntervalMs !== undefined && !(Number.isFinite(options.retryIntervalMs) && options.retryIntervalMs >= 0)) {
-      throw new Error(`LocalWorkflows: retryIntervalMs must be a number >= 0, got ${options.retryIntervalMs}`);
+    if (!options?.workflows || typeof options.workflows !== 'object') throw new Error('LocalWorkflows: workflows must name the workflows to run, by kind');
+    for (const opt of ['retryIntervalMs', 'waitMs'] as const) {
+      const v = options[opt];
+      if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new Error(`LocalWorkflows: ${opt} must be a number >= 0, got ${v}`);
     }
-    const definition = (options.definition ?? loadDeployedDefinition()) as StateMachineDefinition;
-    // Validates the definition (JSONPaths, ARNs, reachability) once, like CreateStateMachine.
-    this.machine = new StateMachine(definition, { validationOptions: { checkPaths: true, checkArn: true } });
-    this.taskStates = Object.entries(definition.States)
-      .filter(([, state]) => state.Type === 'Task')
-      .map(([name]) => name);
+    for (const [kind, workflow] of Object.entries(options.workflows)) {
+      if (!(WORKFLOW_KINDS as readonly string[]).includes(kind)) throw new Error(`LocalWorkflows: ${kind} is not a workflow; known: ${WORKFLOW_KINDS.join(', ')}`);
+      if (typeof workflow?.handler !== 'function') throw new Error(`LocalWorkflows: the ${kind} handler must be a function`);
+      const definition = workflow.definition as StateMachineDefinition;
+      // Validates the definition (JSONPaths, ARNs, reachability) once, like CreateStateMachine.
+      const machine = new StateMachine(definition, { validationOptions: { checkPaths: true, checkArn: true } });
+      this.loaded.set(kind as WorkflowKind, { machine, taskStates: statesOfType(definition, 'Task'), waitStates: statesOfType(definition, 'Wait'), handler: workflow.handler });
+    }
   }
 
-  /** Starts PromoteMirror unless an execution of that name runs or ran; does not wait for it. */
-  async startPromotion(input: PromoteMirrorInput): Promise<StartedExecution> {
-    return this.startExecution(promotionExecutionName(input), input);
+  /** Starts a workflow under the execution name its spec derives from the input, unless that name runs or ran; does not wait for it. */
+  async start<K extends WorkflowKind>(kind: K, input: WorkflowInputs[K]): Promise<StartedExecution> {
+    return this.startExecution(kind, executionNameFor(kind, input), input);
   }
 
   /**
@@ -126,29 +150,32 @@ export class LocalWorkflows implements Workflows {
    * workflow's first step validates it), unless an execution of that name runs or ran;
    * does not wait for it. Throws ValidationError for a name Step Functions would refuse.
    */
-  async startExecution(executionName: string, input: unknown): Promise<StartedExecution> {
+  async startExecution(kind: WorkflowKind, executionName: string, input: unknown): Promise<StartedExecution> {
     if (!EXECUTION_NAME_PATTERN.test(executionName)) throw new ValidationError(`execution name ${JSON.stringify(executionName)} must be 1 to 80 letters, digits, - or _`);
+    const workflow = this.loaded.get(kind);
+    if (!workflow) throw new ValidationError(`${kind} is not run here; known: ${[...this.loaded.keys()].join(', ')}`);
     if (this.executions.has(executionName)) return { executionName, started: false };
 
     const handler = async (payload: unknown) => {
       try {
-        const result = await this.options.promoteHandler(payload as PromoteStepEvent);
+        const result = await workflow.handler(payload as StepEvent);
         return (result === undefined ? null : result) as never; // a Lambda that returns nothing returns null
       } catch (e) {
         throw asLambdaError(e);
       }
     };
+    const { retryIntervalMs, waitMs } = this.options;
     const runOptions: RunOptions = {
       overrides: {
-        taskResourceLocalHandlers: Object.fromEntries(this.taskStates.map((name) => [name, handler])),
-        ...(this.options.retryIntervalMs !== undefined
-          ? { retryIntervalOverrides: Object.fromEntries(this.taskStates.map((name) => [name, this.options.retryIntervalMs as number])) }
-          : {}),
+        taskResourceLocalHandlers: Object.fromEntries(workflow.taskStates.map((name) => [name, handler])),
+        ...(retryIntervalMs !== undefined ? { retryIntervalOverrides: Object.fromEntries(workflow.taskStates.map((name) => [name, retryIntervalMs])) } : {}),
+        ...(waitMs !== undefined ? { waitTimeOverrides: Object.fromEntries(workflow.waitStates.map((name) => [name, waitMs])) } : {}),
       },
       context: { Execution: { Name: executionName, Input: input as never, StartTime: new Date().toISOString() } },
     };
-    const run = this.machine.run(input as never, runOptions);
+    const run = workflow.machine.run(input as never, runOptions);
     const execution: Execution = {
+      kind,
       abort: run.abort,
       done: run.result.then(
         (output): LocalExecutionOutcome => ({ status: 'SUCCEEDED', output }),
@@ -156,17 +183,23 @@ export class LocalWorkflows implements Workflows {
       ),
     };
     this.executions.set(executionName, execution);
-    this.notify({ name: executionName, status: 'RUNNING' });
+    this.notify({ kind, name: executionName, status: 'RUNNING' });
     void execution.done.then((outcome) => {
       execution.outcome = outcome;
-      this.notify({ name: executionName, ...outcome });
+      this.notify({ kind, name: executionName, ...outcome });
     });
     return { executionName, started: true };
   }
 
   /** Starts (or joins, when the name exists) an execution on `input` as given and waits for its outcome. */
-  async runExecution(executionName: string, input: unknown): Promise<LocalExecutionOutcome & StartedExecution> {
-    const started = await this.startExecution(executionName, input);
+  async runExecution(kind: WorkflowKind, executionName: string, input: unknown): Promise<LocalExecutionOutcome & StartedExecution> {
+    const started = await this.startExecution(kind, executionName, input);
+    return { ...(await this.wait(started.executionName)), ...started };
+  }
+
+  /** Starts (or joins) a workflow under its spec's execution name and waits for its outcome. */
+  async run<K extends WorkflowKind>(kind: K, input: WorkflowInputs[K]): Promise<LocalExecutionOutcome & StartedExecution> {
+    const started = await this.start(kind, input);
     return { ...(await this.wait(started.executionName)), ...started };
   }
 
@@ -177,12 +210,6 @@ export class LocalWorkflows implements Workflows {
     return execution.done;
   }
 
-  /** Starts (or joins, when the name exists) a promotion and waits for its outcome. */
-  async runPromotion(input: PromoteMirrorInput): Promise<LocalExecutionOutcome & StartedExecution> {
-    const started = await this.startPromotion(input);
-    return { ...(await this.wait(started.executionName)), ...started };
-  }
-
   /** Aborts a running execution (StopExecution); false when it is unknown or already over. */
   abort(executionName: string): boolean {
     const execution = this.executions.get(executionName);
@@ -191,9 +218,9 @@ export class LocalWorkflows implements Workflows {
     return true;
   }
 
-  /** Names and outcomes (undefined while running) of the executions started so far. */
-  list(): { name: string; outcome?: LocalExecutionOutcome }[] {
-    return [...this.executions].map(([name, e]) => ({ name, outcome: e.outcome }));
+  /** Names, kinds and outcomes (undefined while running) of the executions started so far. */
+  list(): { name: string; kind: WorkflowKind; outcome?: LocalExecutionOutcome }[] {
+    return [...this.executions].map(([name, e]) => ({ name, kind: e.kind, outcome: e.outcome }));
   }
 
   private notify(event: LocalExecutionEvent): void {
@@ -203,13 +230,6 @@ export class LocalWorkflows implements Workflows {
       // A listener's failure must not change the execution.
     }
   }
-}
-
-/** Loaded on demand: it pulls in aws-cdk-lib, which local mode only needs here. */
-function loadDeployedDefinition(): object {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { synthesizePromoteMirrorDefinition } = require('../../../lib/local-definition') as typeof import('../../../lib/local-definition');
-  return synthesizePromoteMirrorDefinition().definition;
 }
 
 /** The error as the Lambda service reports it: same name, Cause the Lambda error JSON. */

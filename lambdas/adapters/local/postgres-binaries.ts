@@ -5,8 +5,8 @@
  * segment needs (loopback only, streaming replication, `wal_log_hints` for pg_rewind).
  */
 import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
-import { chmod, chown, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { chmod, chown, mkdir, open, readFile, rename, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { HostCommandError, ValidationError } from '../../core/errors';
@@ -243,6 +243,191 @@ export function runHostScript(script: string, options: HostScriptOptions = {}): 
 
 function tail(s: string): string {
   return s.length > OUTPUT_TAIL_CHARS ? s.slice(-OUTPUT_TAIL_CHARS) : s;
+}
+
+/** Files of a background host job's directory ({@link startHostJob}). */
+export const HOST_JOB_FILES = {
+  /** The script, as given. */
+  script: 'script.sh',
+  /** `<pid> <start time in clock ticks>` of the job's process, which leads its own process group. */
+  pid: 'pid',
+  stdout: 'stdout',
+  stderr: 'stderr',
+  /** The script's exit code, written (temp file + rename) when it ends; absent while it runs or when it was killed. */
+  exit: 'exit',
+  /** Written by {@link cancelHostJob} before it stops the job. */
+  cancelled: 'cancelled',
+} as const;
+
+/** Characters of each output file {@link readHostJob} returns (the end). */
+const JOB_OUTPUT_READ_CHARS = 256 * 1024;
+
+/**
+ * Bash that runs the job's script with its output in files, then records its exit code.
+ * Killed (with the script) it records nothing: that absence is how a killed job is told
+ * from one that ended.
+ */
+const JOB_WRAPPER = [
+  'bash "$1/script.sh" > "$1/stdout" 2> "$1/stderr" < /dev/null',
+  'rc=$?',
+  'printf \'%s\\n\' "$rc" > "$1/exit.tmp" && mv -f -- "$1/exit.tmp" "$1/exit"',
+].join('\n');
+
+/** Options of {@link startHostJob}. */
+export interface HostJobOptions {
+  /** Extra environment variables (e.g. PGPASSWORD; passed on by runuser, never logged). */
+  env?: Record<string, string>;
+}
+
+/**
+ * Starts a bash script built by ../aws/shell as a background job of this machine: a
+ * detached `bash` (its own session and process group, so it outlives this process and
+ * can be stopped as a whole) that writes the script's stdout, stderr and finally its exit
+ * code into `dir` ({@link HOST_JOB_FILES}; created, mode 700). Returns once it runs.
+ */
+export async function startHostJob(dir: string, script: string, options: HostJobOptions = {}): Promise<{ pid: number }> {
+  if (!dir.startsWith('/')) throw new ValidationError(`job directory ${dir} must be an absolute path`);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await writeFile(join(dir, HOST_JOB_FILES.script), script, { mode: 0o600 });
+  const child = spawn('bash', ['-c', JOB_WRAPPER, 'fts-host-job', dir], { cwd: '/', env: toolEnv(options.env), detached: true, stdio: 'ignore' });
+  const pid = await new Promise<number>((resolve, reject) => {
+    child.once('error', (e) => reject(new HostCommandError(`host job in ${dir} could not start: ${e.message}`)));
+    child.once('spawn', () => resolve(child.pid as number));
+  });
+  // Not waited for: the job is polled through its files.
+  child.unref();
+  await writeFile(join(dir, HOST_JOB_FILES.pid), `${pid} ${processStartTime(pid) ?? ''}\n`, { mode: 0o600 });
+  return { pid };
+}
+
+/** What a background host job's files and processes say. */
+export interface HostJobState {
+  /**
+   * `running`: no exit code yet and processes of its group live; `exited`: it wrote its
+   * exit code; `vanished`: neither: it was killed (kill -9, the OOM killer, a cancel) or
+   * the machine restarted, so no exit code will ever come.
+   */
+  state: 'running' | 'exited' | 'vanished';
+  exitCode?: number;
+  /** {@link cancelHostJob} was called for it. */
+  cancelled: boolean;
+  pid?: number;
+  /** The end of its stdout and stderr so far. */
+  stdout: string;
+  stderr: string;
+}
+
+/** Reads a background host job's state. Throws ValidationError when `dir` is not a job directory. */
+export async function readHostJob(dir: string): Promise<HostJobState> {
+  if (!dir.startsWith('/') || !existsSync(join(dir, HOST_JOB_FILES.script))) throw new ValidationError(`${dir} is not a host job directory`);
+  const exitCode = async (): Promise<number | undefined> => {
+    const text = await readFile(join(dir, HOST_JOB_FILES.exit), 'utf8').catch(() => undefined);
+    const code = text === undefined ? NaN : Number(text.trim());
+    return Number.isInteger(code) ? code : undefined;
+  };
+  const cancelled = existsSync(join(dir, HOST_JOB_FILES.cancelled));
+  // startHostJob writes the pid file before it returns the job to anyone.
+  const [pidField, startField] = (await readFile(join(dir, HOST_JOB_FILES.pid), 'utf8').catch(() => '')).trim().split(/\s+/);
+  const pid = Number(pidField) > 0 ? Number(pidField) : undefined;
+  let code = await exitCode();
+  let state: HostJobState['state'] = 'exited';
+  if (code === undefined) {
+    const alive = pid !== undefined && jobGroupAlive(pid, startField);
+    // It may have ended between the two reads.
+    code = await exitCode();
+    if (code === undefined) state = alive ? 'running' : 'vanished';
+  }
+  const [stdout, stderr] = await Promise.all([readEnd(join(dir, HOST_JOB_FILES.stdout)), readEnd(join(dir, HOST_JOB_FILES.stderr))]);
+  return { state, ...(code !== undefined ? { exitCode: code } : {}), cancelled, ...(pid !== undefined ? { pid } : {}), stdout, stderr };
+}
+
+/**
+ * Stops a background host job: marks it cancelled, SIGTERM to its process group, SIGKILL
+ * to what is left after `graceMs`, then waits until the group is gone. No error when it
+ * is already over. Processes the script started in a session of their own (a postmaster
+ * started by pg_ctl) are not part of the job and keep running.
+ */
+export async function cancelHostJob(dir: string, graceMs = 5000): Promise<void> {
+  const job = await readHostJob(dir);
+  if (job.state !== 'running' || job.pid === undefined) return;
+  await writeFile(join(dir, HOST_JOB_FILES.cancelled), `${new Date().toISOString()}\n`);
+  const pgid = job.pid;
+  const startTime = readFileSync(join(dir, HOST_JOB_FILES.pid), 'utf8').trim().split(/\s+/)[1];
+  for (const [signal, waitMs] of [['SIGTERM', graceMs], ['SIGKILL', 10_000]] as const) {
+    if (!jobGroupAlive(pgid, startTime)) return;
+    try {
+      process.kill(-pgid, signal);
+    } catch {
+      // The group ended meanwhile.
+    }
+    const deadline = Date.now() + waitMs;
+    while (jobGroupAlive(pgid, startTime) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  }
+  if (jobGroupAlive(pgid, startTime)) throw new HostCommandError(`host job ${dir} (process group ${pgid}) survived SIGKILL for 10 s`);
+}
+
+/** The start time (clock ticks since boot, /proc/<pid>/stat field 22) of a process, told apart from a later one with the same PID. */
+function processStartTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether the job's process group (led by `pgid`, which was started at `startTime`) still
+ * has a live (not zombie) process. A PID is not reused while a process group of that
+ * number exists, so members of group `pgid` are the job's even when its leader is gone;
+ * a leader of another start time is a later process that reused the number.
+ */
+function jobGroupAlive(pgid: number, startTime: string | undefined): boolean {
+  if (!existsSync('/proc/self/stat')) {
+    try {
+      process.kill(-pgid, 0);
+      return true;
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code === 'EPERM';
+    }
+  }
+  // After the command name: state, ppid, pgrp, ..., starttime (the 20th).
+  const fieldsOf = (pid: string): string[] | undefined => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    } catch {
+      return undefined;
+    }
+  };
+  const live = (fields: string[]): boolean => fields[0] !== 'Z' && fields[0] !== 'X';
+  const leader = fieldsOf(String(pgid));
+  if (leader && startTime && leader[19] !== startTime) return false;
+  if (leader && live(leader)) return true;
+  return readdirSync('/proc').some((entry) => {
+    if (!/^\d+$/.test(entry)) return false;
+    const fields = fieldsOf(entry);
+    return fields !== undefined && Number(fields[2]) === pgid && live(fields);
+  });
+}
+
+/** The last {@link JOB_OUTPUT_READ_CHARS} bytes of a file (empty when missing). */
+async function readEnd(path: string): Promise<string> {
+  let handle;
+  try {
+    handle = await open(path, 'r');
+  } catch {
+    return '';
+  }
+  try {
+    const { size } = await handle.stat();
+    const length = Math.min(size, JOB_OUTPUT_READ_CHARS);
+    const buffer = Buffer.alloc(length);
+    await handle.read(buffer, 0, length, size - length);
+    return buffer.toString('utf8');
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Options of {@link initdbInstance}. */

@@ -1,0 +1,216 @@
+/**
+ * The per-content steps RecoverSegments and Rebalance share: rebuild one instance as a
+ * mirror of its content's acting primary in a wait-and-poll loop, then mark it up, or
+ * record why not; and the summary of a whole run. Each step re-reads the catalog and
+ * checks the content is still held by this execution, so a retried or re-run step does
+ * the right thing, and no step waits for a long copy.
+ */
+import { z } from 'zod';
+import { clusterStatusOf, historyText } from '../core/decide';
+import { ContentBusyError, RebuildFailedError, ValidationError } from '../core/errors';
+import type { ClusterSnapshot, OperationKind, PendingOperation, SegmentRow } from '../core/model';
+import { liveOperation } from '../core/operations';
+import type { HostJob } from '../ports/segments';
+import { applyFresh, errorCause, type WorkflowDeps } from './steps';
+
+/** How many times a rebuild whose process vanished (killed, host restarted) is started again. */
+export const MAX_REBUILD_STARTS = 3;
+
+/** Where an instance was before a recovery moved it (`-i`, `-p`). */
+const locationSchema = z.object({ hostname: z.string(), address: z.string(), port: z.number().int(), datadir: z.string() }).strict();
+
+/** One content's rebuild, as a Map iteration gets it. */
+export const rebuildItemSchema = z
+  .object({
+    content: z.number().int().min(0),
+    /** The row rebuilt as a mirror (a down mirror; in a rebalance, the old primary). */
+    dbid: z.number().int().min(1),
+    /** The content's acting primary, the source. */
+    sourceDbid: z.number().int().min(1),
+    method: z.enum(['rewind', 'basebackup']),
+    /** The row's place before a move, whose instance must not keep running there. */
+    previous: locationSchema.optional(),
+  });
+
+/** One content's rebuild. */
+export type RebuildItem = z.output<typeof rebuildItemSchema>;
+
+const iterationSchema = z.object({
+  clusterId: z.string().min(1),
+  pollSeconds: z.number().int().min(1),
+  item: rebuildItemSchema,
+  startRebuild: z.object({ job: z.object({ id: z.string(), dbid: z.number(), startedAt: z.string() }).nullable(), starts: z.number().int() }).partial().optional(),
+});
+
+/** The iteration document: clusterId, pollSeconds, the item, and what earlier steps returned. */
+function iteration(doc: unknown) {
+  const result = iterationSchema.safeParse(doc);
+  if (!result.success) throw new ValidationError(`invalid rebuild iteration document: ${result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  return result.data;
+}
+
+const rowOf = (snapshot: ClusterSnapshot, dbid: number, content: number): SegmentRow => {
+  const row = snapshot.segments.find((r) => r.dbid === dbid);
+  if (!row || row.content !== content) throw new ValidationError(`dbid ${dbid} is not an instance of content ${content} in cluster ${snapshot.clusterId}`);
+  return row;
+};
+
+/** Throws ContentBusyError unless `execution` still holds `content`. */
+export function checkHeld(snapshot: ClusterSnapshot, content: number, execution: string, now: Date): PendingOperation {
+  const operation = liveOperation(snapshot, content, now);
+  if (!operation || operation.execution !== execution) {
+    throw new ContentBusyError(`content ${content} is no longer held by execution ${execution}${operation ? ` (held by ${operation.kind} execution ${operation.execution})` : ''}: not touching it`);
+  }
+  return operation;
+}
+
+/** The hold an execution takes on a content, lapsing with the execution's timeout. */
+export function holdOf(kind: OperationKind, content: number, execution: string, now: Date, timeoutSeconds: number): PendingOperation {
+  return { content, kind, execution, since: now.toISOString(), expiresAt: new Date(now.getTime() + timeoutSeconds * 1000).toISOString() };
+}
+
+/**
+ * The steps shared by RecoverSegments and Rebalance; `label` names the workflow in
+ * history rows (`gprecoverseg`, `gprecoverseg -r`).
+ */
+export function rebuildSteps(label: string) {
+  return {
+    /**
+     * Stops anything of this instance still running where it is rebuilt (and at its old
+     * place after a move), then starts the rebuild in the background.
+     */
+    'start-rebuild': async (deps: WorkflowDeps, doc: unknown, execution: string): Promise<Record<string, unknown>> => {
+      const it = iteration(doc);
+      const { item } = it;
+      const snapshot = await deps.catalog.load(it.clusterId);
+      checkHeld(snapshot, item.content, execution, deps.now());
+      const row = rowOf(snapshot, item.dbid, item.content);
+      const source = rowOf(snapshot, item.sourceDbid, item.content);
+      const starts = (it.startRebuild?.starts ?? 0) + 1;
+      if (row.role === 'm' && row.status === 'u') return { job: null, starts, already: true };
+      if (row.role !== 'm' || source.role !== 'p' || source.status !== 'u') {
+        throw new RebuildFailedError(`content ${item.content} changed: dbid ${row.dbid} is ${row.role}/${row.status} and dbid ${source.dbid} is ${source.role}/${source.status}; a mirror is rebuilt only from an acting primary that is up`);
+      }
+      const settings = { ...(await deps.catalog.loadSettings(it.clusterId)), probeRetries: 0 };
+      // A copy of this instance that answers as a writable primary must never see a
+      // client again: fenced (its identity was checked by the probe). One that answers
+      // as a standby at the old place of a moved instance would take the slot: stopped.
+      const places: SegmentRow[] = [row, ...(item.previous ? [{ ...row, ...item.previous }] : [])];
+      for (const place of places) {
+        const probe = await deps.probe.probe(place, settings);
+        const moved = place !== row;
+        if (probe.ok && (moved || !probe.inRecovery)) {
+          const report = await deps.host.fence(place, source);
+          deps.telemetry.warn(`dbid ${row.dbid} answered at ${place.address}:${place.port} before its rebuild: fenced`, { content: item.content, ...report });
+        }
+      }
+      const job = await deps.host.startRebuild(row, source, item.method);
+      deps.telemetry.info(`${label}: rebuild of dbid ${row.dbid} by ${item.method} started`, { content: item.content, dbid: row.dbid, job: job.id, starts });
+      return { job, starts };
+    },
+
+    /** Looks at the rebuild once: running, succeeded, lost (start again), or failed (RebuildFailedError). */
+    'poll-rebuild': async (deps: WorkflowDeps, doc: unknown): Promise<Record<string, unknown>> => {
+      const it = iteration(doc);
+      const job = it.startRebuild?.job as HostJob | null | undefined;
+      if (!job) return { state: 'succeeded' };
+      const status = await deps.host.jobStatus(job);
+      const fields = { content: it.item.content, dbid: it.item.dbid, ...(status.progress ?? {}) };
+      if (status.state === 'running') {
+        deps.telemetry.info('rebuild progress', fields);
+        return { state: 'running', ...(status.progress ? { progress: status.progress } : {}) };
+      }
+      if (status.state === 'succeeded') return { state: 'succeeded', ...(status.progress ? { progress: status.progress } : {}) };
+      if (status.incrementalImpossible) {
+        throw new RebuildFailedError(`pg_rewind cannot rebuild dbid ${it.item.dbid} of content ${it.item.content} incrementally (${status.incrementalImpossible}); run a full recovery (gprecoverseg -F, mode "full")`);
+      }
+      if (status.wipeRefused) throw new RebuildFailedError(`refusing the full copy into dbid ${it.item.dbid}'s data directory: ${status.message ?? 'it is not a data directory of this content, nor empty'}; nothing was deleted`);
+      if (status.exitCode === undefined && (it.startRebuild?.starts ?? 1) < MAX_REBUILD_STARTS) {
+        deps.telemetry.warn(`the rebuild of dbid ${it.item.dbid} ended without an exit status (${status.message ?? 'process lost'}): starting it again`, fields);
+        return { state: 'restart', message: status.message };
+      }
+      throw new RebuildFailedError(`the rebuild of dbid ${it.item.dbid} of content ${it.item.content} failed${status.exitCode !== undefined ? ` (exit ${status.exitCode})` : ''}: ${status.message ?? 'no message'}`);
+    },
+
+    /** The rebuilt instance runs as a standby: mark it up (`m/u/n`; the prober marks the pair in sync) and release the content. */
+    'mark-recovered': async (deps: WorkflowDeps, doc: unknown, execution: string): Promise<Record<string, unknown>> => {
+      const it = iteration(doc);
+      const { item } = it;
+      const snapshot = await deps.catalog.load(it.clusterId);
+      const row = rowOf(snapshot, item.dbid, item.content);
+      const receiver = await deps.control.walReceiver(row); // checks its identity too
+      if (!receiver.inRecovery) throw new RebuildFailedError(`dbid ${row.dbid} answers but is not a standby after its rebuild; leaving it down`);
+      const now = deps.now();
+      const version = await applyFresh(deps.catalog, it.clusterId, (s) => {
+        const current = rowOf(s, item.dbid, item.content);
+        const held = liveOperation(s, item.content, now)?.execution === execution;
+        if (current.status === 'u' && !held) return null;
+        const up: SegmentRow = { ...current, status: 'u', mode: 'n' };
+        const rows = current.status === 'u' ? [] : [up];
+        const after = s.segments.map((r) => (r.dbid === up.dbid ? up : r));
+        // It runs as a standby of the acting primary now: a fence still owed to it (a switchover's old primary) is done.
+        const fenceOwed = s.pendingFences.some((f) => f.dbid === up.dbid);
+        return {
+          ...(fenceOwed ? { clearFences: [up.dbid] } : {}),
+          rows,
+          history: rows.map((r) => ({ time: now.toISOString(), dbid: r.dbid, description: historyText(r, `${label} rebuilt it (${item.method}); it streams from dbid ${item.sourceDbid}`) })),
+          status: clusterStatusOf(after),
+          ...(held ? { clearOperations: [{ content: item.content, execution }] } : {}),
+        };
+      });
+      deps.telemetry.info(`${label}: dbid ${row.dbid} of content ${item.content} is a mirror again`, { content: item.content, dbid: row.dbid, receiver: receiver.state });
+      return { content: item.content, dbid: item.dbid, recovered: true, method: item.method, receiver: receiver.state, ...(version !== undefined ? { version } : {}) };
+    },
+
+    /** Records why a content was not rebuilt, stops its rebuild if one runs, and releases the content. */
+    'record-content-failure': async (deps: WorkflowDeps, doc: unknown, execution: string): Promise<Record<string, unknown>> => {
+      const it = iteration(doc);
+      const { item } = it;
+      const cause = errorCause(doc);
+      const job = it.startRebuild?.job as HostJob | null | undefined;
+      if (job) await deps.host.cancelJob(job).catch(() => undefined); // best effort: the failure is recorded either way
+      deps.telemetry.error(`${label}: content ${item.content} not rebuilt`, { content: item.content, dbid: item.dbid, cause });
+      await applyFresh(deps.catalog, it.clusterId, (s) => {
+        const held = liveOperation(s, item.content)?.execution === execution;
+        return {
+          rows: [],
+          history: [{ time: deps.now().toISOString(), dbid: item.dbid, description: `FTS: ${label} of dbid ${item.dbid} with contentid ${item.content} failed: ${cause}`.slice(0, 1000) }],
+          ...(held ? { clearOperations: [{ content: item.content, execution }] } : {}),
+        };
+      });
+      return { content: item.content, dbid: item.dbid, failed: true, cause };
+    },
+  };
+}
+
+/** A content the workflow left alone, and why. */
+export interface SkippedContent {
+  content: number;
+  reason: string;
+}
+
+/**
+ * The run's result: which contents were done, which failed and why, which were left
+ * alone and why; releases every hold this execution still has (a Map that failed as a
+ * whole). `complete` only when nothing failed and nothing asked for was left alone.
+ */
+export async function summarize(deps: WorkflowDeps, doc: unknown, execution: string, what: { verb: string; skipped: SkippedContent[]; warnings?: string[] }): Promise<Record<string, unknown>> {
+  const d = (doc ?? {}) as { clusterId?: string; results?: unknown[]; error?: unknown };
+  if (typeof d.clusterId !== 'string') throw new ValidationError('the state document has no clusterId');
+  const results = Array.isArray(d.results) ? (d.results as { markRecovered?: { content: number; dbid: number }; recordContentFailure?: { content: number; dbid: number; cause: string } }[]) : [];
+  const done = results.flatMap((r) => (r.markRecovered ? [{ content: r.markRecovered.content, dbid: r.markRecovered.dbid }] : []));
+  const failed = results.flatMap((r) => (r.recordContentFailure ? [{ content: r.recordContentFailure.content, dbid: r.recordContentFailure.dbid, reason: r.recordContentFailure.cause }] : []));
+  const runError = d.error ? errorCause(d) : undefined;
+  await applyFresh(deps.catalog, d.clusterId, (s) => {
+    const ours = s.pendingOperations.filter((op) => op.execution === execution);
+    return ours.length ? { rows: [], history: [], clearOperations: ours.map((op) => ({ content: op.content, execution })) } : null;
+  });
+  const complete = !runError && failed.length === 0 && what.skipped.length === 0;
+  const parts = [
+    `${done.length} content(s) ${what.verb}${done.length ? ` (${done.map((c) => c.content).join(', ')})` : ''}`,
+    ...failed.map((f) => `content ${f.content} failed: ${f.reason}`),
+    ...what.skipped.map((s) => `content ${s.content} left alone: ${s.reason}`),
+    ...(runError ? [`the run stopped: ${runError}`] : []),
+  ];
+  return { complete, done, failed, skipped: what.skipped, warnings: what.warnings ?? [], message: parts.join('; ') };
+}
