@@ -113,9 +113,11 @@ export class Workload {
 
   /** Acknowledged commits missing from the current acting primary (must be none). */
   async lostCommits(): Promise<{ acknowledged: number; found: number; lost: number[] }> {
+    // The acks before the read: a running workload acknowledges more while the SELECT runs.
+    const acks = [...this.acks];
     const ids = await this.onActingPrimary(async (client) => new Set((await client.query<{ id: string }>(`SELECT id FROM ${WORKLOAD_TABLE}`)).rows.map((r) => Number(r.id))));
-    const lost = this.acks.filter((a) => !ids.has(a.id)).map((a) => a.id);
-    return { acknowledged: this.acks.length, found: this.acks.length - lost.length, lost };
+    const lost = acks.filter((a) => !ids.has(a.id)).map((a) => a.id);
+    return { acknowledged: acks.length, found: acks.length - lost.length, lost };
   }
 }
 

@@ -206,6 +206,7 @@ function heldByAnother(snapshot: ClusterSnapshot, content: number, hold: PlanHol
   return `content ${content} is held by ${describeOperation(operation)}: another workflow is working on it`;
 }
 
+/** Checks a PlanHold (it may come from untyped workflow code); ValidationError naming `what` otherwise. */
 function parseHold(hold: PlanHold, what: string): PlanHold {
   const issues: string[] = [];
   if (hold.now !== undefined && !(hold.now instanceof Date && Number.isFinite(hold.now.getTime()))) issues.push('now must be a valid Date');

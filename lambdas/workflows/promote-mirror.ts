@@ -10,7 +10,7 @@
  * the catalog and the prober carries it out later.
  */
 import { z } from 'zod';
-import { MirrorNotPromotableError, PrimaryAliveError, ValidationError } from '../core/errors';
+import { ContentBusyError, MirrorNotPromotableError, PrimaryAliveError, ValidationError } from '../core/errors';
 import { CONFLICT_RETRY as conflict, TRANSIENT_RETRY as transient, type WorkflowSpec } from './spec';
 
 /** Cluster ids every workflow accepts. */
@@ -74,6 +74,8 @@ export const PROMOTE_MIRROR_SPEC: WorkflowSpec<PromoteMirrorInput> = {
       next: 'FenceOldPrimary',
       catch: [
         { errors: [PrimaryAliveError], next: 'RecordAbort' },
+        // An operator workflow (a rebalance) holds the content: not a failed promotion.
+        { errors: [ContentBusyError], next: 'RecordAbort' },
         { errors: [MirrorNotPromotableError], next: 'RecordFailure' },
         // Anything else (catalog unreadable, mirror unreachable) is a failed promotion too: recorded and alarmed.
         toFailure,
@@ -81,7 +83,7 @@ export const PROMOTE_MIRROR_SPEC: WorkflowSpec<PromoteMirrorInput> = {
     },
     FenceOldPrimary: { type: 'task', step: 'fence-old-primary', next: 'AlreadyFlipped', retry: [transient], catch: [toFailure] },
     AlreadyFlipped: { type: 'choice', when: [{ path: '$.confirmFailure.alreadyFlipped', equals: true, next: 'PromoteMirror' }], otherwise: 'FlipCatalog' },
-    FlipCatalog: { type: 'task', step: 'flip-catalog', next: 'PromoteMirror', retry: [conflict], catch: [toFailure] },
+    FlipCatalog: { type: 'task', step: 'flip-catalog', next: 'PromoteMirror', retry: [conflict], catch: [{ errors: [ContentBusyError], next: 'RecordAbort' }, toFailure] },
     PromoteMirror: { type: 'task', step: 'promote', next: 'VerifyWritable', retry: [transient], catch: [toFailure] },
     VerifyWritable: { type: 'task', step: 'verify-writable', next: 'ClearPending', retry: [transient], catch: [toFailure] },
     ClearPending: { type: 'task', step: 'clear-pending', next: 'Notify', retry: [transient], catch: [toFailure] },

@@ -7,10 +7,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { killInstance } from '../../lambdas/adapters/local/host';
-import { LocalWorkflows, type LocalExecutionOutcome, type PromoteStepEvent } from '../../lambdas/adapters/local/local-workflows';
-import type { PromoteMirrorInput } from '../../lambdas/ports/workflows';
+import { LocalWorkflows, type LocalExecutionOutcome, type StepEvent as PromoteStepEvent } from '../../lambdas/adapters/local/local-workflows';
+import type { WorkflowInputs } from '../../lambdas/workflows';
 import type { ClusterSnapshot } from '../../lambdas/core/model';
-import { PROMOTE_STATES } from '../../lib/promote-mirror-workflow';
+
+type PromoteMirrorInput = WorkflowInputs['PromoteMirror'];
+const PROMOTE_STATES = { invalidInput: 'InvalidInput', aborted: 'Aborted', promoted: 'Promoted' } as const;
 import { interceptDynamoDb, localFunctionEnvironment, synthesizeBundledStack, type BundledStack, type DynamoDbInterceptor } from '../support/bundled-handlers';
 import { testCluster, type TestCluster } from '../support/local-cluster-fixture';
 import { waitFor } from '../support/pg-pair';
@@ -63,15 +65,19 @@ async function runBundled(
 ): Promise<{ outcome: LocalExecutionOutcome; steps: string[]; endState: string }> {
   const steps: string[] = [];
   const workflows = new LocalWorkflows({
-    definition: structuredClone(definition),
     retryIntervalMs: 0,
-    promoteHandler: (event) => {
-      steps.push(event.step);
-      beforeStep(event);
-      return handler(event);
+    workflows: {
+      PromoteMirror: {
+        definition: structuredClone(definition),
+        handler: (event) => {
+          steps.push(event.step);
+          beforeStep(event);
+          return handler(event);
+        },
+      },
     },
   });
-  const outcome = await workflows.runPromotion(input);
+  const outcome = await workflows.runExecution('PromoteMirror', `bundled-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`, input);
   return { outcome, steps, endState: endState(outcome, steps) };
 }
 

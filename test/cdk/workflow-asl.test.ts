@@ -130,10 +130,15 @@ describe('synthesized definition', () => {
     expect(catches('ValidateInput')).toEqual([[['ValidationError'], 'InvalidInput', '$.error']]);
     expect(catches('ConfirmFailure')).toEqual([
       [['PrimaryAliveError'], 'RecordAbort', '$.error'],
+      [['ContentBusyError'], 'RecordAbort', '$.error'],
       [['MirrorNotPromotableError'], 'RecordFailure', '$.error'],
       [['States.ALL'], 'RecordFailure', '$.error'],
     ]);
-    for (const name of ['FlipCatalog', 'FenceOldPrimary', 'PromoteMirror', 'VerifyWritable', 'ClearPending', 'Notify']) {
+    expect(catches('FlipCatalog')).toEqual([
+      [['ContentBusyError'], 'RecordAbort', '$.error'],
+      [['States.ALL'], 'RecordFailure', '$.error'],
+    ]);
+    for (const name of ['FenceOldPrimary', 'PromoteMirror', 'VerifyWritable', 'ClearPending', 'Notify']) {
       expect(catches(name)).toEqual([[['States.ALL'], 'RecordFailure', '$.error']]);
     }
     expect(catches('RecordAbort')).toEqual([]);

@@ -286,8 +286,9 @@ test('bad workflow input fails validation and changes nothing', async () => {
     { clusterId: cluster.clusterId, content: 1, failedPrimaryDbid: PRIMARY, mirrorDbid: MIRROR, catalogVersion: before.version, reason: 'wrong content' },
     { clusterId: 'no such cluster!', content: 0, failedPrimaryDbid: PRIMARY, mirrorDbid: MIRROR, catalogVersion: 1 },
   ];
-  for (const input of inputs) {
-    const outcome = await prober.workflows.runPromotion(input as never);
+  for (const [i, input] of inputs.entries()) {
+    // As the console starts it: the input as given, the workflow validates it.
+    const outcome = await prober.workflows.runExecution('PromoteMirror', `bad-input-${i}`, input);
     expect(outcome).toMatchObject({ status: 'FAILED', error: 'InvalidInput' });
   }
   const after = await cluster.catalog.load(cluster.clusterId);
