@@ -1,17 +1,24 @@
 /**
- * `npm run bench [-- --json] [-- --runs N]`: repeated failovers on a local cluster under a
- * write workload, with the background prober at default settings. Each run kills the
- * acting primary of one content (alternating), measures detection and RTO (kill to the
- * first commit on the new primary at the address the catalog names), counts acknowledged
- * commits missing afterwards, then rewinds the old primary into a mirror and waits until
- * the prober reports the pair in sync again.
+ * `npm run bench [-- --json] [-- --runs N] [-- --full-mb N]`: repeated failovers on a local
+ * cluster under a write workload, with the background prober at default settings. Each
+ * run kills the acting primary of one content (alternating), measures detection and RTO
+ * (kill to the first commit on the new primary at the address the catalog names), then
+ * runs RecoverSegments (incremental: the old primary is rewound into a mirror) and
+ * Rebalance (a planned switchover back to the preferred roles) under the same workload,
+ * measuring the recovery time and the rebalance's write gap, and counts acknowledged
+ * commits missing afterwards. At the end, a full recovery (`-F`) of a mirror whose data
+ * directory was removed, with `--full-mb` of table data on its content.
  */
+import { rm } from 'node:fs/promises';
 import { cpus, totalmem, release } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Command, InvalidArgumentError } from 'commander';
+import { killInstance } from '../lambdas/adapters/local/host';
 import { runPgBinary } from '../lambdas/adapters/local/postgres-binaries';
-import { killAndMeasure, Timeline, Workload, type FailoverMeasurement } from '../cli/failover-drill';
-import { downLocalCluster, localClusterDir, upLocalCluster, type LocalCluster } from '../cli/local-cluster';
+import { trustCredentials, withSegmentClient } from '../lambdas/adapters/postgres/connection';
+import { killAndMeasure, longestStallMs, Timeline, Workload, type FailoverMeasurement } from '../cli/failover-drill';
+import { downLocalCluster, LOCAL_SUPERUSER, localClusterDir, upLocalCluster, type LocalCluster } from '../cli/local-cluster';
+import { runWorkflowLocally, type WorkflowRunResult } from './ftsctl';
 
 const BENCH_CLUSTER_ID = 'bench';
 
@@ -30,13 +37,31 @@ async function waitInSync(cluster: LocalCluster, timeoutMs = 120_000): Promise<v
   }
 }
 
-/** Rewinds the failed primary of `content` into a mirror of the new primary (what gprecoverseg does). */
-async function recover(cluster: LocalCluster, content: number): Promise<void> {
-  const rows = (await cluster.catalog.load(BENCH_CLUSTER_ID)).segments.filter((r) => r.content === content);
-  const primary = rows.find((r) => r.role === 'p')!;
-  const failed = rows.find((r) => r.role === 'm')!;
-  await cluster.host.rebuildAsMirror(failed, primary, 'rewind');
-  await waitInSync(cluster);
+/** Runs a workflow on the bench cluster as `ftsctl recoverseg` does; throws unless it succeeded. */
+async function runWorkflow(cluster: LocalCluster, kind: 'RecoverSegments' | 'Rebalance', input: Record<string, unknown>): Promise<WorkflowRunResult & { ms: number }> {
+  const started = Date.now();
+  const result = await runWorkflowLocally(cluster, kind, { clusterId: BENCH_CLUSTER_ID, pollSeconds: 1, ...input });
+  if (result.status !== 'SUCCEEDED') throw new Error(`${kind} ended ${result.status}: ${result.error}: ${result.cause}`);
+  return { ...result, ms: Date.now() - started };
+}
+
+/** Writes about `mb` MB of table data on the acting primary of `content` (it reaches the mirror too). */
+async function fill(cluster: LocalCluster, content: number, mb: number): Promise<void> {
+  const primary = (await cluster.catalog.load(BENCH_CLUSTER_ID)).segments.find((r) => r.content === content && r.role === 'p')!;
+  await withSegmentClient(primary, trustCredentials(LOCAL_SUPERUSER), { connectTimeoutMs: 5000, statementTimeoutMs: 3_600_000 }, async (c) => {
+    await c.query('CREATE TABLE IF NOT EXISTS bench_fill (id bigint, pad text)');
+    // About 1 KB per row.
+    await c.query(`INSERT INTO bench_fill SELECT g, repeat(md5(g::text), 30) FROM generate_series(1, $1::bigint) AS g`, [mb * 1000]);
+    await c.query('CHECKPOINT');
+  });
+}
+
+/** Size of the data directory of the acting primary of `content`, in bytes (what a full copy moves). */
+async function databaseBytes(cluster: LocalCluster, content: number): Promise<number> {
+  const primary = (await cluster.catalog.load(BENCH_CLUSTER_ID)).segments.find((r) => r.content === content && r.role === 'p')!;
+  return withSegmentClient(primary, trustCredentials(LOCAL_SUPERUSER), { connectTimeoutMs: 5000, statementTimeoutMs: 60_000 }, async (c) =>
+    Number((await c.query<{ n: string }>('SELECT sum(pg_database_size(oid))::text AS n FROM pg_database')).rows[0].n),
+  );
 }
 
 async function main(): Promise<void> {
@@ -52,8 +77,13 @@ async function main(): Promise<void> {
       if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`--quiet-seconds must be a number >= 0, got "${v}"`);
       return n;
     }, 20)
+    .option('--full-mb <mb>', 'MB of table data on the content whose mirror is then recovered in full (0: no full recovery)', (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`--full-mb must be an integer >= 0, got "${v}"`);
+      return n;
+    }, 1024)
     .parse(process.argv)
-    .opts<{ json?: boolean; runs: number; quietSeconds: number }>();
+    .opts<{ json?: boolean; runs: number; quietSeconds: number; fullMb: number }>();
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
 
   const dir = localClusterDir(BENCH_CLUSTER_ID);
@@ -64,6 +94,11 @@ async function main(): Promise<void> {
   let lost = 0;
   const roundMs: number[] = [];
   const failingRoundMs: number[] = [];
+  const recoveryMs: number[] = [];
+  const rebalanceMs: number[] = [];
+  const rebalanceGapMs: number[] = [];
+  const switchoverStepGapMs: number[] = [];
+  let full: { data_bytes: number; recovery_ms: number; in_sync_ms: number } | undefined;
   const workloads: Workload[] = [];
   let cluster: LocalCluster | undefined;
   try {
@@ -87,14 +122,44 @@ async function main(): Promise<void> {
       // Steady-state rounds: the ones since the previous run's recovery.
       timeline.poll();
       const m = await killAndMeasure(cluster.catalog, BENCH_CLUSTER_ID, workload, timeline);
+      runs.push(m);
+      // gprecoverseg, then gprecoverseg -r, both under the same writes.
+      const recovered = await runWorkflow(cluster, 'RecoverSegments', { contents: [content] });
+      recoveryMs.push(recovered.ms);
+      await waitInSync(cluster);
+      const before = Date.now();
+      const rebalanced = await runWorkflow(cluster, 'Rebalance', { contents: [content] });
+      const after = Date.now();
+      rebalanceMs.push(rebalanced.ms);
+      rebalanceGapMs.push(longestStallMs(workload.acks, before, after));
+      const gap = (rebalanced.output as { results?: { switchOver?: { writeGapMs?: number } }[] }).results?.[0]?.switchOver?.writeGapMs;
+      if (gap !== undefined) switchoverStepGapMs.push(gap);
+      await waitInSync(cluster);
       await sleep(500);
       await workload.stop();
       const count = await workload.lostCommits();
       acknowledged += count.acknowledged;
       lost += count.lost.length;
-      runs.push(m);
-      log(`run ${i + 1}/${o.runs}: content ${content}, detection ${m.detectionMs} ms, RTO ${m.rtoMs} ms, ${count.acknowledged} commits, ${count.lost.length} lost`);
-      await recover(cluster, content);
+      log(
+        `run ${i + 1}/${o.runs}: content ${content}, detection ${m.detectionMs} ms, RTO ${m.rtoMs} ms, recovery ${recovered.ms} ms, ` +
+          `rebalance write gap ${rebalanceGapMs.at(-1)} ms, ${count.acknowledged} commits, ${count.lost.length} lost`,
+      );
+    }
+    if (o.fullMb > 0) {
+      // gprecoverseg -F: the mirror of content 0 loses its data directory.
+      log(`full recovery: writing ${o.fullMb} MB on content 0`);
+      await fill(cluster, 0, o.fullMb);
+      await waitInSync(cluster);
+      const mirror = (await cluster.catalog.load(BENCH_CLUSTER_ID)).segments.find((r) => r.content === 0 && r.role === 'm')!;
+      await killInstance(mirror.datadir);
+      while ((await cluster.catalog.load(BENCH_CLUSTER_ID)).segments.find((r) => r.dbid === mirror.dbid)?.status !== 'd') await sleep(200);
+      await rm(mirror.datadir, { recursive: true, force: true });
+      const dataBytes = await databaseBytes(cluster, 0);
+      const started = Date.now();
+      const recovered = await runWorkflow(cluster, 'RecoverSegments', { mode: 'full', contents: [0] });
+      await waitInSync(cluster);
+      full = { data_bytes: dataBytes, recovery_ms: recovered.ms, in_sync_ms: Date.now() - started };
+      log(`full recovery of ${(dataBytes / 2 ** 20).toFixed(0)} MB: ${recovered.ms} ms, in sync after ${full.in_sync_ms} ms`);
     }
     // Every acknowledged commit of every run must still be there after all later failovers.
     let lostAtEnd = 0;
@@ -125,6 +190,17 @@ async function main(): Promise<void> {
         acknowledged_commits: acknowledged,
         lost_commits: lost,
       },
+      recovery: {
+        incremental_runs: recoveryMs.length,
+        incremental_ms: summarize(recoveryMs),
+        ...(full ? { full } : {}),
+      },
+      rebalance: {
+        switchovers: rebalanceGapMs.length,
+        write_gap_ms: summarize(rebalanceGapMs),
+        switchover_step_stop_to_writable_ms: summarize(switchoverStepGapMs),
+        workflow_ms: summarize(rebalanceMs),
+      },
       probe_round_ms: { ...summarize(roundMs), probes: roundMs.length },
       probe_round_with_failed_probe_ms: { ...summarize(failingRoundMs), probes: failingRoundMs.length },
     };
@@ -135,7 +211,7 @@ async function main(): Promise<void> {
       const row = (name: string, s: { p50: number; p95: number; max: number }): string => `| ${name} | ${s.p50} | ${s.p95} | ${s.max} |`;
       process.stdout.write(
         [
-          `${f.runs} failovers, ${result.cluster.instances} instances (${result.cluster.probed_per_round} acting primaries probed per round), default settings; ${f.acknowledged_commits} commits acknowledged, **${f.lost_commits} lost**.`,
+          `${f.runs} failovers, each followed by an incremental recovery and a rebalance under the same writes; ${result.cluster.instances} instances (${result.cluster.probed_per_round} acting primaries probed per round), default settings; ${f.acknowledged_commits} commits acknowledged, **${f.lost_commits} lost**.`,
           `Machine: ${result.machine.cpus} × ${result.machine.cpu}, ${result.machine.memory_gib} GiB, Linux ${result.machine.kernel}, Node ${result.machine.node}, ${result.machine.postgres}.`,
           '',
           '| measure (ms) | p50 | p95 | max |',
@@ -143,9 +219,19 @@ async function main(): Promise<void> {
           row('detection (kill → failover decided)', f.detection_ms),
           row('catalog flip → mirror promoted', f.flip_to_promoted_ms),
           row('RTO (kill → first commit on the new primary)', f.rto_ms),
+          row('incremental recovery (RecoverSegments start → end, pg_rewind)', result.recovery.incremental_ms),
+          row(`rebalance write gap (longest pause between acknowledged commits, ${result.rebalance.switchovers} switchovers)`, result.rebalance.write_gap_ms),
+          row('rebalance: primary stopped → new primary writable (SwitchOver step)', result.rebalance.switchover_step_stop_to_writable_ms),
+          row('rebalance (Rebalance start → end, rewind included)', result.rebalance.workflow_ms),
           row(`probe of one content, primary answers, nothing to do (${result.probe_round_ms.probes} probes)`, result.probe_round_ms),
           row(`probe of a dead primary, retries included (${result.probe_round_with_failed_probe_ms.probes} probes)`, result.probe_round_with_failed_probe_ms),
           '',
+          ...(result.recovery.full
+            ? [
+                `Full recovery (RecoverSegments, mode full: pg_basebackup into the emptied directory) of a ${(result.recovery.full.data_bytes / 2 ** 20).toFixed(0)} MB segment: ${result.recovery.full.recovery_ms} ms to the end of the workflow, ${result.recovery.full.in_sync_ms} ms until the pair was in sync.`,
+                '',
+              ]
+            : []),
         ].join('\n'),
       );
     }

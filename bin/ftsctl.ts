@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { DescribeExecutionCommand, GetExecutionHistoryCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DynamoDbCatalog } from '../lambdas/adapters/dynamodb/catalog';
 import { killInstance } from '../lambdas/adapters/local/host';
@@ -34,7 +34,6 @@ import {
   openLocalCluster,
   readLocalState,
   upLocalCluster,
-  type LocalCluster,
 } from '../cli/local-cluster';
 import { timelineTelemetry, type TimelineEvent } from '../cli/local-prober';
 import { runDemo } from '../cli/demo';
@@ -67,6 +66,9 @@ function catalogFor(clusterId: string, dir?: string): Catalog {
 
 const print = (text: string): void => void process.stdout.write(`${text}\n`);
 
+/** The adapters the workflow steps run with (a local cluster's, or a test's wrapping of them). */
+export type ClusterAdapters = Pick<WorkflowDeps, 'catalog' | 'probe' | 'control' | 'host'>;
+
 /** How a workflow execution ended, as `ftsctl workflow run` reports it. */
 export interface WorkflowRunResult {
   stateMachine: WorkflowKind;
@@ -89,7 +91,7 @@ export interface WorkflowRunResult {
  * The workflow steps' dependencies for a local cluster, built from its adapters
  * (one place, so a new dependency of the steps is one line here).
  */
-export function localWorkflowDeps(cluster: Pick<LocalCluster, 'catalog' | 'probe' | 'control' | 'host'>, telemetry: Telemetry): WorkflowDeps {
+export function localWorkflowDeps(cluster: ClusterAdapters, telemetry: Telemetry): WorkflowDeps {
   const deps = {
     catalog: cluster.catalog,
     probe: cluster.probe,
@@ -123,7 +125,7 @@ const newExecutionName = (): string => `ftsctl-${randomUUID()}`;
  * adapters. `input` is passed as given.
  */
 export async function runWorkflowLocally(
-  cluster: Pick<LocalCluster, 'catalog' | 'probe' | 'control' | 'host'>,
+  cluster: ClusterAdapters,
   stateMachine: WorkflowKind,
   input: unknown,
   options: { executionName?: string; retryIntervalMs?: number; waitMs?: number; onLog?: (event: TimelineEvent) => void } = {},
@@ -161,7 +163,7 @@ export async function runWorkflowInAws(
   stateMachineArn: string,
   stateMachine: WorkflowKind,
   inputText: string,
-  options: { executionName?: string; pollMs?: number } = {},
+  options: { executionName?: string; pollMs?: number; onProgress?: (p: RebuildProgress) => void } = {},
 ): Promise<WorkflowRunResult> {
   if (!STATE_MACHINE_ARN_PATTERN.test(stateMachineArn)) throw new ValidationError(`--state-machine-arn must be a state machine ARN (arn:aws:states:<region>:<account>:stateMachine:<name>), got ${JSON.stringify(stateMachineArn)}`);
   const name = options.executionName ?? newExecutionName();
@@ -189,8 +191,41 @@ export async function runWorkflowInAws(
         ...(d.cause ? { cause: readableCause(d.cause) } : {}),
       };
     }
+    if (options.onProgress) for (const p of await latestProgress(client, started.executionArn)) options.onProgress(p);
     await sleep(options.pollMs ?? 1000);
   }
+}
+
+/** A copy's progress, as a PollRebuild step last saw it. */
+export interface RebuildProgress {
+  content: number;
+  bytes: number;
+  total: number;
+  tool: string;
+}
+
+/**
+ * The latest progress of each content's copy in an AWS execution: the newest
+ * `PollRebuild`/`PollRewind` state exits in its history (their output is the Map
+ * iteration's document: the item and `pollRebuild.progress`).
+ */
+export async function latestProgress(client: SFNClient, executionArn: string): Promise<RebuildProgress[]> {
+  const history = await client.send(new GetExecutionHistoryCommand({ executionArn, reverseOrder: true, maxResults: 200, includeExecutionData: true }));
+  const seen = new Map<number, RebuildProgress>();
+  for (const event of history.events ?? []) {
+    const exited = event.stateExitedEventDetails;
+    if (!exited || !/^Poll(Rebuild|Rewind)$/.test(exited.name ?? '') || !exited.output) continue;
+    try {
+      const doc = JSON.parse(exited.output) as { item?: { content?: unknown }; pollRebuild?: { progress?: { bytes?: unknown; total?: unknown; tool?: unknown } } };
+      const content = doc.item?.content;
+      const p = doc.pollRebuild?.progress;
+      if (typeof content !== 'number' || seen.has(content) || typeof p?.bytes !== 'number' || typeof p.total !== 'number') continue;
+      seen.set(content, { content, bytes: p.bytes, total: p.total, tool: String(p.tool ?? '') });
+    } catch {
+      /* an output that is not JSON: no progress in it */
+    }
+  }
+  return [...seen.values()].sort((a, b) => a.content - b.content);
 }
 
 /** The text `ftsctl workflow run` prints for a result. */
@@ -445,6 +480,12 @@ export function buildProgram(): Command {
       const catalog = catalogFor(o.cluster, o.dir);
       const snapshot = await catalog.load(o.cluster);
       const { kind, input } = recoversegRequest(o.cluster, snapshot.version, { ...options, poll: options.poll ?? (o.stateMachineArn ? undefined : 2) });
+      const shown = new Map<number, number>();
+      const showProgress = (p: RebuildProgress): void => {
+        if (o.json || Date.now() - (shown.get(p.content) ?? 0) < 1000) return;
+        shown.set(p.content, Date.now());
+        process.stderr.write(`${progressLine(p.content, p.bytes, p.total, p.tool)}\n`);
+      };
       let result: WorkflowRunResult;
       if (o.stateMachineArn) {
         const client = new SFNClient({ maxAttempts: 5 });
@@ -454,16 +495,13 @@ export function buildProgram(): Command {
           print(o.json ? JSON.stringify({ stateMachine: kind, executionArn: started.executionArn, input }, null, 2) : `${kind} started: ${started.executionArn}`);
           return;
         }
-        result = await runWorkflowInAws(client, o.stateMachineArn, kind, JSON.stringify(input));
+        result = await runWorkflowInAws(client, o.stateMachineArn, kind, JSON.stringify(input), { pollMs: 5000, onProgress: showProgress });
       } else {
         const dir = o.dir ?? localClusterDir(o.cluster);
-        const shown = new Map<number, number>();
         result = await runWorkflowLocally(openLocalCluster(dir), kind, input, {
           onLog: (e) => {
-            if (o.json || e.message !== 'rebuild progress' || typeof e.content !== 'number' || typeof e.bytes !== 'number' || typeof e.total !== 'number') return;
-            if (Date.now() - (shown.get(e.content) ?? 0) < 1000) return;
-            shown.set(e.content, Date.now());
-            process.stderr.write(`${progressLine(e.content, e.bytes, e.total, String(e.tool ?? ''))}\n`);
+            if (e.message !== 'rebuild progress' || typeof e.content !== 'number' || typeof e.bytes !== 'number' || typeof e.total !== 'number') return;
+            showProgress({ content: e.content, bytes: e.bytes, total: e.total, tool: String(e.tool ?? '') });
           },
         });
       }

@@ -130,6 +130,8 @@ export interface HostJobStatus {
   incrementalImpossible?: string;
   /** The full copy refused to empty the target directory (exit 11: not a data directory of that content, nor empty). */
   wipeRefused?: boolean;
+  /** Another rebuild of the same data directory still runs (exit 12): nothing was done; start again once it ends. */
+  busy?: boolean;
   /** Failed: a short, clear account for the operator (the tail of stderr). */
   message?: string;
 }

@@ -40,6 +40,7 @@ const iterationSchema = z.object({
   pollSeconds: z.number().int().min(1),
   item: rebuildItemSchema,
   startRebuild: z.object({ job: z.object({ id: z.string(), dbid: z.number(), startedAt: z.string() }).nullable(), starts: z.number().int() }).partial().optional(),
+  pollRebuild: z.object({ busy: z.boolean() }).partial().optional(),
 });
 
 /** The iteration document: clusterId, pollSeconds, the item, and what earlier steps returned. */
@@ -86,7 +87,8 @@ export function rebuildSteps(label: string) {
       checkHeld(snapshot, item.content, execution, deps.now());
       const row = rowOf(snapshot, item.dbid, item.content);
       const source = rowOf(snapshot, item.sourceDbid, item.content);
-      const starts = (it.startRebuild?.starts ?? 0) + 1;
+      // A start refused because another rebuild of the directory still ran (a retried step) did nothing: it does not count.
+      const starts = (it.startRebuild?.starts ?? 0) + (it.pollRebuild?.busy ? 0 : 1);
       if (row.role === 'm' && row.status === 'u') return { job: null, starts, already: true };
       if (row.role !== 'm' || source.role !== 'p' || source.status !== 'u') {
         throw new RebuildFailedError(`content ${item.content} changed: dbid ${row.dbid} is ${row.role}/${row.status} and dbid ${source.dbid} is ${source.role}/${source.status}; a mirror is rebuilt only from an acting primary that is up`);
@@ -123,6 +125,11 @@ export function rebuildSteps(label: string) {
       if (status.state === 'succeeded') return { state: 'succeeded', ...(status.progress ? { progress: status.progress } : {}) };
       if (status.incrementalImpossible) {
         throw new RebuildFailedError(`pg_rewind cannot rebuild dbid ${it.item.dbid} of content ${it.item.content} incrementally (${status.incrementalImpossible}); run a full recovery (gprecoverseg -F, mode "full")`);
+      }
+      if (status.busy) {
+        // An earlier start of this rebuild (a step retried after a crash) still runs: wait for it, then start again.
+        deps.telemetry.info(`another rebuild of dbid ${it.item.dbid}'s data directory still runs: starting again once it ends`, fields);
+        return { state: 'restart', busy: true };
       }
       if (status.wipeRefused) throw new RebuildFailedError(`refusing the full copy into dbid ${it.item.dbid}'s data directory: ${status.message ?? 'it is not a data directory of this content, nor empty'}; nothing was deleted`);
       if (status.exitCode === undefined && (it.startRebuild?.starts ?? 1) < MAX_REBUILD_STARTS) {

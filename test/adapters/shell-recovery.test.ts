@@ -16,6 +16,8 @@ import {
   parseProgress,
   parseRecoveryReport,
   rebuildAsMirrorScript,
+  rebuildStateFiles,
+  REBUILD_BUSY_EXIT_CODE,
   shellQuote,
   stopScript,
   WIPE_REFUSED_EXIT_CODE,
@@ -350,5 +352,149 @@ describe('systemd scripts with a fake systemctl', () => {
       'kill --kill-who=main --signal=SIGQUIT -- fts-segment@gpseg0',
       'stop -- fts-segment@gpseg0',
     ]);
+  });
+});
+
+/*
+ * What makes a rebuild safe to run in the background for hours and to run again after it
+ * was killed: its lock, the wipe marker of an interrupted full copy, and short output.
+ */
+describe('background rebuilds: lock, interrupted copies, output of a copy of hours', () => {
+  let target: string;
+  let mirror: SegmentRow;
+  let state: ReturnType<typeof rebuildStateFiles>;
+
+  beforeEach(() => {
+    target = join(root, 'gpseg0');
+    mirror = { ...primary, dbid: 5, role: 'm', preferredRole: 'm', port: 7000, hostname: 'sdw2', address: '10.0.2.12', datadir: target };
+    state = rebuildStateFiles(target);
+    tool('pg_ctl', 'echo "pg_ctl $*" >> "$FAKE/pg_ctl.calls"');
+    tool('psql', 'exit 0');
+  });
+
+  /** Polls a synchronous check until it holds; throws after `ms`. */
+  async function until(what: string, check: () => boolean, ms = 10_000): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!check()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  it('while another rebuild holds the lock: exit 12 at once, nothing stopped, wiped or copied', async () => {
+    mkdirSync(target);
+    writeFileSync(join(target, 'PG_VERSION'), '15\n');
+    writeFileSync(join(target, 'postgresql.auto.conf'), "fts.content = '0'\n");
+    tool('pg_basebackup', 'touch "$FAKE/basebackup.ran"; exit 0');
+    tool('pg_rewind', 'touch "$FAKE/rewind.ran"; exit 0');
+    mkdirSync(state.dir);
+    // One process holding the lock (bash exec'd into sleep keeps the descriptor): killed after the test.
+    const holder = spawn('bash', ['-c', 'exec 9>>"$1"; flock 9; exec sleep 300', 'holder', state.lockFile], { stdio: 'ignore' });
+    helpers.push(holder);
+    await until('the lock to be held', () => spawnSync('flock', ['-n', state.lockFile, 'true']).status === 1);
+    for (const method of ['basebackup', 'rewind'] as const) {
+      const r = run(rebuildAsMirrorScript(mirror, primary, method, opts()));
+      expect(r.status).toBe(REBUILD_BUSY_EXIT_CODE);
+      expect(lastLine(r.stderr)).toBe(`another rebuild of ${target} is running (it holds ${state.lockFile}); nothing was done`);
+    }
+    expect(readdirSync(root).filter((f) => f.endsWith('.ran') || f.endsWith('.calls'))).toEqual([]);
+    expect(readdirSync(target).sort()).toEqual(['PG_VERSION', 'postgresql.auto.conf']);
+
+    // Once the holder is gone, the same script runs; the lock is released before the start.
+    holder.kill('SIGKILL');
+    await until('the lock to be free', () => spawnSync('flock', ['-n', state.lockFile, 'true']).status === 0);
+    tool('pg_ctl', `if [ "$1" = start ]; then flock -n ${shellQuote(state.lockFile)} true && echo free > "$FAKE/lock.at-start"; fi; echo "pg_ctl $*" >> "$FAKE/pg_ctl.calls"`);
+    const r = run(rebuildAsMirrorScript(mirror, primary, 'basebackup', opts()));
+    expect(r.stderr).not.toContain('another rebuild');
+    expect(r.status).toBe(0);
+    expect(existsSync(join(root, 'basebackup.ran'))).toBe(true);
+    expect(readFileSync(join(root, 'lock.at-start'), 'utf8')).toBe('free\n');
+  });
+
+  it('a full copy killed anywhere (while emptying, before backup_label) is recognized by its marker and wiped again; the marker goes with success', () => {
+    // What the kill left: part of the old directory, no PG_VERSION, no backup_label.
+    mkdirSync(join(target, 'base', '1'), { recursive: true });
+    writeFileSync(join(target, 'base', '1', '1259'), 'relation');
+    mkdirSync(join(target, 'pg_wal'));
+    tool('pg_basebackup', 'ls -A "$2" > "$FAKE/basebackup.saw"; cat ' + shellQuote(state.wipeMarkerFile) + ' > "$FAKE/marker.during"; exit 42');
+    // Without the marker (or with another content's): refused, as any unknown directory.
+    let r = run(rebuildAsMirrorScript(mirror, primary, 'basebackup', opts()));
+    expect(r.status).toBe(WIPE_REFUSED_EXIT_CODE);
+    writeFileSync(state.wipeMarkerFile, 'content=1\n');
+    r = run(rebuildAsMirrorScript(mirror, primary, 'basebackup', opts()));
+    expect(r.status).toBe(WIPE_REFUSED_EXIT_CODE);
+    expect(readdirSync(target).sort()).toEqual(['base', 'pg_wal']);
+
+    writeFileSync(state.wipeMarkerFile, 'content=0\n');
+    r = run(rebuildAsMirrorScript(mirror, primary, 'basebackup', opts()));
+    expect(r.stdout).toContain(`${target} holds what is left of an interrupted full copy of content 0 (${state.wipeMarkerFile}): emptying it again`);
+    expect(r.status).toBe(42);
+    expect(readFileSync(join(root, 'basebackup.saw'), 'utf8')).toBe('');
+    // The copy failed: the marker stays for the next attempt.
+    expect(readFileSync(state.wipeMarkerFile, 'utf8')).toBe('content=0\n');
+
+    // A first copy into a directory of this content writes the marker before emptying it.
+    rmSync(state.wipeMarkerFile);
+    writeFileSync(join(target, 'PG_VERSION'), '15\n');
+    writeFileSync(join(target, 'postgresql.auto.conf'), "fts.content = '0'\n");
+    r = run(rebuildAsMirrorScript(mirror, primary, 'basebackup', opts()));
+    expect(r.status).toBe(42);
+    expect(readFileSync(join(root, 'marker.during'), 'utf8')).toBe('content=0\n');
+
+    tool('pg_basebackup', 'exit 0');
+    r = run(rebuildAsMirrorScript(mirror, primary, 'basebackup', opts()));
+    expect(r.status).toBe(0);
+    expect(existsSync(state.wipeMarkerFile)).toBe(false);
+  });
+
+  it('with a progress file, hours of pg_basebackup -P leave a short stdout and stderr whatever their length: the error is at the end, the latest progress in the file', () => {
+    const progressFile = join(root, 'job', 'progress');
+    mkdirSync(join(root, 'job'));
+    writeFileSync(progressFile, 'PROGRESS bytes=1 total=1 tool=pg_basebackup\n'); // an older job's
+    // One line a second (50 minutes here; the output does not grow with it), as
+    // pg_basebackup -P prints when stderr is no terminal, then a failure.
+    const lines = 3000;
+    tool(
+      'pg_basebackup',
+      [
+        'echo "pg_basebackup: initiating base backup, waiting for checkpoint to complete" >&2',
+        `for ((i = 0; i < ${lines}; i++)); do printf "%d/${lines * 1000} kB (%d%%), 0/1 tablespace\\n" "$((i * 1000))" "$((i * 100 / ${lines}))"; done >&2`,
+        'echo "pg_basebackup: error: could not read COPY data: server closed the connection unexpectedly" >&2',
+        'exit 1',
+      ].join('\n'),
+    );
+    // Without the file (a synchronous rebuild), SSM would keep only the first 24,000 characters.
+    const plain = run(rebuildAsMirrorScript(mirror, primary, 'basebackup', opts({ progress: true })));
+    expect(plain.stdout.length).toBeGreaterThan(24_000);
+    expect(plain.stderr.length).toBeGreaterThan(24_000);
+
+    rmSync(target, { recursive: true, force: true });
+    const r = run(rebuildAsMirrorScript(mirror, primary, 'basebackup', opts({ progressFile })));
+    expect(r.status).toBe(1);
+    expect(r.stdout.length).toBeLessThan(1000);
+    expect(r.stderr.length).toBeLessThan(1000);
+    expect(lastLine(r.stderr)).toBe('pg_basebackup: error: could not read COPY data: server closed the connection unexpectedly');
+    expect(r.stderr).not.toMatch(/kB \(/);
+    const last = { bytes: (lines - 1) * 1000 * 1024, total: lines * 1000 * 1024, tool: 'pg_basebackup' };
+    // The file holds only the latest line; stdout gets it once, when the tool's output ends.
+    expect(parseProgress(readFileSync(progressFile, 'utf8'))).toEqual([last]);
+    expect(readFileSync(progressFile, 'utf8').split('\n')).toHaveLength(2);
+    expect(parseProgress(r.stdout)).toEqual([last]);
+  }, 60_000);
+
+  it('with a progress file, a successful pg_rewind prints its last PROGRESS line and the instance starts', () => {
+    const progressFile = join(root, 'progress');
+    mkdirSync(target);
+    writeFileSync(join(target, 'PG_VERSION'), '15\n');
+    tool(
+      'pg_rewind',
+      ['printf "    0/26117 kB (0%%) copied\\n" >&2', 'printf "26117/26117 kB (100%%) copied\\n" >&2', 'echo "pg_rewind: Done!" >&2'].join('\n'),
+    );
+    const r = run(rebuildAsMirrorScript(mirror, primary, 'rewind', opts({ progressFile })));
+    expect(r.status).toBe(0);
+    expect(parseProgress(r.stdout)).toEqual([{ bytes: 26117 * 1024, total: 26117 * 1024, tool: 'pg_rewind' }]);
+    expect(readFileSync(progressFile, 'utf8')).toBe(`PROGRESS bytes=${26117 * 1024} total=${26117 * 1024} tool=pg_rewind\n`);
+    expect(r.stderr).toContain('pg_rewind: Done!');
+    expect(readFileSync(join(root, 'pg_ctl.calls'), 'utf8')).toMatch(/^pg_ctl start -w /m);
   });
 });

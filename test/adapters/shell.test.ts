@@ -6,12 +6,19 @@ import { join } from 'node:path';
 import { HostCommandError, ValidationError } from '../../lambdas/core/errors';
 import type { SegmentRow } from '../../lambdas/core/model';
 import {
+  checkShellOptions,
   fenceScript,
+  outputTail,
   parseFenceReport,
   parseProgress,
   parseRecoveryReport,
+  parseServiceManager,
+  parseStopReport,
   pgBinFor,
+  readProgressScript,
   rebuildAsMirrorScript,
+  rebuildOutcome,
+  rebuildStateFiles,
   startScript,
   stopScript,
   systemdEscapePath,
@@ -294,5 +301,96 @@ describe('parseRecoveryReport and parseProgress', () => {
       { bytes: 0, total: 2048, tool: 'pg_basebackup' },
       { bytes: 2048, total: 2048, tool: 'pg_basebackup' },
     ]);
+  });
+});
+
+describe('parseStopReport', () => {
+  it('reads the last STOP line: whether it ran, the checkpoint and the state pg_controldata showed', () => {
+    expect(parseStopReport('waiting for server to shut down.... done\nSTOP wasRunning=1 latestCheckpointLsn=0/3000060 clusterState=shut down\n')).toEqual({
+      wasRunning: true,
+      latestCheckpointLsn: '0/3000060',
+      clusterState: 'shut down',
+    });
+    expect(parseStopReport('STOP wasRunning=0 latestCheckpointLsn=1A/FF0000D8 clusterState=shut down in recovery\r\n')).toEqual({
+      wasRunning: false,
+      latestCheckpointLsn: '1A/FF0000D8',
+      clusterState: 'shut down in recovery',
+    });
+    // No control file (the directory is gone): neither field.
+    expect(parseStopReport('dbid 2 is not running\nSTOP wasRunning=0\n')).toEqual({ wasRunning: false });
+  });
+
+  it('without a report line the script did not finish: HostCommandError', () => {
+    expect(() => parseStopReport('dbid 2 is not running\n')).toThrow(HostCommandError);
+    expect(() => parseStopReport('STOP wasRunning=2\n')).toThrow(HostCommandError);
+  });
+
+  it('the stop script reads pg_controldata untranslated, as the OS user, after the stop', () => {
+    const script = stopScript(primary, 'fast', { runAs: 'runuser', osUser: 'postgres' });
+    const read = "runuser -u 'postgres' -- env LC_ALL=C '/usr/lib/postgresql/15/bin/pg_controldata' -D '/data/primary/gpseg0'";
+    expect(script).toContain(read);
+    expect(script.indexOf("pg_ctl' stop")).toBeLessThan(script.indexOf(read));
+    expect(script.trimEnd().split('\n').pop()).toMatch(/^echo "STOP wasRunning=/);
+    expect(spawnSync('bash', ['-n', '-c', script]).status).toBe(0);
+  });
+});
+
+describe('service manager from configuration', () => {
+  it('pg_ctl, or systemd with a unit template and an optional instance naming', () => {
+    expect(parseServiceManager('pg_ctl')).toEqual({ kind: 'pg_ctl' });
+    expect(parseServiceManager('systemd:postgresql@15-%i.service')).toEqual({ kind: 'systemd', unit: 'postgresql@15-%i.service' });
+    expect(parseServiceManager(' systemd:fts-segment@%i,instance=path ')).toEqual({ kind: 'systemd', unit: 'fts-segment@%i', instance: 'path' });
+    // The result is what the scripts take.
+    expect(startScript(primary, { serviceManager: parseServiceManager('systemd:postgresql@15-%i') })).toContain("systemctl start -- 'postgresql@15-gpseg0'");
+  });
+
+  it('rejects anything else, saying what is accepted', () => {
+    for (const bad of ['', 'systemd', 'systemd:', 'systemd:postgresql', 'systemd:postgresql@15-main', 'systemd:pg@%i.socket', 'systemd:pg@%i,instance=dbid', 'pgctl', 'systemd:pg@%i;reboot']) {
+      expect(() => parseServiceManager(bad)).toThrow(ValidationError);
+    }
+    expect(() => parseServiceManager('upstart')).toThrow(/must be pg_ctl, or systemd:<unit template>\[,instance=gpseg\|basename\|path\] \(e\.g\. systemd:postgresql@15-%i\.service\)/);
+    expect(() => parseServiceManager('systemd:postgresql')).toThrow(/must be a name, @, then the instance with %i/);
+  });
+});
+
+describe('background rebuild helpers', () => {
+  it('state files live in .fts-jobs beside the data directory, one set per directory', () => {
+    expect(rebuildStateFiles('/data/mirror/gpseg0')).toEqual({
+      dir: '/data/mirror/.fts-jobs',
+      lockFile: '/data/mirror/.fts-jobs/gpseg0.lock',
+      wipeMarkerFile: '/data/mirror/.fts-jobs/gpseg0.wiping',
+      progressFile: '/data/mirror/.fts-jobs/gpseg0.progress',
+    });
+    expect(rebuildStateFiles('/data//primary/gpseg0/').lockFile).toBe('/data/primary/.fts-jobs/gpseg0.lock');
+    expect(rebuildStateFiles('/gpseg0').dir).toBe('/.fts-jobs');
+    expect(() => rebuildStateFiles('/')).toThrow(ValidationError);
+    expect(() => rebuildStateFiles('relative/gpseg0')).toThrow(ValidationError);
+  });
+
+  it('the progress reader prints the file or nothing, quoted', () => {
+    const script = readProgressScript("/data/it's/.fts-jobs/gpseg0.progress");
+    expect(script).toContain("cat -- '/data/it'\\''s/.fts-jobs/gpseg0.progress' 2>/dev/null || true");
+    expect(spawnSync('bash', ['-c', readProgressScript('/nonexistent/x.progress')], { encoding: 'utf8' })).toMatchObject({ status: 0, stdout: '' });
+    expect(() => readProgressScript('x.progress')).toThrow(ValidationError);
+  });
+
+  it('progressFile must be an absolute path and needs progress; it turns progress on', () => {
+    expect(() => checkShellOptions({ progressFile: 'relative' })).toThrow(/progressFile/);
+    expect(() => checkShellOptions({ progressFile: '/x/p', progress: false })).toThrow(/progressFile needs progress on/);
+    expect(rebuildAsMirrorScript(mirror, primary, 'basebackup', { progressFile: '/x/p' })).toContain(' -P 2>&1 >&3 3>&- | fts_tool_output pg_basebackup');
+  });
+
+  it('rebuildOutcome: the last PROGRESS line, the RECOVERY reason of exit 10, wipeRefused for exit 11', () => {
+    const progress = 'PROGRESS bytes=0 total=2048 tool=pg_rewind\nPROGRESS bytes=2048 total=2048 tool=pg_rewind\n';
+    expect(rebuildOutcome(0, progress, '')).toEqual({ progress: { bytes: 2048, total: 2048, tool: 'pg_rewind' } });
+    expect(rebuildOutcome(10, '', 'x\nRECOVERY incremental-impossible reason=wal-removed\n')).toEqual({ incrementalImpossible: 'wal-removed' });
+    // The line counts only with its exit code.
+    expect(rebuildOutcome(1, 'RECOVERY incremental-impossible reason=wal-removed\n', '')).toEqual({});
+    expect(rebuildOutcome(11, '', 'refusing to wipe /d: ...')).toEqual({ wipeRefused: true });
+  });
+
+  it('outputTail: the last non-empty lines, at most so many characters', () => {
+    expect(outputTail('a\n\nb\nc\n\n', 2)).toBe('b | c');
+    expect(outputTail('x'.repeat(5000), 5, 100)).toBe(`...${'x'.repeat(97)}`);
   });
 });

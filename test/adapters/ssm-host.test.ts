@@ -41,11 +41,13 @@ const mirror: SegmentRow = {
   hostname: 'sdw2', address: '10.0.2.12', datadir: '/data/mirror/gpseg0', instanceId: 'i-0000000000000002',
 };
 
-/** SendCommand answers with a command id; GetCommandInvocation with the given statuses in turn. */
+/** SendCommand answers with a command id; GetCommandInvocation with the given statuses in turn (a success prints a stop report). */
 function mockRun(...statuses: Array<'Pending' | 'InProgress' | 'Success'>): void {
   ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-1' } });
   const get = ssm.on(GetCommandInvocationCommand);
-  for (const Status of statuses) get.resolvesOnce({ Status, ResponseCode: Status === 'Success' ? 0 : -1 });
+  for (const Status of statuses) {
+    get.resolvesOnce({ Status, ResponseCode: Status === 'Success' ? 0 : -1, ...(Status === 'Success' ? { StandardOutputContent: 'STOP wasRunning=0\n' } : {}) });
+  }
 }
 
 function sent(): SendCommandCommandInput {
@@ -81,7 +83,7 @@ describe('SsmSegmentHost: what it sends', () => {
 
   it('stop: pg_ctl stop with the mode, tolerating an instance that is not running', async () => {
     mockRun('Success');
-    await host({ osUser: 'postgres', pgBin: '/opt/pg/bin', runAs: 'runuser' }).stop(mirror, 'immediate');
+    expect(await host({ osUser: 'postgres', pgBin: '/opt/pg/bin', runAs: 'runuser' }).stop(mirror, 'immediate')).toEqual({ wasRunning: false });
 
     const input = sent();
     expect(input.InstanceIds).toEqual(['i-0000000000000002']);
@@ -299,7 +301,7 @@ describe('SsmSegmentHost: polling', () => {
       .on(GetCommandInvocationCommand)
       .rejectsOnce(new InvocationDoesNotExist({ message: 'not yet', $metadata: {} }))
       .rejectsOnce(new InvocationDoesNotExist({ message: 'not yet', $metadata: {} }))
-      .resolvesOnce({ Status: 'Success', ResponseCode: 0 });
+      .resolvesOnce({ Status: 'Success', ResponseCode: 0, StandardOutputContent: 'STOP wasRunning=0\n' });
     await host().stop(primary, 'fast');
     expect(ssm.commandCalls(GetCommandInvocationCommand)).toHaveLength(3);
   });
@@ -563,4 +565,188 @@ const canRunPg =
     expect(rows(b)).toMatch(/^1,(2,)?3$/);
     await waitFor(() => rows(a) === rows(b));
   }, 120_000);
+});
+
+describe('SsmSegmentHost: stop report', () => {
+  it('stop resolves to the STOP line: whether it ran, the checkpoint and state of pg_controldata', async () => {
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-s' } });
+    ssm.on(GetCommandInvocationCommand).resolves({
+      Status: 'Success',
+      ResponseCode: 0,
+      StandardOutputContent: 'waiting for server to shut down.... done\nserver stopped\nSTOP wasRunning=1 latestCheckpointLsn=0/5000028 clusterState=shut down\n',
+    });
+    expect(await host().stop(primary, 'fast')).toEqual({ wasRunning: true, latestCheckpointLsn: '0/5000028', clusterState: 'shut down' });
+    expect(sentScript()).toContain("env LC_ALL=C '/usr/lib/postgresql/15/bin/pg_controldata' -D '/data/primary/gpseg0'");
+  });
+});
+
+describe('SsmSegmentHost: background rebuild (startRebuild, jobStatus, cancelJob)', () => {
+  const progressFile = '/data/mirror/.fts-jobs/gpseg0.progress';
+  const jobId = `ssm:i-0000000000000002:cmd-r:${progressFile}`;
+  const job = { id: jobId, dbid: 5, startedAt: '2026-01-01T00:00:00.000Z' };
+  const t0 = Date.parse(job.startedAt);
+
+  it('startRebuild: slot first, then one AWS-RunShellScript on the mirror host with a 48 h executionTimeout; returns without polling', async () => {
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-r' } });
+    const calls: string[] = [];
+    const control = { ensureSlot: async (p: SegmentRow, mirrorDbid: number) => void calls.push(`slot for ${mirrorDbid} on ${p.dbid}`) };
+    const started = await host({ control, now: () => t0 }).startRebuild(mirror, primary, 'basebackup');
+    expect(started).toEqual(job);
+    expect(calls).toEqual(['slot for 5 on 2']);
+    const input = sent();
+    expect(input.DocumentName).toBe('AWS-RunShellScript');
+    expect(input.InstanceIds).toEqual(['i-0000000000000002']);
+    expect(input.Parameters?.executionTimeout).toEqual(['172800']);
+    expect(input.TimeoutSeconds).toBe(60);
+    expect(input.Comment).toBe('fts start rebuild by basebackup dbid 5 content 0');
+    expect(ssm.commandCalls(GetCommandInvocationCommand)).toHaveLength(0);
+    // The rebuild script, with its progress kept in a file beside the data directory.
+    const script = sentScript();
+    expect(script).toContain("sudo -n -u 'gpadmin' -- '/usr/lib/postgresql/15/bin/pg_basebackup' -D '/data/mirror/gpseg0'");
+    expect(script).toContain(`{ printf '%s\\n' "$last" > '${progressFile}'; } 2>/dev/null || true`);
+    expect(script).toContain("exec {fts_lock_fd}>>'/data/mirror/.fts-jobs/gpseg0.lock'");
+    expect(spawnSync('bash', ['-n', '-c', script]).status).toBe(0);
+    // A job travels in the workflow's state document.
+    expect(JSON.parse(JSON.stringify(started))).toEqual(started);
+  });
+
+  it('startRebuild: rebuildTimeoutSeconds and the service manager are used; bad options and rows are refused before any call', async () => {
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-r' } });
+    await host({ rebuildTimeoutSeconds: 36000, serviceManager: { kind: 'systemd', unit: 'postgresql@15-%i.service' } }).startRebuild(mirror, primary, 'rewind');
+    expect(sent().Parameters?.executionTimeout).toEqual(['36000']);
+    expect(sentScript()).toContain("systemctl start -- 'postgresql@15-gpseg0.service'");
+    ssm.reset();
+    expect(() => host({ rebuildTimeoutSeconds: 172801 })).toThrow(/rebuildTimeoutSeconds must be an integer from 1 to 172800/);
+    expect(() => host({ serviceManager: { kind: 'systemd', unit: 'postgresql' } })).toThrow(ValidationError);
+    await expect(host().startRebuild({ ...mirror, instanceId: undefined }, primary, 'rewind')).rejects.toThrow(/dbid 5/);
+    await expect(host().startRebuild(mirror, { ...primary, content: 1 }, 'basebackup')).rejects.toThrow(/not a pair/);
+    expect(ssm.commandCalls(SendCommandCommand)).toHaveLength(0);
+  });
+
+  it.each(['Pending', 'Delayed'] as const)('%s: running, no progress read (the script has not started)', async (Status) => {
+    ssm.on(GetCommandInvocationCommand).resolves({ Status, ResponseCode: -1 });
+    expect(await host().jobStatus(job)).toEqual({ state: 'running' });
+    expect(ssm.commandCalls(GetCommandInvocationCommand)[0].args[0].input).toEqual({ CommandId: 'cmd-r', InstanceId: 'i-0000000000000002' });
+    expect(ssm.commandCalls(SendCommandCommand)).toHaveLength(0);
+  });
+
+  it('no invocation right after the send is running; long after it, failed', async () => {
+    ssm.on(GetCommandInvocationCommand).rejects(new InvocationDoesNotExist({ message: 'not yet', $metadata: {} }));
+    expect(await host({ now: () => t0 + 2000 }).jobStatus(job)).toEqual({ state: 'running' });
+    const late = await host({ now: () => t0 + 3600_000 }).jobStatus(job);
+    expect(late.state).toBe('failed');
+    expect(late.message).toMatch(/SSM has no invocation of the command 3600 s after it was sent; start the rebuild again/);
+  });
+
+  /*
+   * GetCommandInvocation returns only the first 24,000 characters of stdout: after hours
+   * of a copy they would hold old progress. Current progress comes from the progress file,
+   * read by a short second command while the rebuild is InProgress.
+   */
+  it('InProgress: the progress is the progress file, read by a second command, not the first 24,000 characters of stdout', async () => {
+    const stale = Array.from({ length: 400 }, (_, i) => `PROGRESS bytes=${i * 1024} total=99999744 tool=pg_basebackup`).join('\n').slice(0, 24000);
+    ssm.on(GetCommandInvocationCommand, { CommandId: 'cmd-r' }).resolves({ Status: 'InProgress', ResponseCode: -1, StandardOutputContent: stale });
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-p' } });
+    ssm
+      .on(GetCommandInvocationCommand, { CommandId: 'cmd-p' })
+      .rejectsOnce(new InvocationDoesNotExist({ message: 'not yet', $metadata: {} }))
+      .resolvesOnce({ Status: 'InProgress', ResponseCode: -1 })
+      .resolves({ Status: 'Success', ResponseCode: 0, StandardOutputContent: 'PROGRESS bytes=73400320000 total=99999744000 tool=pg_basebackup\n' });
+    expect(await host().jobStatus(job)).toEqual({ state: 'running', progress: { bytes: 73400320000, total: 99999744000, tool: 'pg_basebackup' } });
+    const read = sent();
+    expect(read.DocumentName).toBe('AWS-RunShellScript');
+    expect(read.InstanceIds).toEqual(['i-0000000000000002']);
+    expect(read.Parameters?.executionTimeout).toEqual(['30']);
+    expect(read.TimeoutSeconds).toBe(30);
+    expect(sentScript()).toContain(`cat -- '${progressFile}' 2>/dev/null || true`);
+    expect(ssm.commandCalls(CancelCommandCommand)).toHaveLength(0);
+  });
+
+  it('InProgress: a progress read without an answer in time is cancelled; the job is running without progress', async () => {
+    ssm.on(GetCommandInvocationCommand, { CommandId: 'cmd-r' }).resolves({ Status: 'InProgress', ResponseCode: -1 });
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-p' } });
+    ssm.on(GetCommandInvocationCommand, { CommandId: 'cmd-p' }).resolves({ Status: 'Pending', ResponseCode: -1 });
+    ssm.on(CancelCommandCommand).resolves({});
+    let clock = t0;
+    expect(await host({ progressReadSeconds: 5, now: () => (clock += 1000) }).jobStatus(job)).toEqual({ state: 'running' });
+    expect(ssm.commandCalls(CancelCommandCommand)[0].args[0].input).toEqual({ CommandId: 'cmd-p', InstanceIds: ['i-0000000000000002'] });
+    // An empty file (no progress line yet) or a failing read: running, no progress.
+    ssm.reset();
+    ssm.on(GetCommandInvocationCommand, { CommandId: 'cmd-r' }).resolves({ Status: 'InProgress', ResponseCode: -1 });
+    ssm.on(SendCommandCommand).rejects(Object.assign(new Error('rate exceeded'), { name: 'ThrottlingException' }));
+    expect(await host().jobStatus(job)).toEqual({ state: 'running' });
+  });
+
+  it('Success: succeeded, with the last PROGRESS line the script printed when the tool ended', async () => {
+    ssm.on(GetCommandInvocationCommand).resolves({
+      Status: 'Success',
+      ResponseCode: 0,
+      StandardOutputContent: 'pg_basebackup of 10.0.1.11:6000 into /data/mirror/gpseg0\nPROGRESS bytes=2048 total=2048 tool=pg_basebackup\nwaiting for server to start.... done\n',
+    });
+    expect(await host().jobStatus(job)).toEqual({ state: 'succeeded', exitCode: 0, progress: { bytes: 2048, total: 2048, tool: 'pg_basebackup' } });
+    expect(ssm.commandCalls(SendCommandCommand)).toHaveLength(0);
+  });
+
+  it('Failed with exit code 10: incrementalImpossible with the reason; exit code 11: wipeRefused; both with the tail of stderr', async () => {
+    ssm.on(GetCommandInvocationCommand).resolves({
+      Status: 'Failed',
+      StatusDetails: 'Failed',
+      ResponseCode: 10,
+      StandardOutputContent: 'PROGRESS bytes=0 total=1024 tool=pg_rewind\nRECOVERY incremental-impossible reason=wal-removed\n',
+      StandardErrorContent: 'pg_rewind: error: requested WAL segment 000000010000000000000003 has already been removed\nRECOVERY incremental-impossible reason=wal-removed\n',
+    });
+    expect(await host().jobStatus(job)).toEqual({
+      state: 'failed',
+      exitCode: 10,
+      incrementalImpossible: 'wal-removed',
+      progress: { bytes: 0, total: 1024, tool: 'pg_rewind' },
+      message:
+        'rebuild of dbid 5 (command cmd-r on i-0000000000000002): Failed, exit code 10: pg_rewind: error: requested WAL segment 000000010000000000000003 has already been removed | RECOVERY incremental-impossible reason=wal-removed',
+    });
+    ssm.reset();
+    ssm.on(GetCommandInvocationCommand).resolves({
+      Status: 'Failed',
+      StatusDetails: 'Failed',
+      ResponseCode: 11,
+      StandardErrorContent: "refusing to wipe /data/mirror/gpseg0: it is not a data directory of content 0 (found a data directory whose postgresql.auto.conf says fts.content = '3')\n",
+    });
+    const refused = await host().jobStatus(job);
+    expect(refused).toMatchObject({ state: 'failed', exitCode: 11, wipeRefused: true });
+    expect(refused.message).toMatch(/exit code 11: refusing to wipe \/data\/mirror\/gpseg0: it is not a data directory of content 0/);
+    expect(refused.incrementalImpossible).toBeUndefined();
+  });
+
+  it.each([
+    ['TimedOut', 'ExecutionTimedOut', /TimedOut \(ExecutionTimedOut\) after its executionTimeout/],
+    ['TimedOut', 'DeliveryTimedOut', /TimedOut \(DeliveryTimedOut\)$/],
+    ['Cancelled', 'Cancelled', /: Cancelled$/],
+    ['Cancelling', 'Cancelling', /: Cancelling$/],
+    ['Failed', 'Undeliverable', /Failed \(Undeliverable\)$/],
+    ['Terminated', 'Terminated', /ended in status Terminated$/],
+  ])('%s (%s): failed without an exit code', async (Status, StatusDetails, message) => {
+    ssm.on(GetCommandInvocationCommand).resolves({ Status: Status as 'Failed', StatusDetails, ResponseCode: -1 });
+    const status = await host().jobStatus(job);
+    expect(status.state).toBe('failed');
+    expect(status.exitCode).toBeUndefined();
+    expect(status.message).toMatch(message);
+  });
+
+  it('an SSM error other than a missing invocation is thrown (the workflow retries); a foreign id is refused', async () => {
+    ssm.on(GetCommandInvocationCommand).rejects(Object.assign(new Error('rate exceeded'), { name: 'ThrottlingException' }));
+    await expect(host().jobStatus(job)).rejects.toThrow(HostCommandError);
+    await expect(host().jobStatus({ ...job, id: '/tmp/.fts-jobs/5-x' })).rejects.toThrow(ValidationError);
+    await expect(host().cancelJob({ ...job, id: 'ssm:i-1:cmd' })).rejects.toThrow(ValidationError);
+  });
+
+  it('cancelJob: CancelCommand of the command on its instance; no error when SSM no longer knows it', async () => {
+    ssm.on(CancelCommandCommand).resolves({});
+    await host().cancelJob(job);
+    expect(ssm.commandCalls(CancelCommandCommand)[0].args[0].input).toEqual({ CommandId: 'cmd-r', InstanceIds: ['i-0000000000000002'] });
+    ssm.reset();
+    ssm.on(CancelCommandCommand).rejects(Object.assign(new Error('gone'), { name: 'InvalidCommandId' }));
+    await expect(host().cancelJob(job)).resolves.toBeUndefined();
+    ssm.reset();
+    ssm.on(CancelCommandCommand).rejects(Object.assign(new Error('denied'), { name: 'AccessDeniedException' }));
+    await expect(host().cancelJob(job)).rejects.toThrow(/AccessDeniedException/);
+  });
 });

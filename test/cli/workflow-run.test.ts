@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { mockClient } from 'aws-sdk-client-mock';
-import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { DescribeExecutionCommand, GetExecutionHistoryCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { buildProgram, runWorkflowInAws } from '../../bin/ftsctl';
 import { testCluster, type TestCluster } from '../support/local-cluster-fixture';
 
@@ -128,6 +128,29 @@ describe('in AWS (--state-machine-arn), requests checked in-process', () => {
     expect(result).toMatchObject({ status: 'FAILED', error: 'InvalidInput', cause: 'invalid PromoteMirror input: reason: too long' });
     expect(result.executionName).toMatch(/^ftsctl-[0-9a-f-]{36}$/);
     expect(sfn.commandCalls(StartExecutionCommand)[0].args[0].input.name).toBe(result.executionName);
+  });
+
+  test('a RecoverSegments run in AWS reports each content\'s latest copy progress from the execution history', async () => {
+    sfn.on(StartExecutionCommand).resolves({ executionArn: EXECUTION_ARN, startDate: new Date() });
+    sfn
+      .on(DescribeExecutionCommand)
+      .resolvesOnce({ executionArn: EXECUTION_ARN, status: 'RUNNING', stateMachineArn: ARN, startDate: new Date() })
+      .resolves({ executionArn: EXECUTION_ARN, status: 'SUCCEEDED', stateMachineArn: ARN, startDate: new Date(), output: '{}' });
+    const exited = (id: number, name: string, content: number, bytes: number) => ({
+      id,
+      timestamp: new Date(),
+      type: 'TaskStateExited' as const,
+      stateExitedEventDetails: { name, output: JSON.stringify({ item: { content }, pollRebuild: { state: 'running', progress: { bytes, total: 100, tool: 'pg_basebackup' } } }) },
+    });
+    // Newest first, as reverseOrder gives them.
+    sfn.on(GetExecutionHistoryCommand).resolves({ events: [exited(9, 'PollRebuild', 1, 70), exited(8, 'PollRebuild', 0, 40), exited(5, 'PollRebuild', 1, 10), exited(4, 'Plan', 0, 0)] });
+    const seen: unknown[] = [];
+    await runWorkflowInAws(client(), ARN, 'RecoverSegments', '{"clusterId":"prod"}', { pollMs: 1, onProgress: (p) => seen.push(p) });
+    expect(seen).toEqual([
+      { content: 0, bytes: 40, total: 100, tool: 'pg_basebackup' },
+      { content: 1, bytes: 70, total: 100, tool: 'pg_basebackup' },
+    ]);
+    expect(sfn.commandCalls(GetExecutionHistoryCommand)[0].args[0].input).toEqual({ executionArn: EXECUTION_ARN, reverseOrder: true, maxResults: 200, includeExecutionData: true });
   });
 
   test('a bad ARN is refused before any request', async () => {

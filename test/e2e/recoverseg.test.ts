@@ -11,7 +11,9 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { killInstance } from '../../lambdas/adapters/local/host';
 import { trustCredentials, withSegmentClient } from '../../lambdas/adapters/postgres/connection';
+import { HostCommandError } from '../../lambdas/core/errors';
 import type { SegmentRow } from '../../lambdas/core/model';
+import type { SegmentHost } from '../../lambdas/ports/segments';
 import { killAndMeasure, longestStallMs, Workload, WORKLOAD_TABLE } from '../../cli/failover-drill';
 import { LOCAL_SUPERUSER } from '../../cli/local-cluster';
 import { runWorkflowLocally } from '../../bin/ftsctl';
@@ -168,4 +170,23 @@ test('full recovery after the mirror\'s data directory is removed; refused (noth
   expect((result.output as { summarize: unknown }).summarize).toMatchObject({ done: [{ content: 1, dbid: M1 }] });
   await waitState(M1, 'm/u/s');
   await waitState(P1, 'p/u/s');
+});
+
+test('a StartRebuild step that dies after starting the copy is retried; the copy it left running is waited for, and the recovery completes', async () => {
+  const mirror = await cluster.row(M1);
+  await killInstance(mirror.datadir);
+  await waitState(M1, 'm/d/n');
+  let crashes = 0;
+  const host: SegmentHost = Object.assign(Object.create(Object.getPrototypeOf(cluster.host) as object) as SegmentHost, cluster.host, {
+    startRebuild: async (...args: Parameters<SegmentHost['startRebuild']>) => {
+      const job = await cluster.host.startRebuild(...args);
+      if (crashes++ === 0) throw new HostCommandError(`the step died after starting job ${job.id} (a Lambda timeout)`);
+      return job;
+    },
+  });
+  const result = await runWorkflowLocally({ ...cluster, host }, 'RecoverSegments', { clusterId: cluster.clusterId, pollSeconds: 1, mode: 'full' }, { waitMs: 200, retryIntervalMs: 0 });
+  expect(result).toMatchObject({ status: 'SUCCEEDED' });
+  expect(crashes).toBeGreaterThanOrEqual(2);
+  await waitState(M1, 'm/u/s');
+  expect((await workload.lostCommits()).lost).toEqual([]);
 });

@@ -21,8 +21,8 @@ import { CATALOG_TABLE_ENV, DEFAULT_CATALOG_TABLE_NAMES } from '../../lambdas/ad
 const REPO_ROOT = join(__dirname, '..', '..');
 const STACK_NAME = 'Fts-example';
 
-/** The two FTS functions. */
-export type FtsFunctionName = 'promoteMirror' | 'prober';
+/** The FTS functions: the prober's and each workflow's. */
+export type FtsFunctionName = 'promoteMirror' | 'prober' | 'recoverSegments' | 'rebalance';
 
 interface CfnResourceJson {
   Type: string;
@@ -39,6 +39,8 @@ export interface BundledStack {
   environment(fn: FtsFunctionName): Record<string, unknown>;
   /** The PromoteMirror definition from the template, intrinsics resolved (as lib/local-definition.ts does). */
   promoteMirrorDefinition(): { StartAt: string; States: Record<string, Record<string, unknown>> };
+  /** A workflow's definition from the template, intrinsics resolved. */
+  definition(fn: Exclude<FtsFunctionName, 'prober'>): { StartAt: string; States: Record<string, Record<string, unknown>> };
   remove(): void;
 }
 
@@ -64,8 +66,9 @@ export function synthesizeBundledStack(): BundledStack {
     if (!manifest) throw new Error(`no asset manifest for ${STACK_NAME} in ${outdir}`);
     const files = (JSON.parse(readFileSync(manifest.file, 'utf8')) as { files: Record<string, { source: { path: string; packaging?: string } }> }).files;
 
+    const constructs = { promoteMirror: stack.promoteMirror, recoverSegments: stack.recoverSegments, rebalance: stack.rebalance };
     const functionResource = (fn: FtsFunctionName): CfnResourceJson => {
-      const construct = fn === 'promoteMirror' ? stack.promoteMirror.function : stack.prober.function;
+      const construct = fn === 'prober' ? stack.prober.function : constructs[fn].function;
       const logicalId = stack.resolve((construct.node.defaultChild as CfnElement).logicalId) as string;
       const resource = resources[logicalId];
       if (resource?.Type !== 'AWS::Lambda::Function') throw new Error(`no AWS::Lambda::Function ${logicalId} in the template`);
@@ -86,13 +89,17 @@ export function synthesizeBundledStack(): BundledStack {
       environment(fn) {
         return { ...((functionResource(fn).Properties?.Environment as { Variables?: Record<string, unknown> } | undefined)?.Variables ?? {}) };
       },
-      promoteMirrorDefinition() {
-        const machines = Object.values(resources).filter((r) => r.Type === 'AWS::StepFunctions::StateMachine');
-        if (machines.length !== 1) throw new Error(`expected one state machine in the template, found ${machines.length}`);
+      definition(fn) {
+        const logicalId = stack.resolve((constructs[fn].stateMachine.node.defaultChild as CfnElement).logicalId) as string;
+        const machine = resources[logicalId];
+        if (machine?.Type !== 'AWS::StepFunctions::StateMachine') throw new Error(`no AWS::StepFunctions::StateMachine ${logicalId} in the template`);
         const types = new Map(Object.entries(resources).map(([id, r]) => [id, r.Type]));
-        const definitionString = resolveIntrinsics(machines[0].Properties?.DefinitionString, types);
+        const definitionString = resolveIntrinsics(machine.Properties?.DefinitionString, types);
         if (typeof definitionString !== 'string') throw new Error('DefinitionString did not resolve to a string');
         return JSON.parse(definitionString) as ReturnType<BundledStack['promoteMirrorDefinition']>;
+      },
+      promoteMirrorDefinition() {
+        return this.definition('promoteMirror');
       },
       remove() {
         rmSync(outdir, { recursive: true, force: true });

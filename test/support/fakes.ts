@@ -14,11 +14,12 @@
  *
  * Not modelled (use the real adapters in test/adapters and test/e2e for these): time
  * (probes never time out slowly, retries cost nothing, `durationMs` is 0), WAL beyond a
- * counter (a streaming mirror is always caught up, so replay and flush lag are 0),
- * timelines beyond a `needsRewind` flag, background host jobs (a rebuild started with
- * `startRebuild` is over when the call returns), size limits other than DynamoDB's 100
- * items per transaction, crash recovery, credentials, connection slots,
- * TransactionConflict retries.
+ * counter (a streaming mirror has received and flushed all of its primary's WAL; its
+ * replay lag is 0 unless a test sets `replayLagBytes`), timelines beyond a `needsRewind`
+ * flag, background host jobs (a rebuild started with `startRebuild` is over when the call
+ * returns, unless a test scripts its job with `scriptedJobs` or `setJobStatus`), size
+ * limits other than DynamoDB's 100 items per transaction, crash recovery, credentials,
+ * connection slots, TransactionConflict retries.
  */
 import { clusterStatusOf } from '../../lambdas/core/decide';
 import { CatalogConflictError, ClusterNotFoundError, HostCommandError, LeaseLostError, NotLeaseHolderError, NotWritableError, SegmentUnreachableError, ValidationError, WrongInstanceError } from '../../lambdas/core/errors';
@@ -237,6 +238,21 @@ export interface FakeInstance {
   /** Replication slots (mirror dbids) on this instance. */
   slots: number[];
   startedAt: string;
+  /**
+   * A standby's last WAL position received and flushed (`pg_last_wal_receive_lsn()`) once
+   * its stream ended: a primary's fast stop sends its streaming standbys everything up to
+   * and including the shutdown checkpoint. While it streams it reports its upstream's position.
+   */
+  receivedLsn?: number;
+  /** WAL a streaming standby received but has not replayed yet (its primary's `flush_lsn - replay_lsn`); 0 when unset. */
+  replayLagBytes?: number;
+  /**
+   * Its WAL receiver still looks connected (streaming, sync), but nothing new reaches it
+   * (a stalled network between the pair): a primary's shutdown checkpoint never arrives.
+   */
+  receiveStalled?: boolean;
+  /** A fast stop does not end cleanly (a backend crashed during the shutdown checkpoint): the control file says `in production`. */
+  uncleanStop?: boolean;
 }
 
 /** Options of {@link FakeSegments}. */
@@ -261,6 +277,14 @@ export class FakeSegments implements SegmentProbe, SegmentControl, SegmentHost {
   readonly calls: string[] = [];
   /** Background jobs by id: a rebuild started with `startRebuild` runs at once, so its status is final when it returns. */
   private readonly jobs = new Map<string, HostJobStatus>();
+  /** Every job `startRebuild` returned, in order. */
+  readonly jobsStarted: HostJob[] = [];
+  /**
+   * Statuses of the next rebuilds `startRebuild` starts, in order: such a job reports its
+   * status and the rebuild is not run (a copy still running, a process lost, a failure).
+   * Once they are used up, rebuilds run at once as usual.
+   */
+  readonly scriptedJobs: HostJobStatus[] = [];
   private readonly now: () => Date;
 
   constructor(options: FakeSegmentsOptions = {}) {
@@ -399,6 +423,7 @@ export class FakeSegments implements SegmentProbe, SegmentControl, SegmentHost {
     inst.inRecovery = false;
     delete inst.upstreamDbid;
     delete inst.syncStandbyDbid;
+    delete inst.receivedLsn;
   }
 
   async setSyncRep(primary: SegmentRow, mirror: SegmentRow | undefined, on: boolean, guard?: () => boolean): Promise<void> {
@@ -419,9 +444,11 @@ export class FakeSegments implements SegmentProbe, SegmentControl, SegmentHost {
   async walReceiver(segment: SegmentRow): Promise<WalReceiverStatus> {
     this.calls.push(`wal-receiver ${segment.dbid}`);
     const inst = this.reach(segment);
-    if (!this.streaming(inst)) return { inRecovery: inst.inRecovery, state: inst.inRecovery ? 'waiting' : 'absent' };
+    if (!this.streaming(inst)) {
+      return { inRecovery: inst.inRecovery, state: inst.inRecovery ? 'waiting' : 'absent', ...(inst.inRecovery && inst.receivedLsn !== undefined ? { receivedLsn: formatLsn(inst.receivedLsn) } : {}) };
+    }
     const upstream = this.instance(inst.upstreamDbid!);
-    return { inRecovery: true, state: 'streaming', senderHost: upstream.address, senderPort: upstream.port, heardSecondsAgo: 0, replayLsn: formatLsn(upstream.lsn), receivedLsn: formatLsn(upstream.lsn) };
+    return { inRecovery: true, state: 'streaming', senderHost: upstream.address, senderPort: upstream.port, heardSecondsAgo: 0, replayLsn: formatLsn(replayedBy(inst, upstream)), receivedLsn: formatLsn(upstream.lsn) };
   }
 
   async checkpoint(segment: SegmentRow, _timeoutMs: number): Promise<void> {
@@ -470,17 +497,30 @@ export class FakeSegments implements SegmentProbe, SegmentControl, SegmentHost {
     }
   }
 
-  /** Stops it; the control file's checkpoint is its WAL position (a fast stop writes the shutdown checkpoint last). */
+  /**
+   * Stops it; the control file's checkpoint is its WAL position. A fast stop of a running
+   * primary writes the shutdown checkpoint there, last (its WAL then ends
+   * {@link SHUTDOWN_CHECKPOINT_BYTES} further), and its walsenders send everything to the
+   * standbys streaming from it (not to a `receiveStalled` one) before they exit. An
+   * `uncleanStop` instance crashes instead: no shutdown checkpoint, `in production`.
+   */
   async stop(segment: SegmentRow, mode: 'fast' | 'immediate'): Promise<StopReport> {
     this.calls.push(`stop ${segment.dbid}`);
     this.host(segment);
     const inst = this.onHost(segment);
     if (!inst) return { wasRunning: false };
     const wasRunning = inst.running;
+    const checkpointLsn = inst.lsn;
+    if (mode === 'fast' && wasRunning && !inst.frozen && !inst.inRecovery && !inst.uncleanStop) {
+      const standbys = [...this.instances.values()].filter((i) => i.upstreamDbid === inst.dbid && this.streaming(i));
+      inst.lsn += SHUTDOWN_CHECKPOINT_BYTES;
+      for (const standby of standbys) standby.receivedLsn = standby.receiveStalled ? (standby.receivedLsn ?? checkpointLsn) : inst.lsn;
+    }
     inst.running = false;
     inst.frozen = false;
-    const clusterState = mode === 'fast' || !wasRunning ? (inst.inRecovery ? 'shut down in recovery' : 'shut down') : inst.inRecovery ? 'in archive recovery' : 'in production';
-    return { wasRunning, latestCheckpointLsn: formatLsn(inst.lsn), clusterState };
+    const crashed = mode === 'fast' && wasRunning && inst.uncleanStop;
+    const clusterState = (mode === 'fast' && !crashed) || !wasRunning ? (inst.inRecovery ? 'shut down in recovery' : 'shut down') : inst.inRecovery ? 'in archive recovery' : 'in production';
+    return { wasRunning, latestCheckpointLsn: formatLsn(checkpointLsn), clusterState };
   }
 
   /**
@@ -505,6 +545,7 @@ export class FakeSegments implements SegmentProbe, SegmentControl, SegmentHost {
     }
     Object.assign(target, { inRecovery: true, upstreamDbid: source.dbid, needsRewind: false, fenced: false, frozen: false, lsn: source.lsn, running: true, startedAt: this.now().toISOString() });
     delete target.syncStandbyDbid;
+    delete target.receivedLsn;
     if (!source.slots.includes(mirror.dbid)) source.slots.push(mirror.dbid);
   }
 
@@ -515,6 +556,13 @@ export class FakeSegments implements SegmentProbe, SegmentControl, SegmentHost {
   async startRebuild(mirror: SegmentRow, primary: SegmentRow, method: RebuildMethod): Promise<HostJob> {
     this.host(mirror);
     const job: HostJob = { id: `job-${this.jobs.size + 1}-dbid-${mirror.dbid}`, dbid: mirror.dbid, startedAt: this.now().toISOString() };
+    this.jobsStarted.push(job);
+    const scripted = this.scriptedJobs.shift();
+    if (scripted) {
+      this.calls.push(`rebuild ${mirror.dbid} from ${primary.dbid} (${method}, scripted ${scripted.state})`);
+      this.jobs.set(job.id, { ...scripted });
+      return job;
+    }
     try {
       await this.rebuildAsMirror(mirror, primary, method);
       this.jobs.set(job.id, { state: 'succeeded', exitCode: 0 });
@@ -531,6 +579,12 @@ export class FakeSegments implements SegmentProbe, SegmentControl, SegmentHost {
 
   async cancelJob(job: HostJob): Promise<void> {
     this.calls.push(`cancel-job ${job.id}`);
+  }
+
+  /** Changes what a started job reports from now on (a copy that progresses, a process lost, a failure). */
+  setJobStatus(id: string, status: HostJobStatus): void {
+    if (!this.jobs.has(id)) throw new Error(`the fake world has no job ${id}`);
+    this.jobs.set(id, { ...status });
   }
 
   async writeMirrorConfig(mirror: SegmentRow, primary: SegmentRow): Promise<void> {
@@ -577,10 +631,15 @@ export class FakeSegments implements SegmentProbe, SegmentControl, SegmentHost {
     if (primary.inRecovery) return { state: 'absent', syncState: 'none' };
     const mirror = [...this.instances.values()].find((i) => (mirrorDbid === undefined || i.dbid === mirrorDbid) && i.upstreamDbid === primary.dbid && this.streaming(i));
     if (!mirror) return { state: 'absent', syncState: 'none' };
-    const lsn = formatLsn(primary.lsn);
-    return { state: 'streaming', syncState: primary.syncStandbyDbid === mirror.dbid ? 'sync' : 'async', flushLsn: lsn, replayLsn: lsn };
+    return { state: 'streaming', syncState: primary.syncStandbyDbid === mirror.dbid ? 'sync' : 'async', flushLsn: formatLsn(primary.lsn), replayLsn: formatLsn(replayedBy(mirror, primary)) };
   }
 }
+
+/** Bytes a fast stop's shutdown checkpoint record adds to the WAL. */
+const SHUTDOWN_CHECKPOINT_BYTES = 0x28;
+
+/** The WAL position a streaming standby has replayed: its upstream's, less its replay lag. */
+const replayedBy = (standby: FakeInstance, upstream: FakeInstance): number => Math.max(0, upstream.lsn - (standby.replayLagBytes ?? 0));
 
 /** Why the instance is not the row's, as the PostgreSQL adapters word it; undefined when it is. */
 function identityMismatch(segment: SegmentRow, inst: FakeInstance): string | undefined {

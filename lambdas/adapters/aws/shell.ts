@@ -204,8 +204,8 @@ export interface ShellOptions {
   /**
    * For a rebuild run as a background job that may copy for hours (SegmentHost.startRebuild):
    * the file (absolute path) in which the rebuild script keeps only its latest `PROGRESS`
-   * line, rewritten through a temporary file and a rename, so a reader never sees half a
-   * line. It implies {@link progress}. The script's output then stays short however long
+   * line, rewritten in place with one write of the whole line (a reader sees that line,
+   * or rarely an empty file, never half a line). It implies {@link progress}. The script's output then stays short however long
    * the copy takes: no `PROGRESS` line on stdout while copying, and the tools' own
    * progress lines (one a second) are not copied to stderr; when a tool ends, its last
    * `PROGRESS` line is printed on stdout once. SSM's GetCommandInvocation returns only the
@@ -715,6 +715,8 @@ export function rebuildAsMirrorScript(mirror: SegmentRow, primary: SegmentRow, m
     ...processFunctions(o),
     ...serviceFunctions(o),
     ...functions,
+    // A missing parent (a recovery to a new location) is made by the OS user when it can, as the data directory would be.
+    `if [ ! -d ${shellQuote(posix.dirname(state.dir))} ]; then ${asUser(o)} mkdir -p -- ${shellQuote(posix.dirname(state.dir))} 2>/dev/null || mkdir -p -- ${shellQuote(posix.dirname(state.dir))}; fi`,
     `mkdir -p -m 700 -- ${shellQuote(state.dir)}`,
     'fts_lock_fd=',
     'if command -v flock >/dev/null 2>&1; then',
@@ -776,7 +778,7 @@ export function readProgressScript(progressFile: string): string {
 }
 
 /** What a rebuild's output says, for a {@link HostJobStatus}. */
-export type RebuildOutcome = Pick<HostJobStatus, 'progress' | 'incrementalImpossible' | 'wipeRefused'>;
+export type RebuildOutcome = Pick<HostJobStatus, 'progress' | 'incrementalImpossible' | 'wipeRefused' | 'busy'>;
 
 /**
  * Reads a rebuild script's output (stdout and stderr) and exit code: its last `PROGRESS`
@@ -790,6 +792,7 @@ export function rebuildOutcome(exitCode: number | undefined, stdout: string, std
   const report = exitCode === INCREMENTAL_IMPOSSIBLE_EXIT_CODE ? (parseRecoveryReport(stdout) ?? parseRecoveryReport(stderr)) : undefined;
   if (report) outcome.incrementalImpossible = report.reason;
   if (exitCode === WIPE_REFUSED_EXIT_CODE) outcome.wipeRefused = true;
+  if (exitCode === REBUILD_BUSY_EXIT_CODE) outcome.busy = true;
   return outcome;
 }
 
@@ -1068,15 +1071,15 @@ function serviceFunctions(o: Resolved): string[] {
 function toolOutputFunctions(o: Resolved, reasons: boolean): string[] {
   const cases = INCREMENTAL_IMPOSSIBLE_REASONS.map(({ reason, parts }) => `        *${parts.map((p) => shellQuote(p)).join('*')}*) fts_reason=${reason} ;;`);
   const report = `"${PROGRESS_PREFIX} bytes=$((10#\${BASH_REMATCH[1]} * 1024)) total=$((10#\${BASH_REMATCH[2]} * 1024)) tool=$1"`;
-  let progress: string[] = [];
+  let progress: string[];
   if (o.progressFile !== undefined) {
     const file = shellQuote(o.progressFile);
-    const tmp = shellQuote(`${o.progressFile}.tmp`);
     progress = [
       '    if [[ $line =~ $re ]]; then',
       `      last=${report}`,
-      // A progress report that cannot be written must not end the copy.
-      `      { printf '%s\\n' "$last" > ${tmp} && mv -f -- ${tmp} ${file}; } 2>/dev/null || true`,
+      // One write of a short line, by a builtin (no process a second); a report that
+      // cannot be written must not end the copy.
+      `      { printf '%s\\n' "$last" > ${file}; } 2>/dev/null || true`,
       '    else',
       '      printf \'%s\\n\' "$line" >&2',
       '    fi',

@@ -49,11 +49,6 @@ export const DEFAULT_POLL_INTERVAL_MS = 1000;
 export const MAX_EXECUTION_TIMEOUT_SECONDS = 172800;
 /** Default seconds jobStatus waits for the short command that reads a running rebuild's progress file. */
 export const DEFAULT_PROGRESS_READ_SECONDS = 10;
-/**
- * Characters of each stream GetCommandInvocation returns (the first ones): why a
- * background rebuild keeps its progress in a file rather than on stdout.
- */
-export const SSM_OUTPUT_LIMIT_CHARS = 24000;
 /** Prefix of the id of a job run through SSM: `ssm:<instance id>:<command id>:<progress file>`. */
 const JOB_ID_PREFIX = 'ssm:';
 /** Characters of stderr kept in a HostCommandError. */

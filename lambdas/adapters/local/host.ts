@@ -32,7 +32,7 @@ import {
 } from '../aws/shell';
 import { trustCredentials, type PgCredentialsProvider } from '../postgres/connection';
 import { PgSegmentControl } from '../postgres/control';
-import { cancelHostJob, DEFAULT_SUPERUSER, localShellOptions, readHostJob, runHostScript, startHostJob, type RunResult } from './postgres-binaries';
+import { cancelHostJob, chownToPgUser, DEFAULT_SUPERUSER, localShellOptions, readHostJob, runHostScript, startHostJob, type RunResult } from './postgres-binaries';
 
 /** Construction options; all optional. */
 export interface LocalSegmentHostOptions {
@@ -203,6 +203,11 @@ export class LocalSegmentHost implements SegmentHost {
     // Built (and so validated) before anything is done to the primary.
     const script = rebuildAsMirrorScript(mirror, primary, method, { ...options, progressFile: join(dir, JOB_PROGRESS_FILE) });
     await this.control.ensureSlot(primary, mirror.dbid);
+    if (this.jobsDir === undefined && !existsSync(dirname(jobsDir))) {
+      // A recovery to a new location: the data directory's parent belongs to the PostgreSQL user, as the script would make it.
+      await mkdir(dirname(jobsDir), { recursive: true });
+      await chownToPgUser(dirname(jobsDir));
+    }
     await mkdir(jobsDir, { recursive: true, mode: 0o700 });
     await mkdir(dir, { mode: 0o700 });
     const what = `rebuild of dbid ${mirror.dbid} (content ${mirror.content}) by ${method} from dbid ${primary.dbid}`;

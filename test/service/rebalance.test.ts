@@ -1,0 +1,508 @@
+/**
+ * The Rebalance steps (gprecoverseg -r) on the in-memory fakes: no PostgreSQL, no
+ * DynamoDB, milliseconds per test. Each step runs through `runRebalanceStepEvent` with a
+ * state document built as the state machine builds it: the input, the plan at `$.plan`,
+ * Map iterations of `{ clusterId, pollSeconds, item }` that accumulate each step's result
+ * under its camelCase name, a Catch's `{ Error, Cause }` at `$.error`. The order of what
+ * a switchover does (to the segments and the catalog) is recorded in `world.calls`.
+ */
+import { performance } from 'node:perf_hooks';
+import { planFailover } from '../../lambdas/core/decide';
+import { CatalogConflictError, ContentBusyError, HostCommandError, SegmentUnreachableError, SwitchoverAbortedError, ValidationError } from '../../lambdas/core/errors';
+import type { CatalogChange, PendingOperation, SegmentRow } from '../../lambdas/core/model';
+import { DEFAULT_SETTINGS } from '../../lambdas/core/settings';
+import type { Telemetry } from '../../lambdas/ports/telemetry';
+import { runRebalanceStepEvent, SWITCHOVER_RECEIVE_TIMEOUT_MS } from '../../lambdas/service/rebalance';
+import type { WorkflowDeps } from '../../lambdas/service/steps';
+import { REBALANCE_SPEC } from '../../lambdas/workflows/rebalance';
+import { errorName, stepResultKey, type MapSpec, type StateSpec } from '../../lambdas/workflows/spec';
+import { FakeCatalog, FakeSegments } from '../support/fakes';
+
+const CLUSTER = 'c1';
+const EXEC = 'rebalance-c1-v1-0a1b2c3d';
+const OTHER = 'recoverseg-c1-v1-ffffffff';
+const NOW = new Date('2026-11-23T10:00:00.000Z');
+const HOLD_UNTIL = new Date(NOW.getTime() + REBALANCE_SPEC.executionTimeoutSeconds * 1000).toISOString();
+const MB = 1024 * 1024;
+const DEFAULT_LIMIT = 10 * 1024 * MB;
+
+type Doc = Record<string, unknown>;
+type Plan = { switches: (Doc & { content: number })[]; skipped: { content: number; reason: string }[]; parallel: number; pollSeconds: number };
+
+/**
+ * Coordinator 1; content c (0-3): dbid 2+c, a primary by preference, on sdw(c%3+1) port
+ * 6000+c, and dbid 6+c, a mirror by preference, on the next host, port 7000+c. Contents
+ * 0, 1 and 3 were failed over and recovered, so their mirror by preference is the acting
+ * primary: 0 and 1 in sync (switchable), 3 still catching up (not switchable). Content 2
+ * is in its preferred roles.
+ */
+function baseRows(): SegmentRow[] {
+  const row = (dbid: number, content: number, preferredRole: 'p' | 'm', host: string, port: number): SegmentRow => ({
+    dbid, content, role: preferredRole, preferredRole, mode: 's', status: 'u', port, hostname: host, address: `${host}.internal`,
+    datadir: content === -1 ? '/data/coordinator/gpseg-1' : `/data/${preferredRole === 'p' ? 'primary' : 'mirror'}/gpseg${content}`,
+  });
+  const rows = [row(1, -1, 'p', 'cdw', 5432)];
+  for (let c = 0; c < 4; c++) {
+    rows.push(row(2 + c, c, 'p', `sdw${(c % 3) + 1}`, 6000 + c));
+    rows.push(row(6 + c, c, 'm', `sdw${((c + 1) % 3) + 1}`, 7000 + c));
+  }
+  const swapped = [0, 1, 3];
+  return rows.map((r) => (swapped.includes(r.content) ? { ...r, role: r.preferredRole === 'p' ? 'm' : 'p', ...(r.content === 3 ? { mode: 'n' as const } : {}) } : r));
+}
+
+const hold = (content: number, execution: string, over: Partial<PendingOperation> = {}): PendingOperation => ({
+  content, kind: 'rebalance', execution, since: NOW.toISOString(), expiresAt: HOLD_UNTIL, ...over,
+});
+
+const lambdaError = (e: Error) => ({ Error: e.name, Cause: JSON.stringify({ errorType: e.name, errorMessage: e.message, trace: [] }) });
+
+const at = (doc: unknown, path: string): unknown =>
+  path.replace(/^\$\.?/, '').split('.').filter(Boolean).reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Doc)[k] : undefined), doc);
+
+const MAP = REBALANCE_SPEC.states.SwitchEach as MapSpec;
+
+async function setup(prepare?: (write: (change: CatalogChange) => Promise<number>, catalog: FakeCatalog) => Promise<void>) {
+  let clock = NOW;
+  const catalog = new FakeCatalog();
+  catalog.clock = () => clock;
+  await catalog.initialize(CLUSTER, baseRows(), DEFAULT_SETTINGS, NOW.toISOString());
+  const write = async (change: CatalogChange) => catalog.apply(CLUSTER, (await catalog.load(CLUSTER)).version, change);
+  if (prepare) await prepare(write, catalog);
+  const world = FakeSegments.fromRows((await catalog.load(CLUSTER)).segments, { now: () => clock });
+  // Every successful catalog write lands in the same call log as the segment calls, so the order of the two is checked.
+  const apply = catalog.apply.bind(catalog);
+  catalog.apply = async (...args: Parameters<FakeCatalog['apply']>) => {
+    const version = await apply(...args);
+    world.calls.push(`catalog v${version}`);
+    return version;
+  };
+  const errors: string[] = [];
+  const telemetry: Telemetry = { info() {}, warn() {}, error: (m) => void errors.push(m), metric() {}, flush() {} };
+  const deps: WorkflowDeps = { catalog, probe: world, control: world, host: world, telemetry, now: () => clock };
+  const step = (name: string, input: unknown, execution = EXEC) => runRebalanceStepEvent(deps, { step: name, input, execution });
+  const load = () => catalog.load(CLUSTER);
+  const history = async () => (await catalog.history(CLUSTER)).map((h) => h.description);
+  const states = async (content: number) => (await load()).segments.filter((r) => r.content === content).map((r) => `${r.dbid} ${r.role}/${r.status}/${r.mode}`);
+  const planned = async (input: Doc = {}, execution = EXEC): Promise<Doc & { plan: Plan }> => {
+    const doc: Doc = { clusterId: CLUSTER, ...input };
+    return { ...doc, plan: (await step('plan', doc, execution)) as unknown as Plan };
+  };
+  const iterationDoc = (outer: Doc, item: unknown): Doc =>
+    Object.fromEntries(Object.entries(MAP.itemSelector).map(([key, path]) => [key, path === '$$.Map.Item.Value' ? item : at(outer, path)]));
+  /** Plans, then returns the iteration document of `content`'s switch; the call log starts empty. */
+  const switchDoc = async (content: number, input: Doc = {}) => {
+    const outer = await planned(input);
+    const item = outer.plan.switches.find((s) => s.content === content);
+    if (!item) throw new Error(`content ${content} was not planned: ${JSON.stringify(outer.plan)}`);
+    world.calls.splice(0);
+    return iterationDoc(outer, item);
+  };
+  /** One Map iteration through the spec's states (Waits do not wait; Retry rules are not replayed). */
+  const iterate = async (outer: Doc, item: unknown, execution = EXEC) => {
+    const doc = iterationDoc(outer, item);
+    const visited: string[] = [];
+    for (let name: string | undefined = MAP.start; name !== undefined; ) {
+      if (visited.length > 100) throw new Error(`the iteration does not end: ${visited.join(' ')}`);
+      visited.push(name);
+      const state: StateSpec = MAP.states[name];
+      if (state.type === 'task') {
+        try {
+          doc[stepResultKey(state.step)] = await step(state.step, doc, execution);
+          name = state.next;
+        } catch (e) {
+          const error = e as Error;
+          const rule = state.catch?.find((c) => c.errors.some((ref) => errorName(ref) === 'States.ALL' || errorName(ref) === error.name));
+          if (!rule) throw e;
+          doc.error = lambdaError(error);
+          name = rule.next;
+        }
+      } else if (state.type === 'choice') {
+        name = state.when.find((w) => at(doc, w.path) === w.equals)?.next ?? state.otherwise;
+      } else if (state.type === 'wait') {
+        name = state.next;
+      } else {
+        throw new Error(`state ${name} (${state.type}) cannot be in this Map iteration`);
+      }
+    }
+    return { doc, visited };
+  };
+  const setClock = (to: Date) => {
+    clock = to;
+  };
+  return { catalog, world, deps, step, write, load, history, states, planned, switchDoc, iterationDoc, iterate, setClock, errors };
+}
+
+describe('plan', () => {
+  test('switches every pair out of its preferred roles that is up and in sync, holds it, and says why it leaves the others', async () => {
+    const { step, load, history, world } = await setup();
+    const plan = await step('plan', { clusterId: CLUSTER });
+    expect(plan).toEqual({
+      switches: [
+        { content: 0, dbid: 6, sourceDbid: 2, method: 'rewind', maxReplayLagBytes: DEFAULT_LIMIT },
+        { content: 1, dbid: 7, sourceDbid: 3, method: 'rewind', maxReplayLagBytes: DEFAULT_LIMIT },
+      ],
+      skipped: [{ content: 3, reason: 'primary dbid 9 is p/u/n and mirror dbid 5 is m/u/n: a pair is switched only when both are up and in sync (recover it, let it catch up)' }],
+      parallel: 16,
+      pollSeconds: 10,
+    });
+    const snapshot = await load();
+    expect(snapshot.pendingOperations).toEqual([hold(0, EXEC), hold(1, EXEC)]);
+    expect(snapshot.segments).toEqual(baseRows().sort((a, b) => a.dbid - b.dbid));
+    expect((await history()).slice(1)).toEqual([
+      `FTS: gprecoverseg -r (${EXEC}) holds content 0 to switch dbid 2 back to primary (replay lag 0 bytes)`,
+      `FTS: gprecoverseg -r (${EXEC}) holds content 1 to switch dbid 3 back to primary (replay lag 0 bytes)`,
+    ]);
+    // The replay lag of each out-of-place pair is read from its acting primary; nothing else is touched.
+    expect([...world.calls].sort()).toEqual(['catalog v2', 'probe 6', 'probe 7', 'probe 9']);
+  });
+
+  test('replay-lag guard: a mirror with more WAL to replay than the limit is refused with the reason and not held', async () => {
+    const { step, load, world } = await setup();
+    world.instance(2).replayLagBytes = 3 * MB;
+    const plan = await step('plan', { clusterId: CLUSTER, replayLagMB: 2 });
+    expect(plan.switches).toEqual([{ content: 1, dbid: 7, sourceDbid: 3, method: 'rewind', maxReplayLagBytes: 2 * MB }]);
+    expect(plan.skipped).toContainEqual({ content: 0, reason: `mirror dbid 2 has ${3 * MB} bytes of WAL still to replay, more than the ${2 * MB} allowed (--replay-lag): let it catch up, then rebalance` });
+    expect((await load()).pendingOperations).toEqual([hold(1, EXEC)]);
+  });
+
+  test('replay-lag guard: an unknown lag is refused while a limit is set; replayLagMB null switches whatever the lag', async () => {
+    const { step, load, history, world } = await setup();
+    world.instance(2).replayLagBytes = 3 * MB;
+    world.isolateHost('sdw3'); // the acting primary of content 1 (dbid 7) does not answer the plan's probe
+    const limited = await step('plan', { clusterId: CLUSTER, contents: [1] });
+    expect(limited).toMatchObject({ switches: [], skipped: [{ content: 1, reason: `the replay lag of mirror dbid 3 is unknown and a limit of ${DEFAULT_LIMIT} bytes is set` }] });
+    expect((await load()).version).toBe(1);
+
+    const unlimited = await step('plan', { clusterId: CLUSTER, replayLagMB: null });
+    expect(unlimited.switches).toEqual([
+      { content: 0, dbid: 6, sourceDbid: 2, method: 'rewind', maxReplayLagBytes: null },
+      { content: 1, dbid: 7, sourceDbid: 3, method: 'rewind', maxReplayLagBytes: null },
+    ]);
+    expect((await history()).slice(-2)).toEqual([
+      `FTS: gprecoverseg -r (${EXEC}) holds content 0 to switch dbid 2 back to primary (replay lag ${3 * MB} bytes)`,
+      `FTS: gprecoverseg -r (${EXEC}) holds content 1 to switch dbid 3 back to primary`,
+    ]);
+  });
+
+  test('contents: only those are switched and held; one in its preferred roles is reported as such', async () => {
+    const { step, load } = await setup();
+    expect(await step('plan', { clusterId: CLUSTER, contents: [1, 2] })).toMatchObject({
+      switches: [{ content: 1, dbid: 7, sourceDbid: 3 }],
+      skipped: [{ content: 2, reason: 'content 2 is in its preferred roles: nothing to switch' }],
+    });
+    expect((await load()).pendingOperations).toEqual([hold(1, EXEC)]);
+  });
+
+  test('holds: a content another execution holds, or that the prober is failing over, is skipped and left as it is', async () => {
+    const theirs: PendingOperation = { ...hold(0, OTHER), kind: 'recovery' };
+    const { step, load, write } = await setup(async (w) => void (await w({ rows: [], history: [], setOperations: [theirs] })));
+    await write(planFailover(await load(), 2, 4, 8, NOW)); // content 2 out of its preferred roles, promotion pending
+    const plan = (await step('plan', { clusterId: CLUSTER })) as unknown as Plan;
+    expect(plan.switches.map((s) => s.content)).toEqual([1]);
+    expect(plan.skipped).toEqual([
+      { content: 0, reason: `content 0 is held by recovery execution ${OTHER} (since ${NOW.toISOString()}, until ${HOLD_UNTIL}): another workflow is working on it` },
+      { content: 2, reason: 'a promotion of dbid 8 is pending: the prober is failing it over' },
+      { content: 3, reason: expect.stringMatching(/^primary dbid 9 is p\/u\/n and mirror dbid 5 is m\/u\/n/) },
+    ]);
+    expect((await load()).pendingOperations).toEqual([theirs, hold(1, EXEC)]);
+  });
+
+  test('a re-run of the same execution plans the same and keeps its holds', async () => {
+    const { step, load } = await setup();
+    const first = await step('plan', { clusterId: CLUSTER });
+    expect(await step('plan', { clusterId: CLUSTER })).toEqual(first);
+    expect((await load()).pendingOperations).toEqual([hold(0, EXEC), hold(1, EXEC)]);
+  });
+
+  test.each<[string, Doc, RegExp]>([
+    ['an unknown key', { dbid: 2 }, /invalid Rebalance input: Unrecognized key: "dbid"/],
+    ['a negative replay lag', { replayLagMB: -1 }, /replayLagMB/],
+    ['an unknown content', { contents: [99] }, /content 99 is not in the catalog of cluster c1/],
+    ['a catalog version from the future', { catalogVersion: 9 }, /catalogVersion 9 is newer than the catalog of cluster c1 \(version 1\)/],
+  ])('refuses %s with ValidationError and writes nothing', async (_name, over, message) => {
+    const { step, load } = await setup();
+    const before = await load();
+    const error = await step('plan', { clusterId: CLUSTER, ...over }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as Error).message).toMatch(message);
+    expect(await load()).toEqual(before);
+  });
+});
+
+describe('switch-over', () => {
+  test('checkpoint, fast stop, mirror past the shutdown checkpoint, catalog flip, promote, writable, standby config: in that order', async () => {
+    const { switchDoc, step, world, load, history, states } = await setup();
+    const doc = await switchDoc(0);
+    const version = (await load()).version;
+    const result = await step('switch-over', doc);
+    expect(world.calls).toEqual(['probe 6', 'checkpoint 6', 'stop 6', 'wal-receiver 2', `catalog v${version + 1}`, 'promote 2', 'verify-writable 2', 'write-mirror-config 6 -> 2']);
+    expect(result).toEqual({ checkpointLsn: '0/3000000', receivedLsn: '0/3000028', replayLagBytes: 0, writeGapMs: expect.any(Number), flipMs: expect.any(Number) });
+
+    expect(await states(0)).toEqual(['2 p/u/n', '6 m/d/n']);
+    const snapshot = await load();
+    expect(snapshot).toMatchObject({ version: version + 1, status: 'degraded', pendingOperations: [hold(0, EXEC), hold(1, EXEC)] });
+    expect(snapshot.pendingFences).toEqual([{ dbid: 6, content: 0, newPrimaryDbid: 2, since: NOW.toISOString(), reason: 'planned switchover: stopped, standby config not yet written' }]);
+    expect((await history()).slice(-2)).toEqual([
+      'FTS: update role, status, and mode for dbid 6 with contentid 0 to m, d, and n: gprecoverseg -r: stopped cleanly for a planned switchover (shutdown checkpoint 0/3000000, received by dbid 2)',
+      'FTS: update role, status, and mode for dbid 2 with contentid 0 to p, u, and n: gprecoverseg -r: back to its preferred role of primary',
+    ]);
+    expect(world.instance(2)).toMatchObject({ running: true, inRecovery: false });
+    expect(world.instance(6)).toMatchObject({ running: false, inRecovery: true, upstreamDbid: 2 });
+  });
+
+  /** Runs a switchover expected to abort before the flip; checks nothing changed and returns the error. */
+  async function aborted(s: Awaited<ReturnType<typeof setup>>, doc: Doc): Promise<Error> {
+    const before = await s.load();
+    const historyBefore = await s.history();
+    const error = (await s.step('switch-over', doc).catch((e: unknown) => e)) as Error;
+    expect(await s.load()).toEqual(before);
+    expect(await s.history()).toEqual(historyBefore);
+    expect(s.world.calls.filter((c) => /^(catalog|promote|write-mirror-config)/.test(c))).toEqual([]);
+    expect(s.world.instance(6)).toMatchObject({ running: true, inRecovery: false }); // still, or again, the acting primary
+    return error;
+  }
+
+  test('abort: a stop that is not clean starts the old primary again; nothing changed', async () => {
+    const s = await setup();
+    const doc = await s.switchDoc(0);
+    s.world.instance(6).uncleanStop = true;
+    const error = await aborted(s, doc);
+    expect(error).toBeInstanceOf(SwitchoverAbortedError);
+    expect(error.message).toBe('dbid 6 did not shut down cleanly (in production); dbid 6 was started again as the acting primary: nothing changed');
+    expect(s.world.calls).toEqual(['probe 6', 'checkpoint 6', 'stop 6', 'start 6']);
+  });
+
+  test(`abort: a mirror that never receives past the shutdown checkpoint (waited for ${SWITCHOVER_RECEIVE_TIMEOUT_MS} ms by Date.now, not by deps.now) starts the old primary again`, async () => {
+    const s = await setup();
+    const doc = await s.switchDoc(0);
+    s.world.instance(2).receiveStalled = true;
+    // The wait is a hard-coded 10 s read from Date.now(): only a faster Date.now keeps this test fast.
+    let fakeNow = Date.now();
+    const clock = jest.spyOn(Date, 'now').mockImplementation(() => (fakeNow += SWITCHOVER_RECEIVE_TIMEOUT_MS / 4));
+    const started = performance.now();
+    let error: Error;
+    try {
+      error = await aborted(s, doc);
+    } finally {
+      clock.mockRestore();
+    }
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(error).toBeInstanceOf(SwitchoverAbortedError);
+    expect(error.message).toBe('mirror dbid 2 received WAL up to 0/3000000, not past the shutdown checkpoint 0/3000000 of dbid 6; dbid 6 was started again as the acting primary: nothing changed');
+    expect(s.world.calls[0]).toBe('probe 6');
+    expect(s.world.calls.slice(1, 3)).toEqual(['checkpoint 6', 'stop 6']);
+    expect(s.world.calls.slice(3, -1).every((c) => c === 'wal-receiver 2')).toBe(true);
+    expect(s.world.calls.at(-1)).toBe('start 6');
+  });
+
+  test('abort before the stop: a pair no longer in sync', async () => {
+    const s = await setup();
+    const doc = await s.switchDoc(0);
+    const rows = (await s.load()).segments.filter((r) => r.content === 0).map((r) => ({ ...r, mode: 'n' as const }));
+    await s.write({ rows, history: rows.map((r) => ({ time: NOW.toISOString(), dbid: r.dbid, description: 'the mirror fell behind' })) });
+    s.world.calls.splice(0);
+    const error = await aborted(s, doc);
+    expect(error).toBeInstanceOf(SwitchoverAbortedError);
+    expect(error.message).toBe('content 0 is no longer an in-sync pair (dbid 6 p/u/n, dbid 2 m/u/n): not switched');
+    expect(s.world.calls).toEqual([]);
+  });
+
+  test('abort before the stop: more WAL to replay than the limit', async () => {
+    const s = await setup();
+    const doc = await s.switchDoc(0, { replayLagMB: 1 });
+    s.world.instance(2).replayLagBytes = 2 * MB;
+    const error = await aborted(s, doc);
+    expect(error).toBeInstanceOf(SwitchoverAbortedError);
+    expect(error.message).toBe(`mirror dbid 2 has ${2 * MB} bytes of WAL to replay, more than the ${MB} allowed (--replay-lag): not switched`);
+    expect(s.world.calls).toEqual(['probe 6']);
+  });
+
+  test('abort before the stop: a replay lag that cannot be read while a limit is set', async () => {
+    const s = await setup();
+    const doc = await s.switchDoc(0);
+    const probe = s.world.probe.bind(s.world);
+    jest.spyOn(s.world, 'probe').mockImplementation(async (...args) => {
+      const result = await probe(...args);
+      return result.ok ? { ...result, mirror: { state: result.mirror.state, syncState: result.mirror.syncState } } : result; // no flush or replay LSN
+    });
+    const error = await aborted(s, doc);
+    expect(error).toBeInstanceOf(SwitchoverAbortedError);
+    expect(error.message).toBe(`mirror dbid 2 has an unknown amount of bytes of WAL to replay, more than the ${DEFAULT_LIMIT} allowed (--replay-lag): not switched`);
+    expect(s.world.calls).toEqual(['probe 6']);
+  });
+
+  test('no lag limit (replayLagMB null): the same lag is switched', async () => {
+    const s = await setup();
+    const doc = await s.switchDoc(0, { replayLagMB: null });
+    s.world.instance(2).replayLagBytes = 2 * MB;
+    expect(await s.step('switch-over', doc)).toMatchObject({ replayLagBytes: 2 * MB });
+    expect(await s.states(0)).toEqual(['2 p/u/n', '6 m/d/n']);
+  });
+
+  test('abort before the stop: the mirror is not the synchronous standby', async () => {
+    const s = await setup();
+    const doc = await s.switchDoc(0);
+    delete s.world.instance(6).syncStandbyDbid; // sync rep off: the mirror streams asynchronously
+    const error = await aborted(s, doc);
+    expect(error).toBeInstanceOf(SwitchoverAbortedError);
+    expect(error.message).toBe('mirror dbid 2 is not the streaming synchronous standby (streaming, async): not switched');
+    expect(s.world.calls).toEqual(['probe 6']);
+  });
+
+  test('abort before the stop: the acting primary does not answer', async () => {
+    const s = await setup();
+    const doc = await s.switchDoc(0);
+    s.world.kill(6);
+    const before = await s.load();
+    await expect(s.step('switch-over', doc)).rejects.toThrow('acting primary dbid 6 does not answer as a primary (refused): not switched');
+    expect(await s.load()).toEqual(before);
+    expect(s.world.calls).toEqual(['probe 6']);
+  });
+
+  test('refuses (ContentBusyError) a content this execution no longer holds, touching nothing', async () => {
+    const s = await setup();
+    const doc = await s.switchDoc(0);
+    await s.write({ rows: [], history: [], clearOperations: [{ content: 0, execution: EXEC }] });
+    s.world.calls.splice(0);
+    await expect(s.step('switch-over', doc)).rejects.toThrow(ContentBusyError);
+    expect(s.world.calls).toEqual([]);
+  });
+
+  test('a re-run after the flip finishes the promotion without stopping anything again', async () => {
+    const s = await setup();
+    const doc = await s.switchDoc(0);
+    const promote = jest.spyOn(s.world, 'promote').mockRejectedValueOnce(new SegmentUnreachableError('dbid 2 (sdw1.internal:6000): timeout expired'));
+    await expect(s.step('switch-over', doc)).rejects.toThrow(SegmentUnreachableError);
+    expect(await s.states(0)).toEqual(['2 p/u/n', '6 m/d/n']);
+    expect(s.world.instance(2).inRecovery).toBe(true); // flipped in the catalog, not promoted yet
+    const flipped = await s.load();
+
+    s.world.calls.splice(0);
+    expect(await s.step('switch-over', doc)).toEqual({ alreadyFlipped: true });
+    expect(promote).toHaveBeenCalledTimes(2);
+    expect(s.world.calls).toEqual(['promote 2', 'verify-writable 2']);
+    expect(s.world.instance(2)).toMatchObject({ running: true, inRecovery: false });
+    expect(await s.load()).toEqual(flipped);
+  });
+
+  // QUESTIONABLE (lambdas/service/rebalance.ts, switchOver, the `alreadyFlipped` branch, ~line
+  // 504-509): a run that died between the flip and writeMirrorConfig leaves the old primary
+  // with no standby config ("until its standby config is written, a restart of the old
+  // primary would be writable"); the re-run promotes the mirror without writing it or
+  // fencing the old primary, and the prober does not carry out fences of a held content.
+  test.failing("a re-run after the flip writes the old primary's standby config before promoting", async () => {
+    const s = await setup();
+    const doc = await s.switchDoc(0);
+    jest.spyOn(s.world, 'promote').mockRejectedValueOnce(new SegmentUnreachableError('timeout expired'));
+    await expect(s.step('switch-over', doc)).rejects.toThrow(SegmentUnreachableError);
+    s.world.calls.splice(0);
+    await s.step('switch-over', doc);
+    const calls = s.world.calls.filter((c) => /^(write-mirror-config|fence|promote)/.test(c));
+    expect(calls[0]).toMatch(/^(write-mirror-config 6 -> 2|fence 6)$/);
+  });
+
+  // BUG (lambdas/service/rebalance.ts, switchOver, ~line 546): the flip is written with the
+  // version the step read before it stopped the primary, with no re-read. Any catalog write
+  // in between (the other switchovers of the same Map, `parallel` at once by default; the
+  // prober, on any other content) makes it throw CatalogConflictError after the stop: the
+  // old primary stays stopped, the catalog still names it the acting primary, and the
+  // content cannot write until the prober fails it over.
+  test.failing('two pairs switched at once: both flip, and each content keeps a running acting primary', async () => {
+    const s = await setup();
+    const outer = await s.planned();
+    const docs = outer.plan.switches.map((item) => s.iterationDoc(outer, item));
+    const results = await Promise.allSettled(docs.map((d) => s.step('switch-over', d)));
+    const snapshot = await s.load();
+    for (const primary of snapshot.segments.filter((r) => r.role === 'p' && r.content >= 0)) expect(s.world.instance(primary.dbid).running).toBe(true);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled']);
+  });
+
+  test.failing('a catalog write of the prober during the switchover does not leave the content without a primary', async () => {
+    const s = await setup();
+    const doc = await s.switchDoc(0);
+    // Right before the flip, the prober writes something about content 3 (its mirror caught up).
+    const { version, segments } = await s.load();
+    const rows = segments.filter((r) => r.content === 3).map((r) => ({ ...r, mode: 's' as const }));
+    s.catalog.beforeApply = (id) => {
+      s.catalog.beforeApply = undefined;
+      void s.catalog.apply(id, version, { rows, history: rows.map((r) => ({ time: NOW.toISOString(), dbid: r.dbid, description: 'in sync' })) });
+    };
+    const outcome = await s.step('switch-over', doc).catch((e: unknown) => e);
+    expect(outcome).not.toBeInstanceOf(CatalogConflictError);
+    const primary = (await s.load()).segments.find((r) => r.content === 0 && r.role === 'p')!;
+    expect(s.world.instance(primary.dbid)).toMatchObject({ running: true, inRecovery: false });
+  });
+
+  // QUESTIONABLE (lambdas/service/rebalance.ts, restore, ~line 529-531): when the old primary
+  // cannot be started again, the error still says it "was started again as the acting
+  // primary: nothing changed".
+  test.failing('an abort whose restart of the old primary fails does not claim it was started again', async () => {
+    const s = await setup();
+    const doc = await s.switchDoc(0);
+    s.world.instance(6).uncleanStop = true;
+    jest.spyOn(s.world, 'start').mockRejectedValueOnce(new HostCommandError('pg_ctl start failed', 1));
+    const error = (await s.step('switch-over', doc).catch((e: unknown) => e)) as Error;
+    expect(error).toBeInstanceOf(SwitchoverAbortedError);
+    expect(error.message).not.toMatch(/was started again/);
+  });
+});
+
+describe('a whole switch of one pair, and the run', () => {
+  test('switch-over, rewind of the old primary, mark-recovered: m/u/n, fence cleared, hold released; the summary is complete', async () => {
+    const s = await setup();
+    const outer = await s.planned({ contents: [0, 1] });
+    s.world.calls.splice(0);
+    const started = performance.now();
+    const results: Doc[] = [];
+    for (const item of outer.plan.switches) {
+      const { doc, visited } = await s.iterate(outer, item);
+      expect(visited).toEqual(['SwitchOver', 'StartRewind', 'WaitForRewind', 'PollRewind', 'RewindDone', 'MarkRewound']);
+      results.push(doc);
+    }
+    expect(s.world.calls.filter((c) => !c.startsWith('catalog') && !c.startsWith('job-status'))).toEqual([
+      'probe 6', 'checkpoint 6', 'stop 6', 'wal-receiver 2', 'promote 2', 'verify-writable 2', 'write-mirror-config 6 -> 2',
+      'probe 6', 'rebuild 6 from 2 (rewind)', 'wal-receiver 6',
+      'probe 7', 'checkpoint 7', 'stop 7', 'wal-receiver 3', 'promote 3', 'verify-writable 3', 'write-mirror-config 7 -> 3',
+      'probe 7', 'rebuild 7 from 3 (rewind)', 'wal-receiver 7',
+    ]);
+    expect(results.map((r) => r.markRecovered)).toEqual([
+      { content: 0, dbid: 6, recovered: true, method: 'rewind', receiver: 'streaming', version: expect.any(Number) },
+      { content: 1, dbid: 7, recovered: true, method: 'rewind', receiver: 'streaming', version: expect.any(Number) },
+    ]);
+    expect(await s.states(0)).toEqual(['2 p/u/n', '6 m/u/n']);
+    expect(await s.states(1)).toEqual(['3 p/u/n', '7 m/u/n']);
+    const snapshot = await s.load();
+    expect(snapshot).toMatchObject({ pendingFences: [], pendingOperations: [], status: 'degraded' });
+    expect((await s.history()).filter((h) => h.includes('dbid 6 with contentid 0'))).toEqual([
+      'FTS: update role, status, and mode for dbid 6 with contentid 0 to m, d, and n: gprecoverseg -r: stopped cleanly for a planned switchover (shutdown checkpoint 0/3000000, received by dbid 2)',
+      'FTS: update role, status, and mode for dbid 6 with contentid 0 to m, u, and n: gprecoverseg -r rebuilt it (rewind); it streams from dbid 2',
+    ]);
+    expect(s.world.instance(6)).toMatchObject({ running: true, inRecovery: true, upstreamDbid: 2 });
+    expect(await s.step('summarize', { ...outer, results })).toEqual({
+      complete: true, done: [{ content: 0, dbid: 6 }, { content: 1, dbid: 7 }], failed: [], skipped: [], warnings: [], message: '2 content(s) switched back to their preferred roles (0, 1)',
+    });
+    expect(performance.now() - started).toBeLessThan(1000);
+  });
+
+  test('an aborted switchover is recorded, its hold released, the other pair switched; the summary lists both and what was left alone', async () => {
+    const s = await setup();
+    const outer = await s.planned();
+    s.world.instance(6).uncleanStop = true;
+    const first = await s.iterate(outer, outer.plan.switches[0]);
+    expect(first.visited).toEqual(['SwitchOver', 'RecordContentFailure']);
+    const cause = 'SwitchoverAbortedError: dbid 6 did not shut down cleanly (in production); dbid 6 was started again as the acting primary: nothing changed';
+    expect(first.doc.recordContentFailure).toEqual({ content: 0, dbid: 6, failed: true, cause });
+    expect((await s.history()).at(-1)).toBe(`FTS: gprecoverseg -r of dbid 6 with contentid 0 failed: ${cause}`);
+    expect((await s.load()).pendingOperations).toEqual([hold(1, EXEC)]);
+    expect(await s.states(0)).toEqual(['2 m/u/s', '6 p/u/s']);
+
+    const second = await s.iterate(outer, outer.plan.switches[1]);
+    expect(second.visited).toEqual(['SwitchOver', 'StartRewind', 'WaitForRewind', 'PollRewind', 'RewindDone', 'MarkRewound']);
+    const summary = await s.step('summarize', { ...outer, results: [first.doc, second.doc] });
+    expect(summary).toMatchObject({
+      complete: false,
+      message: `1 content(s) switched back to their preferred roles (1); content 0 failed: ${cause}; content 3 left alone: primary dbid 9 is p/u/n and mirror dbid 5 is m/u/n: a pair is switched only when both are up and in sync (recover it, let it catch up)`,
+    });
+    expect((await s.load()).pendingOperations).toEqual([]);
+  });
+});

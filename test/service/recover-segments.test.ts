@@ -1,0 +1,628 @@
+/**
+ * The RecoverSegments steps (gprecoverseg) on the in-memory fakes: no PostgreSQL, no
+ * DynamoDB, milliseconds per test. Each step runs through `runRecoverSegmentsStepEvent`
+ * with a state document built as the state machine builds it: the input, the plan at
+ * `$.plan`, Map iterations of `{ clusterId, pollSeconds, item }` that accumulate each
+ * step's result under its camelCase name, a Catch's `{ Error, Cause }` at `$.error`, and
+ * the iterations' final documents at `$.results`. The same steps run on real PostgreSQL
+ * in test/e2e.
+ */
+import { performance } from 'node:perf_hooks';
+import { planFailover } from '../../lambdas/core/decide';
+import { ContentBusyError, RebuildFailedError, ValidationError } from '../../lambdas/core/errors';
+import type { CatalogChange, PendingOperation, SegmentRow } from '../../lambdas/core/model';
+import { DEFAULT_SETTINGS } from '../../lambdas/core/settings';
+import type { HostJobStatus } from '../../lambdas/ports/segments';
+import type { Telemetry } from '../../lambdas/ports/telemetry';
+import { MAX_REBUILD_STARTS } from '../../lambdas/service/rebuild-steps';
+import { runRecoverSegmentsStepEvent } from '../../lambdas/service/recover-segments';
+import type { WorkflowDeps } from '../../lambdas/service/steps';
+import { RECOVER_SEGMENTS_SPEC } from '../../lambdas/workflows/recover-segments';
+import { errorName, stepResultKey, type MapSpec, type StateSpec } from '../../lambdas/workflows/spec';
+import { FakeCatalog, FakeSegments } from '../support/fakes';
+
+const CLUSTER = 'c1';
+const EXEC = 'recoverseg-c1-v1-0a1b2c3d';
+const OTHER = 'recoverseg-c1-v1-ffffffff';
+const NOW = new Date('2026-11-23T10:00:00.000Z');
+const iso = (ms: number) => new Date(ms).toISOString();
+const HOLD_UNTIL = iso(NOW.getTime() + RECOVER_SEGMENTS_SPEC.executionTimeoutSeconds * 1000);
+
+type Doc = Record<string, unknown>;
+
+/**
+ * Coordinator 1 on cdw; content c (0-3): primary dbid 2+c on sdw(c%3+1) port 6000+c,
+ * mirror dbid 6+c on the next host, port 7000+c. So content 0 is primary 2 on sdw1 and
+ * mirror 6 on sdw2; content 3 is primary 5 on sdw1 and mirror 9 on sdw2.
+ */
+function baseRows(): SegmentRow[] {
+  const row = (dbid: number, content: number, role: 'p' | 'm', host: string, port: number): SegmentRow => ({
+    dbid, content, role, preferredRole: role, mode: 's', status: 'u', port, hostname: host, address: `${host}.internal`,
+    datadir: content === -1 ? '/data/coordinator/gpseg-1' : `/data/${role === 'p' ? 'primary' : 'mirror'}/gpseg${content}`,
+  });
+  const rows = [row(1, -1, 'p', 'cdw', 5432)];
+  for (let c = 0; c < 4; c++) {
+    rows.push(row(2 + c, c, 'p', `sdw${(c % 3) + 1}`, 6000 + c));
+    rows.push(row(6 + c, c, 'm', `sdw${((c + 1) % 3) + 1}`, 7000 + c));
+  }
+  return rows;
+}
+
+/** The mirror of each content is down: primary p/u/n, mirror m/d/n. */
+const mirrorDown = (...contents: number[]) => (rows: SegmentRow[]): SegmentRow[] =>
+  rows.map((r) => (contents.includes(r.content) ? { ...r, mode: 'n' as const, ...(r.role === 'm' ? { status: 'd' as const } : {}) } : r));
+/** Both rows of each content are down (double fault). */
+const bothDown = (...contents: number[]) => (rows: SegmentRow[]): SegmentRow[] =>
+  rows.map((r) => (contents.includes(r.content) ? { ...r, mode: 'n' as const, status: 'd' as const } : r));
+
+const hold = (content: number, execution: string, over: Partial<PendingOperation> = {}): PendingOperation => ({
+  content, kind: 'recovery', execution, since: NOW.toISOString(), expiresAt: HOLD_UNTIL, ...over,
+});
+
+/** Wraps each Lambda error as Step Functions puts it at `$.error`: Cause is the Lambda error JSON. */
+const lambdaError = (e: Error) => ({ Error: e.name, Cause: JSON.stringify({ errorType: e.name, errorMessage: e.message, trace: [] }) });
+
+/** A JSONPath of the simple `$.a.b` kind the specs use. */
+const at = (doc: unknown, path: string): unknown =>
+  path.replace(/^\$\.?/, '').split('.').filter(Boolean).reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Doc)[k] : undefined), doc);
+
+const MAP = RECOVER_SEGMENTS_SPEC.states.RecoverEach as MapSpec;
+
+async function setup(shape: (rows: SegmentRow[]) => SegmentRow[] = (r) => r, prepare?: (write: (change: CatalogChange) => Promise<number>) => Promise<void>) {
+  let clock = NOW;
+  const catalog = new FakeCatalog();
+  catalog.clock = () => clock;
+  await catalog.initialize(CLUSTER, shape(baseRows()), DEFAULT_SETTINGS, NOW.toISOString());
+  const write = async (change: CatalogChange) => catalog.apply(CLUSTER, (await catalog.load(CLUSTER)).version, change);
+  if (prepare) await prepare(write);
+  const world = FakeSegments.fromRows((await catalog.load(CLUSTER)).segments, { now: () => clock });
+  const warnings: string[] = [];
+  const errors: string[] = [];
+  const telemetry: Telemetry = { info() {}, warn: (m) => void warnings.push(m), error: (m) => void errors.push(m), metric() {}, flush() {} };
+  const deps: WorkflowDeps = { catalog, probe: world, control: world, host: world, telemetry, now: () => clock };
+  const step = (name: string, input: unknown, execution = EXEC) => runRecoverSegmentsStepEvent(deps, { step: name, input, execution });
+  const load = () => catalog.load(CLUSTER);
+  const history = async () => (await catalog.history(CLUSTER)).map((h) => h.description);
+  const rowState = async (dbid: number) => {
+    const r = (await load()).segments.find((s) => s.dbid === dbid)!;
+    return `${r.role}/${r.status}/${r.mode}`;
+  };
+  const setClock = (to: Date) => {
+    clock = to;
+  };
+  /** Runs `plan` and returns the outer state document with its result at `$.plan`. */
+  const planned = async (input: Doc = {}, execution = EXEC): Promise<Doc & { plan: { recoveries: Doc[]; skipped: Doc[]; warnings: string[]; pollSeconds: number } }> => {
+    const doc: Doc = { clusterId: CLUSTER, ...input };
+    return { ...doc, plan: (await step('plan', doc, execution)) as never };
+  };
+  /** A Map iteration's document, from the itemSelector of the spec. */
+  const iterationDoc = (outer: Doc, item: unknown): Doc =>
+    Object.fromEntries(Object.entries(MAP.itemSelector).map(([key, path]) => [key, path === '$$.Map.Item.Value' ? item : at(outer, path)]));
+  /**
+   * One Map iteration through the spec's states: Task results at `$.<stepKey>`, a Catch
+   * puts `{ Error, Cause }` at `$.error`, Choice rules read the document, Wait states do
+   * not wait. Retry rules are not replayed: a step that throws goes to its Catch.
+   */
+  const iterate = async (outer: Doc, item: unknown, execution = EXEC) => {
+    const doc = iterationDoc(outer, item);
+    const visited: string[] = [];
+    for (let name: string | undefined = MAP.start; name !== undefined; ) {
+      if (visited.length > 100) throw new Error(`the iteration does not end: ${visited.join(' ')}`);
+      visited.push(name);
+      const state: StateSpec = MAP.states[name];
+      if (state.type === 'task') {
+        try {
+          doc[stepResultKey(state.step)] = await step(state.step, doc, execution);
+          name = state.next;
+        } catch (e) {
+          const error = e as Error;
+          const rule = state.catch?.find((c) => c.errors.some((ref) => errorName(ref) === 'States.ALL' || errorName(ref) === error.name));
+          if (!rule) throw e;
+          doc.error = lambdaError(error);
+          name = rule.next;
+        }
+      } else if (state.type === 'choice') {
+        name = state.when.find((w) => at(doc, w.path) === w.equals)?.next ?? state.otherwise;
+      } else if (state.type === 'wait') {
+        name = state.next;
+      } else {
+        throw new Error(`state ${name} (${state.type}) cannot be in this Map iteration`);
+      }
+    }
+    return { doc, visited };
+  };
+  /** A whole execution: Plan (ValidationError -> InvalidInput), each item in turn (the Map), Summarize, Complete. */
+  const execute = async (input: Doc, execution = EXEC) => {
+    const doc: Doc = { clusterId: CLUSTER, ...input };
+    try {
+      doc.plan = await step('plan', doc, execution);
+    } catch (e) {
+      if (e instanceof ValidationError) return { status: 'InvalidInput', doc };
+      doc.error = lambdaError(e as Error);
+    }
+    if (!doc.error) {
+      const results: Doc[] = [];
+      for (const item of (doc.plan as { recoveries: unknown[] }).recoveries) results.push((await iterate(doc, item, execution)).doc);
+      doc.results = results;
+    }
+    doc.summarize = await step('summarize', doc, execution);
+    return { status: (doc.summarize as { complete: boolean }).complete ? 'Recovered' : 'RecoveryIncomplete', doc };
+  };
+  return { catalog, world, deps, step, write, load, history, rowState, setClock, planned, iterationDoc, iterate, execute, warnings, errors };
+}
+
+describe('plan', () => {
+  test('holds exactly the contents it will rebuild, until the execution timeout, with a history row each', async () => {
+    const { step, load, history, world } = await setup(mirrorDown(0, 3));
+    const plan = await step('plan', { clusterId: CLUSTER });
+    expect(plan).toEqual({
+      recoveries: [
+        { content: 0, dbid: 6, sourceDbid: 2, method: 'rewind' },
+        { content: 3, dbid: 9, sourceDbid: 5, method: 'rewind' },
+      ],
+      skipped: [],
+      warnings: [],
+      parallel: 16,
+      pollSeconds: 10,
+    });
+    const snapshot = await load();
+    expect(snapshot.version).toBe(2);
+    expect(snapshot.pendingOperations).toEqual([hold(0, EXEC), hold(3, EXEC)]);
+    expect(snapshot.segments).toEqual(mirrorDown(0, 3)(baseRows()).sort((a, b) => a.dbid - b.dbid));
+    expect((await history()).slice(1)).toEqual([
+      `FTS: gprecoverseg (${EXEC}) holds content 0 to rebuild dbid 6 from dbid 2 by rewind`,
+      `FTS: gprecoverseg (${EXEC}) holds content 3 to rebuild dbid 9 from dbid 5 by rewind`,
+    ]);
+    expect(world.calls).toEqual([]);
+  });
+
+  test('full mode copies by basebackup; contents, parallel and pollSeconds are taken as given', async () => {
+    const { step, load } = await setup(mirrorDown(0, 3));
+    const plan = await step('plan', { clusterId: CLUSTER, mode: 'full', contents: [3], parallel: 2, pollSeconds: 1 });
+    expect(plan).toEqual({ recoveries: [{ content: 3, dbid: 9, sourceDbid: 5, method: 'basebackup' }], skipped: [], warnings: [], parallel: 2, pollSeconds: 1 });
+    expect((await load()).pendingOperations).toEqual([hold(3, EXEC)]);
+  });
+
+  test('-i with a new location: the row is moved first, in the same write as the hold, and the item names its old place', async () => {
+    const { step, load, history } = await setup(mirrorDown(0));
+    const recoverConfig = '# moved off sdw2\nsdw2.internal|7000|/data/mirror/gpseg0 sdw3.internal|7100|/data/mirror//gpseg0/\n';
+    const plan = await step('plan', { clusterId: CLUSTER, recoverConfig });
+    expect(plan).toMatchObject({
+      recoveries: [{ content: 0, dbid: 6, sourceDbid: 2, method: 'basebackup', previous: { hostname: 'sdw2', address: 'sdw2.internal', port: 7000, datadir: '/data/mirror/gpseg0' } }],
+      skipped: [],
+      warnings: [],
+    });
+    const snapshot = await load();
+    expect(snapshot.version).toBe(2);
+    expect(snapshot.segments.find((r) => r.dbid === 6)).toMatchObject({ hostname: 'sdw3', address: 'sdw3.internal', port: 7100, datadir: '/data/mirror/gpseg0', role: 'm', status: 'd', mode: 'n' });
+    expect(snapshot.pendingOperations).toEqual([hold(0, EXEC)]);
+    expect((await history()).slice(1)).toEqual([
+      'FTS: dbid 6 with contentid 0 moved for recovery from sdw2 sdw2.internal:7000 /data/mirror/gpseg0 to sdw3 sdw3.internal:7100 /data/mirror/gpseg0',
+      `FTS: gprecoverseg (${EXEC}) holds content 0 to rebuild dbid 6 from dbid 2 by basebackup`,
+    ]);
+  });
+
+  test('-i to an address the cluster does not know: moved, with a warning', async () => {
+    const { step, load } = await setup(mirrorDown(0));
+    const plan = await step('plan', { clusterId: CLUSTER, recoverConfig: 'sdw2.internal|7000|/data/mirror/gpseg0 10.0.3.7|7000|/data/mirror/gpseg0' });
+    expect(plan.warnings).toEqual([expect.stringMatching(/^line 1: 10\.0\.3\.7 is not a host of cluster c1; it becomes the hostname of dbid 6/)]);
+    expect((await load()).segments.find((r) => r.dbid === 6)).toMatchObject({ hostname: '10.0.3.7', address: '10.0.3.7' });
+  });
+
+  test('-p spare host: same port and directory on the spare, its placement taken, basebackup', async () => {
+    const { step, load, history } = await setup(mirrorDown(0));
+    const plan = await step('plan', { clusterId: CLUSTER, spareHost: { hostname: 'sdw9', address: '10.0.3.9', availabilityZone: 'us-east-1c' } });
+    expect(plan.recoveries).toEqual([{ content: 0, dbid: 6, sourceDbid: 2, method: 'basebackup', previous: { hostname: 'sdw2', address: 'sdw2.internal', port: 7000, datadir: '/data/mirror/gpseg0' } }]);
+    expect((await load()).segments.find((r) => r.dbid === 6)).toEqual({ ...baseRows().find((r) => r.dbid === 6), status: 'd', mode: 'n', hostname: 'sdw9', address: '10.0.3.9', availabilityZone: 'us-east-1c' });
+    expect((await history()).at(-2)).toBe('FTS: dbid 6 with contentid 0 moved for recovery from sdw2 sdw2.internal:7000 /data/mirror/gpseg0 to sdw9 10.0.3.9:7000 /data/mirror/gpseg0');
+  });
+
+  test('skips, each with its reason and without holding it: a double fault, a pending promotion, a content another execution holds; then a fence owed', async () => {
+    const { step, load, write, world } = await setup(
+      (rows) => bothDown(1)(mirrorDown(0, 3)(rows)),
+      async (w) => void (await w({ rows: [], history: [], setOperations: [hold(3, OTHER)] })),
+    );
+    // Content 2: the prober is failing it over (primary 4 demoted, mirror 8 flipped, promotion pending, fence owed to 4).
+    await write(planFailover(await load(), 2, 4, 8, NOW));
+    const before = await load();
+    const plan = await step('plan', { clusterId: CLUSTER });
+    expect(plan.recoveries).toEqual([{ content: 0, dbid: 6, sourceDbid: 2, method: 'rewind' }]);
+    expect(plan.skipped).toEqual([
+      { content: 1, reason: 'acting primary dbid 3 is down as well as mirror dbid 7 (double fault): no source to recover from' },
+      { content: 2, reason: 'a promotion of dbid 8 (replacing dbid 4) is pending: the prober is failing it over; recover once it completes' },
+      { content: 3, reason: `content 3 is held by recovery execution ${OTHER} (since ${NOW.toISOString()}, until ${HOLD_UNTIL}): another workflow is working on it` },
+    ]);
+    const after = await load();
+    expect(after.pendingOperations).toEqual([hold(0, EXEC), hold(3, OTHER)]);
+    expect(after.pendingPromotions).toEqual(before.pendingPromotions);
+    expect(after.segments).toEqual(before.segments);
+
+    // The promotion completed, but its fence of dbid 4 is still owed: still skipped.
+    await write({ rows: [], history: [], clearPending: [2] });
+    const again = await step('plan', { clusterId: CLUSTER });
+    expect(again.skipped).toContainEqual({ content: 2, reason: 'a fence is still owed to dbid 4 (its host has not answered since it was failed over): it is fenced before it is rebuilt' });
+    expect((await load()).pendingOperations.map((o) => o.content)).toEqual([0, 3]);
+    expect(world.calls).toEqual([]);
+  });
+
+  test('a content held by another execution is never taken, even when named, and even when taken between the read and the write', async () => {
+    const { step, load, catalog } = await setup(mirrorDown(0, 3), async (w) => void (await w({ rows: [], history: [], setOperations: [hold(3, OTHER)] })));
+    const named = await step('plan', { clusterId: CLUSTER, contents: [3] });
+    expect(named).toMatchObject({ recoveries: [], skipped: [{ content: 3, reason: expect.stringContaining(`held by recovery execution ${OTHER}`) }] });
+    expect((await load()).version).toBe(2); // nothing to hold: nothing written
+
+    // Another execution takes content 0 after this plan read the catalog: the write conflicts, the re-plan skips it.
+    catalog.beforeApply = (id) => {
+      catalog.beforeApply = undefined;
+      void catalog.apply(id, 2, { rows: [], history: [], setOperations: [hold(0, OTHER)] });
+    };
+    const raced = await step('plan', { clusterId: CLUSTER, contents: [0] });
+    expect(raced).toMatchObject({ recoveries: [], skipped: [{ content: 0, reason: expect.stringContaining(`held by recovery execution ${OTHER}`) }] });
+    expect((await load()).pendingOperations).toEqual([hold(0, OTHER), hold(3, OTHER)]);
+  });
+
+  test('a hold of another execution that lapsed is taken', async () => {
+    const { step, load, setClock } = await setup(mirrorDown(3), async (w) => void (await w({ rows: [], history: [], setOperations: [hold(3, OTHER, { expiresAt: iso(NOW.getTime() + 60_000) })] })));
+    setClock(new Date(NOW.getTime() + 60_000));
+    const plan = await step('plan', { clusterId: CLUSTER });
+    expect(plan.recoveries).toEqual([{ content: 3, dbid: 9, sourceDbid: 5, method: 'rewind' }]);
+    expect((await load()).pendingOperations).toEqual([hold(3, EXEC, { since: iso(NOW.getTime() + 60_000), expiresAt: iso(NOW.getTime() + 60_000 + RECOVER_SEGMENTS_SPEC.executionTimeoutSeconds * 1000) })]);
+  });
+
+  test('a re-run of the same execution re-plans the same and keeps its holds', async () => {
+    const { step, load } = await setup(mirrorDown(0, 3));
+    const first = await step('plan', { clusterId: CLUSTER });
+    const second = await step('plan', { clusterId: CLUSTER });
+    expect(second).toEqual(first);
+    expect((await load()).pendingOperations).toEqual([hold(0, EXEC), hold(3, EXEC)]);
+  });
+
+  // BUG (lambdas/service/recover-segments.ts, plan, ~line 41-52): the re-plan sees the row
+  // already at the spare host, so planRecovery finds it not moved and the item loses
+  // `previous`: start-rebuild of the re-run no longer fences anything left at the old place.
+  test.failing('a re-run of the same execution with -p re-plans the same (the old place is still named)', async () => {
+    const { step } = await setup(mirrorDown(0));
+    const input = { clusterId: CLUSTER, spareHost: { hostname: 'sdw9', address: '10.0.3.9' } };
+    const first = await step('plan', input);
+    expect(await step('plan', input)).toEqual(first);
+  });
+
+  // BUG (same place): the -i line names the failed instance at its old location, where the
+  // catalog no longer has it after the first run moved it: the re-plan throws ValidationError
+  // ("line 1: no instance of cluster c1 is at ..."), and the execution ends in InvalidInput
+  // with its holds left until they lapse, 7 days later.
+  test.failing('a re-run of the same execution with -i re-plans the same', async () => {
+    const { step } = await setup(mirrorDown(0));
+    const input = { clusterId: CLUSTER, recoverConfig: 'sdw2.internal|7000|/data/mirror/gpseg0 sdw3.internal|7100|/data/mirror/gpseg0' };
+    const first = await step('plan', input);
+    expect(await step('plan', input)).toEqual(first);
+  });
+
+  test.each<[string, Doc, RegExp]>([
+    ['an unknown key', { dbid: 2 }, /invalid RecoverSegments input: Unrecognized key: "dbid"/],
+    ['an unknown mode', { mode: 'fast' }, /mode: Invalid option/],
+    ['an unknown content', { contents: [99] }, /cannot plan the recovery of cluster c1: content 99 is not in the catalog of cluster c1/],
+    ['a catalog version from the future', { catalogVersion: 9 }, /catalogVersion 9 is newer than the catalog of cluster c1 \(version 1\)/],
+    ['a -i line that does not parse', { recoverConfig: 'sdw1|x|/data' }, /invalid recover config: line 1: the failed port "x" is not a port \(1-65535\)/],
+    ['-i naming a mirror that is up', { recoverConfig: 'sdw3.internal|7001|/data/mirror/gpseg1' }, /line 1: sdw3\.internal\|7001\|\/data\/mirror\/gpseg1 is dbid 7, the mirror of content 1, and it is up: nothing to recover/],
+    ['-i and -p together', { recoverConfig: 'sdw2.internal|7000|/data/mirror/gpseg0', spareHost: { hostname: 'sdw9', address: '10.0.3.9' } }, /recoverConfig and spareHost exclude each other/],
+    ['-p onto the host of the primary', { spareHost: { hostname: 'sdw1', address: 'sdw1.internal' } }, /the recovery of cluster c1 would break its placement: moving dbid 6: .*is on host sdw1, the host of .*dbid 2/],
+    ['-i into the data directory of another instance', { recoverConfig: 'sdw2.internal|7000|/data/mirror/gpseg0 sdw3.internal|7100|/data/primary/gpseg2/sub' }, /would use data directory \/data\/primary\/gpseg2\/sub on host sdw3, inside the data directory \/data\/primary\/gpseg2 of dbid 4/],
+  ])('refuses %s with ValidationError and writes nothing', async (_name, over, message) => {
+    const { step, load, history, world } = await setup(mirrorDown(0));
+    const before = await load();
+    const error = await step('plan', { clusterId: CLUSTER, ...over }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as Error).message).toMatch(message);
+    expect(await load()).toEqual(before);
+    expect(before.version).toBe(1);
+    expect(await history()).toHaveLength(1);
+    expect(world.calls).toEqual([]);
+  });
+});
+
+describe('start-rebuild', () => {
+  test('refuses (ContentBusyError) a content no longer held by this execution, touching nothing', async () => {
+    const { planned, step, iterationDoc, write, setClock, world } = await setup(mirrorDown(0));
+    const outer = await planned();
+    const doc = iterationDoc(outer, outer.plan.recoveries[0]);
+    setClock(new Date(Date.parse(HOLD_UNTIL) + 1000)); // the hold lapsed ...
+    await write({ rows: [], history: [], setOperations: [hold(0, OTHER, { expiresAt: iso(Date.parse(HOLD_UNTIL) + 3_600_000) })] }); // ... and another took it
+    const error = await step('start-rebuild', doc).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ContentBusyError);
+    expect((error as Error).message).toBe(`content 0 is no longer held by execution ${EXEC} (held by recovery execution ${OTHER}): not touching it`);
+
+    await write({ rows: [], history: [], clearOperations: [{ content: 0, execution: OTHER }] });
+    await expect(step('start-rebuild', doc)).rejects.toThrow(`content 0 is no longer held by execution ${EXEC}: not touching it`);
+    expect(world.calls).toEqual([]);
+    expect(world.jobsStarted).toEqual([]);
+  });
+
+  test('fences an instance that answers as a writable primary where the mirror is rebuilt, then starts one job', async () => {
+    const { planned, step, iterationDoc, world, warnings } = await setup(mirrorDown(0));
+    Object.assign(world.instance(6), { running: true, inRecovery: false, upstreamDbid: undefined }); // restarted without its standby config
+    const outer = await planned();
+    const result = await step('start-rebuild', iterationDoc(outer, outer.plan.recoveries[0]));
+    expect(result).toEqual({ job: { id: 'job-1-dbid-6', dbid: 6, startedAt: NOW.toISOString() }, starts: 1 });
+    expect(world.calls).toEqual(['probe 6', 'fence 6', 'rebuild 6 from 2 (rewind)']);
+    expect(world.jobsStarted).toHaveLength(1);
+    expect(warnings).toEqual(['dbid 6 answered at sdw2.internal:7000 before its rebuild: fenced']);
+    expect(world.instance(6)).toMatchObject({ running: true, inRecovery: true, upstreamDbid: 2 });
+  });
+
+  test('does not fence an instance that answers in recovery where the mirror is rebuilt', async () => {
+    const { planned, step, iterationDoc, world, warnings } = await setup(mirrorDown(0));
+    Object.assign(world.instance(6), { running: true, inRecovery: true, needsRewind: true }); // a standby that cannot stream
+    const outer = await planned();
+    await step('start-rebuild', iterationDoc(outer, outer.plan.recoveries[0]));
+    expect(world.calls.filter((c) => !c.startsWith('rebuild'))).toEqual(['probe 6']);
+    expect(world.calls.filter((c) => c.startsWith('rebuild'))).toEqual(['rebuild 6 from 2 (rewind)']);
+    expect(world.jobsStarted).toHaveLength(1);
+    expect(warnings).toEqual([]);
+  });
+
+  test('after a move, fences whatever of the instance still answers at its old place, and copies to the new one', async () => {
+    const { planned, step, iterationDoc, world, warnings } = await setup(mirrorDown(0));
+    const old = world.instance(6);
+    old.running = true; // came back as a standby at the old place
+    const outer = await planned({ spareHost: { hostname: 'sdw9', address: '10.0.3.9' } });
+    const result = await step('start-rebuild', iterationDoc(outer, outer.plan.recoveries[0]));
+    expect(result).toMatchObject({ job: { dbid: 6 }, starts: 1 });
+    // First the new place (nothing there), then the old one: fenced.
+    expect(world.calls).toEqual(['probe 6', 'probe 6', 'fence 6', 'rebuild 6 from 2 (basebackup)']);
+    expect(old).toMatchObject({ hostname: 'sdw2', running: false, fenced: true });
+    expect(world.instance(6)).toMatchObject({ hostname: 'sdw9', address: '10.0.3.9', running: true, inRecovery: true, upstreamDbid: 2 });
+    expect(warnings).toEqual(['dbid 6 answered at sdw2.internal:7000 before its rebuild: fenced']);
+  });
+
+  test('counts its starts from the previous start in the document', async () => {
+    const { planned, step, iterationDoc } = await setup(mirrorDown(0));
+    const outer = await planned();
+    const doc = { ...iterationDoc(outer, outer.plan.recoveries[0]), startRebuild: { job: { id: 'job-0', dbid: 6, startedAt: NOW.toISOString() }, starts: 2 } };
+    expect(await step('start-rebuild', doc)).toMatchObject({ starts: 3 });
+  });
+
+  test('a row already up returns job null, starts nothing, and its poll says succeeded', async () => {
+    const { planned, step, iterationDoc, world, write, load } = await setup(mirrorDown(0));
+    const outer = await planned();
+    const row = (await load()).segments.find((r) => r.dbid === 6)!;
+    await write({ rows: [{ ...row, status: 'u' }], history: [{ time: NOW.toISOString(), dbid: 6, description: 'up meanwhile' }] });
+    const doc = iterationDoc(outer, outer.plan.recoveries[0]);
+    doc.startRebuild = await step('start-rebuild', doc);
+    expect(doc.startRebuild).toEqual({ job: null, starts: 1, already: true });
+    expect(await step('poll-rebuild', doc)).toEqual({ state: 'succeeded' });
+    expect(world.calls).toEqual([]);
+    expect(world.jobsStarted).toEqual([]);
+  });
+});
+
+describe('poll-rebuild', () => {
+  /** Plans content 0 and starts its rebuild with the job scripted to report `status`. */
+  async function started(status?: HostJobStatus) {
+    const s = await setup(mirrorDown(0));
+    if (status) s.world.scriptedJobs.push(status);
+    const outer = await s.planned();
+    const doc = s.iterationDoc(outer, outer.plan.recoveries[0]);
+    doc.startRebuild = await s.step('start-rebuild', doc);
+    return { ...s, doc };
+  }
+  const progress = { bytes: 1024, total: 4096, tool: 'pg_basebackup' };
+
+  test('running, with its progress; then succeeded', async () => {
+    const { doc, step, world } = await started({ state: 'running', progress });
+    expect(await step('poll-rebuild', doc)).toEqual({ state: 'running', progress });
+    world.setJobStatus(world.jobsStarted[0].id, { state: 'succeeded', exitCode: 0, progress: { ...progress, bytes: 4096 } });
+    expect(await step('poll-rebuild', doc)).toEqual({ state: 'succeeded', progress: { ...progress, bytes: 4096 } });
+    expect(world.calls.filter((c) => c.startsWith('job-status'))).toEqual(['job-status job-1-dbid-6', 'job-status job-1-dbid-6']);
+  });
+
+  test(`a lost process is started again, ${MAX_REBUILD_STARTS} starts in all, then RebuildFailedError is recorded and the content released`, async () => {
+    const lost: HostJobStatus = { state: 'failed', message: 'the rebuild process is gone (host restarted)' };
+    const s = await setup(mirrorDown(0));
+    for (let i = 0; i < MAX_REBUILD_STARTS; i++) s.world.scriptedJobs.push(lost);
+    const outer = await s.planned();
+    const { doc, visited } = await s.iterate(outer, outer.plan.recoveries[0]);
+    const loop = ['StartRebuild', 'WaitForRebuild', 'PollRebuild'];
+    expect(visited).toEqual([...Array.from({ length: MAX_REBUILD_STARTS - 1 }, () => [...loop, 'RebuildDone']).flat(), ...loop, 'RecordContentFailure']);
+    expect(s.world.jobsStarted).toHaveLength(MAX_REBUILD_STARTS);
+    expect(doc.startRebuild).toMatchObject({ starts: MAX_REBUILD_STARTS });
+    const cause = 'RebuildFailedError: the rebuild of dbid 6 of content 0 failed: the rebuild process is gone (host restarted)';
+    expect(doc.recordContentFailure).toEqual({ content: 0, dbid: 6, failed: true, cause });
+    expect(s.world.calls.at(-1)).toBe(`cancel-job ${s.world.jobsStarted.at(-1)!.id}`);
+    expect((await s.history()).at(-1)).toBe(`FTS: gprecoverseg of dbid 6 with contentid 0 failed: ${cause}`);
+    expect(await s.load()).toMatchObject({ pendingOperations: [] });
+    expect(await s.rowState(6)).toBe('m/d/n');
+  });
+
+  test('a lost process started again that then succeeds: the mirror is marked recovered', async () => {
+    const s = await setup(mirrorDown(0));
+    s.world.scriptedJobs.push({ state: 'failed', message: 'process lost' });
+    const outer = await s.planned();
+    const { doc, visited } = await s.iterate(outer, outer.plan.recoveries[0]);
+    expect(visited).toEqual(['StartRebuild', 'WaitForRebuild', 'PollRebuild', 'RebuildDone', 'StartRebuild', 'WaitForRebuild', 'PollRebuild', 'RebuildDone', 'MarkRecovered']);
+    expect(doc.startRebuild).toMatchObject({ starts: 2 });
+    expect(await s.rowState(6)).toBe('m/u/n');
+  });
+
+  test('pg_rewind cannot work: RebuildFailedError that says to run a full recovery, no restart', async () => {
+    const { doc, step } = await started({ state: 'failed', exitCode: 12, incrementalImpossible: 'wal-missing', message: 'could not find previous WAL record' });
+    const error = await step('poll-rebuild', doc).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RebuildFailedError);
+    expect((error as Error).message).toBe('pg_rewind cannot rebuild dbid 6 of content 0 incrementally (wal-missing); run a full recovery (gprecoverseg -F, mode "full")');
+  });
+
+  test('the full copy refuses to empty the directory: RebuildFailedError "refusing the full copy"', async () => {
+    const { doc, step } = await started({ state: 'failed', exitCode: 11, wipeRefused: true, message: 'refusing to wipe /data/mirror/gpseg0: it is not a data directory of content 0' });
+    const error = await step('poll-rebuild', doc).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RebuildFailedError);
+    expect((error as Error).message).toBe("refusing the full copy into dbid 6's data directory: refusing to wipe /data/mirror/gpseg0: it is not a data directory of content 0; nothing was deleted");
+  });
+
+  test('a rebuild that failed with an exit code is not started again', async () => {
+    const s = await setup(mirrorDown(0));
+    s.world.instance(6).systemIdentifier = '42'; // the directory holds another database system
+    const outer = await s.planned();
+    const { doc, visited } = await s.iterate(outer, outer.plan.recoveries[0]);
+    expect(visited).toEqual(['StartRebuild', 'WaitForRebuild', 'PollRebuild', 'RecordContentFailure']);
+    expect(doc.recordContentFailure).toMatchObject({ cause: 'RebuildFailedError: the rebuild of dbid 6 of content 0 failed (exit 1): pg_rewind: source and target clusters are from different systems' });
+  });
+});
+
+describe('mark-recovered', () => {
+  /** Plans content 0 and rebuilds it (the fake's job is over at once). */
+  async function rebuilt() {
+    const s = await setup(mirrorDown(0, 3));
+    const outer = await s.planned();
+    const doc = s.iterationDoc(outer, outer.plan.recoveries[0]);
+    doc.startRebuild = await s.step('start-rebuild', doc);
+    doc.pollRebuild = await s.step('poll-rebuild', doc);
+    return { ...s, doc };
+  }
+
+  test('m/d/n -> m/u/n with a history row, the cluster status recomputed, the hold released, a fence owed to it cleared', async () => {
+    const { doc, step, write, load, history } = await rebuilt();
+    // A fence owed to dbid 6, and a stale cluster status: both are what the step must put right.
+    await write({ rows: [], history: [], status: 'up', setFences: [{ dbid: 6, content: 0, newPrimaryDbid: 2, since: NOW.toISOString(), reason: 'test' }] });
+    const version = (await load()).version;
+    expect(await step('mark-recovered', doc)).toEqual({ content: 0, dbid: 6, recovered: true, method: 'rewind', receiver: 'streaming', version: version + 1 });
+    const snapshot = await load();
+    expect(snapshot.segments.find((r) => r.dbid === 6)).toMatchObject({ role: 'm', status: 'u', mode: 'n' });
+    expect(snapshot.status).toBe('degraded'); // content 3's mirror is still down, content 0 is not in sync yet
+    expect(snapshot.pendingFences).toEqual([]);
+    expect(snapshot.pendingOperations).toEqual([hold(3, EXEC)]);
+    expect((await history()).at(-1)).toBe('FTS: update role, status, and mode for dbid 6 with contentid 0 to m, u, and n: gprecoverseg rebuilt it (rewind); it streams from dbid 2');
+  });
+
+  test('refuses an instance that is not a standby: RebuildFailedError, the row stays down and held', async () => {
+    const { doc, step, world, load } = await rebuilt();
+    world.instance(6).inRecovery = false;
+    const before = await load();
+    const error = await step('mark-recovered', doc).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RebuildFailedError);
+    expect((error as Error).message).toBe('dbid 6 answers but is not a standby after its rebuild; leaving it down');
+    expect(await load()).toEqual(before);
+  });
+
+  test('is idempotent: run again, it writes nothing', async () => {
+    const { doc, step, load, history } = await rebuilt();
+    const first = await step('mark-recovered', doc);
+    const after = await load();
+    const rows = (await history()).length;
+    expect(await step('mark-recovered', doc)).toEqual({ ...first, version: undefined });
+    expect(await load()).toEqual(after);
+    expect(await history()).toHaveLength(rows);
+  });
+
+  // BUG (lambdas/service/rebuild-steps.ts, mark-recovered, ~line 144-147): unlike
+  // start-rebuild, it does not check the hold; when the content is no longer held by this
+  // execution and the row is still down, it writes m/u/n anyway, on a content another
+  // execution now holds (and may be rebuilding).
+  test.failing('does not touch a content another execution holds now', async () => {
+    const { doc, step, write, load, setClock } = await rebuilt();
+    setClock(new Date(Date.parse(HOLD_UNTIL) + 1000));
+    await write({ rows: [], history: [], setOperations: [hold(0, OTHER, { expiresAt: iso(Date.parse(HOLD_UNTIL) + 3_600_000) })] });
+    const before = await load();
+    await expect(step('mark-recovered', doc)).rejects.toThrow(ContentBusyError);
+    expect(await load()).toEqual(before);
+  });
+});
+
+describe('record-content-failure', () => {
+  test('writes a history row with the cause, cancels the job and releases the hold', async () => {
+    const s = await setup(mirrorDown(0, 3));
+    s.world.scriptedJobs.push({ state: 'running' });
+    const outer = await s.planned();
+    const doc = s.iterationDoc(outer, outer.plan.recoveries[0]);
+    doc.startRebuild = await s.step('start-rebuild', doc);
+    doc.error = { Error: 'States.Timeout', Cause: 'the step timed out' }; // a plain-text cause
+    expect(await s.step('record-content-failure', doc)).toEqual({ content: 0, dbid: 6, failed: true, cause: 'States.Timeout: the step timed out' });
+    expect(s.world.calls.at(-1)).toBe('cancel-job job-1-dbid-6');
+    expect((await s.history()).at(-1)).toBe('FTS: gprecoverseg of dbid 6 with contentid 0 failed: States.Timeout: the step timed out');
+    expect((await s.load()).pendingOperations).toEqual([hold(3, EXEC)]);
+    expect(s.errors).toEqual(['gprecoverseg: content 0 not rebuilt']);
+  });
+
+  test("never releases another execution's hold", async () => {
+    const s = await setup(mirrorDown(0));
+    const outer = await s.planned();
+    const doc = { ...s.iterationDoc(outer, outer.plan.recoveries[0]), error: lambdaError(new RebuildFailedError('late')) };
+    s.setClock(new Date(Date.parse(HOLD_UNTIL) + 1000));
+    const theirs = hold(0, OTHER, { expiresAt: iso(Date.parse(HOLD_UNTIL) + 3_600_000) });
+    await s.write({ rows: [], history: [], setOperations: [theirs] });
+    expect(await s.step('record-content-failure', doc)).toMatchObject({ failed: true, cause: 'RebuildFailedError: late' });
+    expect((await s.load()).pendingOperations).toEqual([theirs]);
+    expect((await s.history()).at(-1)).toBe('FTS: gprecoverseg of dbid 6 with contentid 0 failed: RebuildFailedError: late');
+  });
+});
+
+describe('summarize', () => {
+  const done = (content: number, dbid: number) => ({ markRecovered: { content, dbid, recovered: true } });
+  const failed = (content: number, dbid: number, cause: string) => ({ recordContentFailure: { content, dbid, failed: true, cause } });
+
+  test('complete only when nothing failed and nothing was skipped', async () => {
+    const { step } = await setup();
+    const doc = { clusterId: CLUSTER, plan: { recoveries: [], skipped: [], warnings: [] }, results: [done(0, 6), done(3, 9)] };
+    expect(await step('summarize', doc)).toEqual({
+      complete: true, done: [{ content: 0, dbid: 6 }, { content: 3, dbid: 9 }], failed: [], skipped: [], warnings: [], message: '2 content(s) recovered (0, 3)',
+    });
+    const skipped = [{ content: 1, reason: 'double fault' }];
+    expect(await step('summarize', { ...doc, plan: { ...doc.plan, skipped } })).toMatchObject({ complete: false, skipped });
+    expect(await step('summarize', { ...doc, results: [done(0, 6), failed(3, 9, 'RebuildFailedError: x')] })).toMatchObject({ complete: false, failed: [{ content: 3, dbid: 9, reason: 'RebuildFailedError: x' }] });
+    expect(await step('summarize', { ...doc, error: { Error: 'States.TaskFailed', Cause: 'the Map failed' } })).toMatchObject({ complete: false });
+  });
+
+  test('its message lists every content: done, failed and why, left alone and why, and a stopped run', async () => {
+    const { step } = await setup();
+    const doc = {
+      clusterId: CLUSTER,
+      plan: { recoveries: [], skipped: [{ content: 1, reason: 'no source' }, { content: 2, reason: 'held' }], warnings: ['line 1: w'] },
+      results: [done(0, 6), failed(3, 9, 'RebuildFailedError: boom')],
+      error: lambdaError(new Error('Map iteration 5 lost')),
+    };
+    expect(await step('summarize', doc)).toMatchObject({
+      complete: false,
+      warnings: ['line 1: w'],
+      message: '1 content(s) recovered (0); content 3 failed: RebuildFailedError: boom; content 1 left alone: no source; content 2 left alone: held; the run stopped: Error: Map iteration 5 lost',
+    });
+  });
+
+  test('releases the holds this execution still has, and only those', async () => {
+    const { step, load } = await setup(mirrorDown(0, 1, 3), async (w) => void (await w({ rows: [], history: [], setOperations: [hold(0, EXEC), hold(1, OTHER), hold(3, EXEC)] })));
+    await step('summarize', { clusterId: CLUSTER, plan: { skipped: [] }, error: { Error: 'States.TaskFailed', Cause: 'x' } });
+    expect(await load()).toMatchObject({ version: 3, pendingOperations: [hold(1, OTHER)] });
+    await step('summarize', { clusterId: CLUSTER, plan: { skipped: [] } });
+    expect((await load()).version).toBe(3); // nothing left: nothing written
+  });
+
+  test('a document without clusterId is refused', async () => {
+    const { step } = await setup();
+    await expect(step('summarize', {})).rejects.toThrow(ValidationError);
+  });
+});
+
+describe('a whole run on the fakes', () => {
+  test('rebuilds what it can, records what failed, leaves a double fault alone, releases everything, in milliseconds', async () => {
+    const s = await setup((rows) => bothDown(1)(mirrorDown(0, 2)(rows)));
+    s.world.instance(8).systemIdentifier = '42'; // content 2's mirror directory holds another system: pg_rewind fails
+    const started = performance.now();
+    const { status, doc } = await s.execute({});
+    const elapsed = performance.now() - started;
+    expect(status).toBe('RecoveryIncomplete');
+    expect((doc.summarize as { message: string }).message).toBe(
+      '1 content(s) recovered (0); ' +
+        'content 2 failed: RebuildFailedError: the rebuild of dbid 8 of content 2 failed (exit 1): pg_rewind: source and target clusters are from different systems; ' +
+        'content 1 left alone: acting primary dbid 3 is down as well as mirror dbid 7 (double fault): no source to recover from',
+    );
+    const snapshot = await s.load();
+    expect(snapshot.segments.filter((r) => r.role === 'm').map((r) => [r.dbid, `${r.status}/${r.mode}`])).toEqual([[6, 'u/n'], [7, 'd/n'], [8, 'd/n'], [9, 'u/s']]);
+    expect(snapshot).toMatchObject({ status: 'unavailable', pendingOperations: [], pendingFences: [] });
+    expect(s.world.instance(6)).toMatchObject({ running: true, inRecovery: true, upstreamDbid: 2 });
+    expect(elapsed).toBeLessThan(1000);
+  });
+
+  test('a request the catalog refuses ends in InvalidInput with nothing written', async () => {
+    const s = await setup(mirrorDown(0));
+    expect((await s.execute({ contents: [99] })).status).toBe('InvalidInput');
+    expect((await s.load()).version).toBe(1);
+  });
+});
