@@ -80,7 +80,7 @@ async function plan(deps: WorkflowDeps, doc: unknown, execution: string): Promis
       await deps.catalog.apply(input.clusterId, snapshot.version, {
         rows: [],
         history: switches.map((s) => ({ time: now.toISOString(), dbid: s.mirrorDbid, description: `FTS: gprecoverseg -r (${execution}) holds content ${s.content} to switch dbid ${s.mirrorDbid} back to primary${s.replayLagBytes !== undefined ? ` (replay lag ${s.replayLagBytes} bytes)` : ''}` })),
-        setOperations: switches.map((s) => holdOf('rebalance', s.content, execution, now, REBALANCE_SPEC.executionTimeoutSeconds)),
+        setOperations: switches.map((s) => holdOf('rebalance', s.content, execution, now)),
       });
       return result;
     } catch (e) {
@@ -174,7 +174,7 @@ async function switchOver(deps: WorkflowDeps, doc: unknown, execution: string): 
 const TABLE: StepTable<WorkflowDeps> = {
   plan,
   'switch-over': switchOver,
-  ...rebuildSteps('gprecoverseg -r'),
+  ...rebuildSteps('gprecoverseg -r', 'rebalance'),
   summarize: async (deps, doc, execution) => {
     const d = doc as { plan?: PlanResult };
     return summarize(deps, doc, execution, { verb: 'switched back to their preferred roles', skipped: d.plan?.skipped ?? [] });

@@ -56,6 +56,15 @@ const rowOf = (snapshot: ClusterSnapshot, dbid: number, content: number): Segmen
   return row;
 };
 
+/**
+ * Seconds a hold lasts unless renewed. Every step that works on a held content renews
+ * every hold of its execution once half of this has passed, so contents waiting in the
+ * Map's queue stay held while others are copied. An execution that was stopped (or a
+ * local `ftsctl` that was killed) renews nothing: its holds lapse within this, and the
+ * prober takes its contents back.
+ */
+export const HOLD_TTL_SECONDS = 600;
+
 /** Throws ContentBusyError unless `execution` still holds `content`. */
 export function checkHeld(snapshot: ClusterSnapshot, content: number, execution: string, now: Date): PendingOperation {
   const operation = liveOperation(snapshot, content, now);
@@ -65,16 +74,35 @@ export function checkHeld(snapshot: ClusterSnapshot, content: number, execution:
   return operation;
 }
 
-/** The hold an execution takes on a content, lapsing with the execution's timeout. */
-export function holdOf(kind: OperationKind, content: number, execution: string, now: Date, timeoutSeconds: number): PendingOperation {
-  return { content, kind, execution, since: now.toISOString(), expiresAt: new Date(now.getTime() + timeoutSeconds * 1000).toISOString() };
+/** The hold an execution takes on a content, lapsing after {@link HOLD_TTL_SECONDS} unless renewed. */
+export function holdOf(kind: OperationKind, content: number, execution: string, now: Date): PendingOperation {
+  return { content, kind, execution, since: now.toISOString(), expiresAt: new Date(now.getTime() + HOLD_TTL_SECONDS * 1000).toISOString() };
+}
+
+/**
+ * Renews the holds of `execution` that have less than half their time left, and takes
+ * `content` again if its hold lapsed while nobody else took it. ContentBusyError when
+ * another execution (or a promotion) holds `content` now: this one must stop touching it.
+ */
+export async function renewHolds(deps: WorkflowDeps, clusterId: string, execution: string, content: number, kind: OperationKind): Promise<void> {
+  await applyFresh(deps.catalog, clusterId, (s) => {
+    const now = deps.now();
+    const other = liveOperation(s, content, now);
+    if (other && other.execution !== execution) checkHeld(s, content, execution, now);
+    if (s.pendingPromotions.some((p) => p.content === content)) throw new ContentBusyError(`content ${content} has a pending promotion: execution ${execution} no longer holds it`);
+    const stale = (op: PendingOperation) => Date.parse(op.expiresAt) - now.getTime() < (HOLD_TTL_SECONDS * 1000) / 2;
+    const renew = s.pendingOperations.filter((op) => op.execution === execution && (liveOperation(s, op.content, now) ? stale(op) : op.content === content));
+    if (!renew.some((op) => op.content === content) && !other) renew.push({ ...holdOf(kind, content, execution, now), since: now.toISOString() });
+    if (!renew.length) return null;
+    return { rows: [], history: [], setOperations: renew.map((op) => ({ ...op, expiresAt: new Date(now.getTime() + HOLD_TTL_SECONDS * 1000).toISOString() })) };
+  });
 }
 
 /**
  * The steps shared by RecoverSegments and Rebalance; `label` names the workflow in
  * history rows (`gprecoverseg`, `gprecoverseg -r`).
  */
-export function rebuildSteps(label: string) {
+export function rebuildSteps(label: string, kind: OperationKind) {
   return {
     /**
      * Stops anything of this instance still running where it is rebuilt (and at its old
@@ -83,6 +111,7 @@ export function rebuildSteps(label: string) {
     'start-rebuild': async (deps: WorkflowDeps, doc: unknown, execution: string): Promise<Record<string, unknown>> => {
       const it = iteration(doc);
       const { item } = it;
+      await renewHolds(deps, it.clusterId, execution, item.content, kind);
       const snapshot = await deps.catalog.load(it.clusterId);
       checkHeld(snapshot, item.content, execution, deps.now());
       const row = rowOf(snapshot, item.dbid, item.content);
@@ -112,10 +141,12 @@ export function rebuildSteps(label: string) {
     },
 
     /** Looks at the rebuild once: running, succeeded, lost (start again), or failed (RebuildFailedError). */
-    'poll-rebuild': async (deps: WorkflowDeps, doc: unknown): Promise<Record<string, unknown>> => {
+    'poll-rebuild': async (deps: WorkflowDeps, doc: unknown, execution: string): Promise<Record<string, unknown>> => {
       const it = iteration(doc);
       const job = it.startRebuild?.job as HostJob | null | undefined;
       if (!job) return { state: 'succeeded' };
+      // Still ours (a lost hold ends here, and the catch cancels the copy), and the other holds of the run stay alive.
+      await renewHolds(deps, it.clusterId, execution, it.item.content, kind);
       const status = await deps.host.jobStatus(job);
       const fields = { content: it.item.content, dbid: it.item.dbid, ...(status.progress ?? {}) };
       if (status.state === 'running') {

@@ -64,7 +64,7 @@ async function plan(deps: WorkflowDeps, doc: unknown, execution: string): Promis
         ...(relocation?.history ?? []),
         ...planned.recoveries.map((r) => ({ time: now.toISOString(), dbid: r.failedDbid, description: `FTS: gprecoverseg (${execution}) holds content ${r.content} to rebuild dbid ${r.failedDbid} from dbid ${r.actingPrimaryDbid} by ${r.method}` })),
       ],
-      setOperations: planned.recoveries.map((r) => holdOf('recovery', r.content, execution, now, RECOVER_SEGMENTS_SPEC.executionTimeoutSeconds)),
+      setOperations: planned.recoveries.map((r) => holdOf('recovery', r.content, execution, now)),
     };
     try {
       await deps.catalog.apply(input.clusterId, snapshot.version, change);
@@ -79,7 +79,7 @@ async function plan(deps: WorkflowDeps, doc: unknown, execution: string): Promis
 
 const TABLE: StepTable<WorkflowDeps> = {
   plan,
-  ...rebuildSteps('gprecoverseg'),
+  ...rebuildSteps('gprecoverseg', 'recovery'),
   summarize: async (deps, doc, execution) => {
     const d = doc as { plan?: PlanResult };
     return summarize(deps, doc, execution, { verb: 'recovered', skipped: d.plan?.skipped ?? [], warnings: d.plan?.warnings });

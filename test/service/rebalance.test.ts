@@ -385,8 +385,8 @@ describe('switch-over', () => {
     expect(await s.load()).toEqual(flipped);
   });
 
-  // QUESTIONABLE (lambdas/service/rebalance.ts, switchOver, the `alreadyFlipped` branch, ~line
-  // 504-509): a run that died between the flip and writeMirrorConfig leaves the old primary
+  // QUESTIONABLE (lambdas/service/rebalance.ts, switchOver, the `alreadyFlipped` branch, lines
+  // 113-118): a run that died between the flip and writeMirrorConfig leaves the old primary
   // with no standby config ("until its standby config is written, a restart of the old
   // primary would be writable"); the re-run promotes the mirror without writing it or
   // fencing the old primary, and the prober does not carry out fences of a held content.
@@ -401,7 +401,7 @@ describe('switch-over', () => {
     expect(calls[0]).toMatch(/^(write-mirror-config 6 -> 2|fence 6)$/);
   });
 
-  // BUG (lambdas/service/rebalance.ts, switchOver, ~line 546): the flip is written with the
+  // BUG (lambdas/service/rebalance.ts, switchOver, line 155): the flip is written with the
   // version the step read before it stopped the primary, with no re-read. Any catalog write
   // in between (the other switchovers of the same Map, `parallel` at once by default; the
   // prober, on any other content) makes it throw CatalogConflictError after the stop: the
@@ -433,7 +433,7 @@ describe('switch-over', () => {
     expect(s.world.instance(primary.dbid)).toMatchObject({ running: true, inRecovery: false });
   });
 
-  // QUESTIONABLE (lambdas/service/rebalance.ts, restore, ~line 529-531): when the old primary
+  // QUESTIONABLE (lambdas/service/rebalance.ts, restore, lines 138-141): when the old primary
   // cannot be started again, the error still says it "was started again as the acting
   // primary: nothing changed".
   test.failing('an abort whose restart of the old primary fails does not claim it was started again', async () => {

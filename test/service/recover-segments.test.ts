@@ -277,7 +277,7 @@ describe('plan', () => {
     expect((await load()).pendingOperations).toEqual([hold(0, EXEC), hold(3, EXEC)]);
   });
 
-  // BUG (lambdas/service/recover-segments.ts, plan, ~line 41-52): the re-plan sees the row
+  // BUG (lambdas/service/recover-segments.ts, plan, line 42 and the comment at line 71): the re-plan sees the row
   // already at the spare host, so planRecovery finds it not moved and the item loses
   // `previous`: start-rebuild of the re-run no longer fences anything left at the old place.
   test.failing('a re-run of the same execution with -p re-plans the same (the old place is still named)', async () => {
@@ -513,7 +513,7 @@ describe('mark-recovered', () => {
     expect(await history()).toHaveLength(rows);
   });
 
-  // BUG (lambdas/service/rebuild-steps.ts, mark-recovered, ~line 144-147): unlike
+  // BUG (lambdas/service/rebuild-steps.ts, mark-recovered, lines 153-154): unlike
   // start-rebuild, it does not check the hold; when the content is no longer held by this
   // execution and the row is still down, it writes m/u/n anyway, on a content another
   // execution now holds (and may be rebuilding).
