@@ -15,7 +15,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { PROMOTE_MIRROR_SERVICE_NAME } from './promote-mirror-workflow';
+import { PROMOTE_MIRROR_SPEC } from '../lambdas/workflows/promote-mirror';
 import { METRICS_NAMESPACE, PROBER_SERVICE_NAME, validateClusterId, validateInteger } from './prober';
 
 /** Metrics of the prober that mean "a person must look", alarmed on Sum >= 1 in a minute. */
@@ -114,7 +114,7 @@ export class FtsAlarms extends Construct {
     const metric = (service: string, metricName: string, statistic = cloudwatch.Stats.SUM, period = Duration.minutes(1)): cloudwatch.Metric =>
       new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName, dimensionsMap: { ClusterId: props.clusterId, service }, statistic, period });
     const prober = (name: string, statistic?: string) => metric(PROBER_SERVICE_NAME, name, statistic);
-    const promotion = (name: string) => metric(PROMOTE_MIRROR_SERVICE_NAME, name);
+    const promotion = (name: string) => metric(PROMOTE_MIRROR_SPEC.serviceName, name);
 
     const action = new actions.SnsAction(this.topic);
     const alarms: Record<string, cloudwatch.Alarm> = {};

@@ -10,6 +10,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
 import { FtsAlarms } from './alarms';
 import { CatalogTables } from './catalog-tables';
+import { parseServiceManager, PG_DISTROS, pgBinFor, type PgDistro } from '../lambdas/adapters/aws/shell';
 import { WORKFLOW_SPECS } from '../lambdas/workflows';
 import { StepWorkflow } from './step-workflow';
 import { Prober, validateClusterId, type HandlerSource } from './prober';
@@ -18,6 +19,65 @@ import { Prober, validateClusterId, type HandlerSource } from './prober';
 export interface PortRange {
   readonly from: number;
   readonly to: number;
+}
+
+/**
+ * How the segment hosts run PostgreSQL: what the host scripts (fence, stop, start,
+ * rebuild, sent through SSM) use. Set once per cluster; every FTS function gets it as
+ * FTS_PG_OS_USER, FTS_PG_BIN and FTS_PG_SERVICE_MANAGER.
+ */
+export interface SegmentHostsProps {
+  /**
+   * OS user that owns PostgreSQL on the hosts.
+   * @default gpadmin
+   */
+  readonly osUser?: string;
+  /**
+   * Directory of `pg_ctl`, `pg_rewind`, `pg_basebackup`, `psql`, when the packages put them
+   * elsewhere than `pgDistro`/`pgMajor` say. Not with `pgDistro`.
+   * @default from pgDistro and pgMajor, else /usr/lib/postgresql/15/bin
+   */
+  readonly pgBin?: string;
+  /** The hosts' distribution, for its packages' bin directory (`debian`, `ubuntu`, `amazon-linux-2023`, `pgdg-rhel`); needs `pgMajor`. */
+  readonly pgDistro?: PgDistro;
+  /** PostgreSQL major version on the hosts, with `pgDistro`. */
+  readonly pgMajor?: number;
+  /**
+   * `pg_ctl`, or `systemd:<unit template>[,instance=gpseg|basename|path]` (e.g.
+   * `systemd:postgresql@15-%i.service`), so an instance started or recovered through SSM
+   * is still managed by systemd after a reboot.
+   * @default pg_ctl
+   */
+  readonly serviceManager?: string;
+}
+
+/** The environment variables of {@link SegmentHostsProps}; throws an Error naming what is wrong. */
+export function segmentHostsEnvironment(hosts: SegmentHostsProps | undefined): Record<string, string> {
+  if (!hosts) return {};
+  const env: Record<string, string> = {};
+  if (hosts.osUser !== undefined) {
+    if (!/^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/.test(hosts.osUser)) throw new Error(`FtsStack: segmentHosts.osUser must be a user name, got ${JSON.stringify(hosts.osUser)}`);
+    env.FTS_PG_OS_USER = hosts.osUser;
+  }
+  if (hosts.pgBin !== undefined && hosts.pgDistro !== undefined) throw new Error('FtsStack: segmentHosts.pgBin and segmentHosts.pgDistro exclude each other');
+  if (hosts.pgBin !== undefined) {
+    if (!/^\/[A-Za-z0-9_./-]*$/.test(hosts.pgBin) || hosts.pgBin.includes('..')) throw new Error(`FtsStack: segmentHosts.pgBin must be an absolute directory, got ${JSON.stringify(hosts.pgBin)}`);
+    env.FTS_PG_BIN = hosts.pgBin;
+  }
+  if (hosts.pgDistro !== undefined || hosts.pgMajor !== undefined) {
+    if (hosts.pgDistro === undefined || hosts.pgMajor === undefined) throw new Error('FtsStack: segmentHosts.pgDistro and segmentHosts.pgMajor go together');
+    if (!PG_DISTROS.includes(hosts.pgDistro)) throw new Error(`FtsStack: segmentHosts.pgDistro must be one of ${PG_DISTROS.join(', ')}, got ${JSON.stringify(hosts.pgDistro)}`);
+    env.FTS_PG_BIN = pgBinFor(hosts.pgDistro, hosts.pgMajor);
+  }
+  if (hosts.serviceManager !== undefined) {
+    try {
+      parseServiceManager(hosts.serviceManager);
+    } catch (e) {
+      throw new Error(`FtsStack: segmentHosts.serviceManager: ${(e as Error).message}`);
+    }
+    env.FTS_PG_SERVICE_MANAGER = hosts.serviceManager;
+  }
+  return env;
 }
 
 /** Props of {@link FtsStack}. */
@@ -64,6 +124,11 @@ export interface FtsStackProps extends StackProps {
    * @default the real handlers under lambdas/handlers/
    */
   readonly handlers?: { readonly prober?: HandlerSource; readonly promoteMirror?: HandlerSource; readonly recoverSegments?: HandlerSource; readonly rebalance?: HandlerSource };
+  /**
+   * How the segment hosts run PostgreSQL (OS user, bin directory, pg_ctl or systemd).
+   * @default gpadmin, /usr/lib/postgresql/15/bin, pg_ctl
+   */
+  readonly segmentHosts?: SegmentHostsProps;
 }
 
 const VPC_ID = /^vpc-[0-9a-f]{8,17}$/;
@@ -106,6 +171,7 @@ export function validateFtsStackProps(props: FtsStackProps): void {
       throw new Error(`FtsStack: segmentPorts must be integers with 1 <= from <= to <= 65535, got ${JSON.stringify(props.segmentPorts)}`);
     }
   }
+  segmentHostsEnvironment(props.segmentHosts);
 }
 
 /** The FTS control plane of one cluster. */
@@ -151,8 +217,9 @@ export class FtsStack extends Stack {
     const pgSecret = props.pgSecretArn ? secretsmanager.Secret.fromSecretCompleteArn(this, 'PgSecret', props.pgSecretArn) : undefined;
 
     this.tables = new CatalogTables(this, 'Catalog', { removalPolicy: props.tableRemovalPolicy });
+    const environment = segmentHostsEnvironment(props.segmentHosts);
     const workflow = (kind: keyof typeof WORKFLOW_SPECS, source: HandlerSource | undefined): StepWorkflow =>
-      new StepWorkflow(this, kind, { spec: WORKFLOW_SPECS[kind], clusterId: props.clusterId, tables: this.tables, pgSecret, vpc, vpcSubnets, securityGroups, ...source });
+      new StepWorkflow(this, kind, { spec: WORKFLOW_SPECS[kind], clusterId: props.clusterId, tables: this.tables, pgSecret, vpc, vpcSubnets, securityGroups, environment, ...source });
     this.promoteMirror = workflow('PromoteMirror', props.handlers?.promoteMirror);
     this.recoverSegments = workflow('RecoverSegments', props.handlers?.recoverSegments);
     this.rebalance = workflow('Rebalance', props.handlers?.rebalance);
@@ -164,6 +231,7 @@ export class FtsStack extends Stack {
       vpc,
       vpcSubnets,
       securityGroups,
+      environment,
       ...props.handlers?.prober,
     });
     this.alarms = new FtsAlarms(this, 'Alarms', {
@@ -197,7 +265,26 @@ export const FTS_CONTEXT_KEYS = [
   'pgSecretArn',
   'segmentPorts',
   'notificationEmails',
+  'pgOsUser',
+  'pgBin',
+  'pgDistro',
+  'pgMajor',
+  'pgServiceManager',
 ] as const;
+
+/** `segmentHosts` from the context keys pgOsUser, pgBin, pgDistro, pgMajor, pgServiceManager (absent when none is set). */
+function segmentHostsFromContext(optional: (key: string) => string | undefined): { segmentHosts?: SegmentHostsProps } {
+  const major = optional('pgMajor');
+  if (major !== undefined && !/^\d+$/.test(major)) throw new Error(`context "pgMajor" must be a PostgreSQL major version such as 15, got ${JSON.stringify(major)}`);
+  const hosts: SegmentHostsProps = {
+    ...(optional('pgOsUser') !== undefined ? { osUser: optional('pgOsUser') } : {}),
+    ...(optional('pgBin') !== undefined ? { pgBin: optional('pgBin') } : {}),
+    ...(optional('pgDistro') !== undefined ? { pgDistro: optional('pgDistro') as PgDistro } : {}),
+    ...(major !== undefined ? { pgMajor: Number(major) } : {}),
+    ...(optional('pgServiceManager') !== undefined ? { serviceManager: optional('pgServiceManager') } : {}),
+  };
+  return Object.keys(hosts).length ? { segmentHosts: hosts } : {};
+}
 
 /** A context list: a JSON array (cdk.json) or a comma-separated string (`-c key=a,b`). */
 function contextList(key: string, value: unknown): string[] | undefined {
@@ -259,6 +346,7 @@ export function ftsStackPropsFromContext(getContext: (key: string) => unknown, e
     pgSecretArn: optional('pgSecretArn'),
     segmentPorts,
     notificationEmails: contextList('notificationEmails', getContext('notificationEmails')),
+    ...segmentHostsFromContext(optional),
     ...extra,
   };
   validateFtsStackProps(props);

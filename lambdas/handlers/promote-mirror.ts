@@ -1,6 +1,6 @@
 /**
  * The PromoteMirror step function: every Task state of the workflow invokes it with
- * `{"step": ..., "input": <state document>}` (lib/promote-mirror-workflow.ts).
+ * `{"step", "input": <state document>, "execution": <execution name>}` (lambdas/workflows/promote-mirror.ts).
  */
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { powertoolsTelemetry } from '../adapters/aws/powertools-telemetry';

@@ -11,7 +11,8 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { FtsStack, ftsStackPropsFromContext, type FtsStackProps } from '../../lib/fts-stack';
 import { CatalogTables } from '../../lib/catalog-tables';
 import { Prober } from '../../lib/prober';
-import { PromoteMirrorWorkflow } from '../../lib/promote-mirror-workflow';
+import { StepWorkflow } from '../../lib/step-workflow';
+import { WORKFLOW_SPECS } from '../../lambdas/workflows';
 import { EXAMPLE_FTS_CONTEXT } from '../../lib/local-definition';
 
 
@@ -247,6 +248,65 @@ describe('PromoteMirror workflow', () => {
   });
 });
 
+describe('operator workflows (RecoverSegments, Rebalance)', () => {
+  const operator = [
+    ['RecoverSegments', stack.recoverSegments, 'fts-recover-segments'],
+    ['Rebalance', stack.rebalance, 'fts-rebalance'],
+  ] as const;
+
+  test.each(operator)('%s: a Standard state machine with its own step function, invoked only by it, output and alarm', (kind, workflow, service) => {
+    const fn = id(workflow.function);
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Runtime: 'nodejs22.x',
+      Timeout: 120,
+      Environment: { Variables: Match.objectLike({ FTS_CLUSTER_ID: 'prod-1', POWERTOOLS_SERVICE_NAME: service }) },
+    });
+    const role = id(workflow.stateMachine.role as never);
+    const invoke = statementsOf(role).filter((st) => actionsOf(st).includes('lambda:InvokeFunction'));
+    expect(invoke).toHaveLength(1);
+    for (const r of resourcesOf(invoke[0])) expect(JSON.stringify(r)).toContain(fn);
+    const machine = template.findResources('AWS::StepFunctions::StateMachine')[id(workflow.stateMachine)] as { Properties: { DefinitionString: unknown } };
+    expect(JSON.stringify(machine.Properties.DefinitionString)).toContain('"Type\\":\\"Map\\"');
+    template.hasOutput(`${kind}StateMachineArn`, { Value: { Ref: id(workflow.stateMachine) } });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'ExecutionsFailed', Dimensions: [{ Name: 'StateMachineArn', Value: { Ref: id(workflow.stateMachine) } }] });
+    // Operators start these; the step functions start nothing.
+    expect(statementsOf(id(workflow.function.role as never)).flatMap(actionsOf)).not.toContain('states:StartExecution');
+  });
+
+  test('the prober may start PromoteMirror only, not the operator workflows', () => {
+    const starts = statementsOf(proberRole).filter((st) => actionsOf(st).includes('states:StartExecution'));
+    expect(starts.flatMap(resourcesOf)).toEqual([{ Ref: stateMachine }]);
+  });
+});
+
+describe('segment hosts (how the hosts run PostgreSQL)', () => {
+  test('every function gets the OS user, the bin directory of the distribution and the service manager', () => {
+    const { stack: s, template: t } = build({ segmentHosts: { osUser: 'postgres', pgDistro: 'debian', pgMajor: 16, serviceManager: 'systemd:postgresql@16-%i.service' } });
+    for (const fn of [s.prober.function, s.promoteMirror.function, s.recoverSegments.function, s.rebalance.function]) {
+      const resource = t.findResources('AWS::Lambda::Function')[s.getLogicalId(fn.node.defaultChild as never)] as { Properties: { Environment: { Variables: Record<string, unknown> } } };
+      expect(resource.Properties.Environment.Variables).toMatchObject({ FTS_PG_OS_USER: 'postgres', FTS_PG_BIN: '/usr/lib/postgresql/16/bin', FTS_PG_SERVICE_MANAGER: 'systemd:postgresql@16-%i.service' });
+    }
+  });
+
+  test('from context keys', () => {
+    const ctx = (values: Record<string, unknown>) => (key: string) => values[key];
+    expect(ftsStackPropsFromContext(ctx({ ...EXAMPLE_FTS_CONTEXT, pgBin: '/usr/pgsql-15/bin', pgOsUser: 'gpadmin', pgServiceManager: 'pg_ctl' })).segmentHosts).toEqual({ pgBin: '/usr/pgsql-15/bin', osUser: 'gpadmin', serviceManager: 'pg_ctl' });
+    expect(ftsStackPropsFromContext(ctx({ ...EXAMPLE_FTS_CONTEXT })).segmentHosts).toBeUndefined();
+    expect(() => ftsStackPropsFromContext(ctx({ ...EXAMPLE_FTS_CONTEXT, pgDistro: 'debian', pgMajor: 'fifteen' }))).toThrow(/context "pgMajor" must be a PostgreSQL major version/);
+  });
+
+  test.each<[Partial<FtsStackProps>['segmentHosts'], RegExp]>([
+    [{ osUser: 'root; rm -rf /' }, /segmentHosts.osUser must be a user name/],
+    [{ pgBin: 'usr/bin' }, /segmentHosts.pgBin must be an absolute directory/],
+    [{ pgBin: '/usr/bin', pgDistro: 'debian', pgMajor: 15 }, /pgBin and segmentHosts.pgDistro exclude each other/],
+    [{ pgDistro: 'debian' }, /pgDistro and segmentHosts.pgMajor go together/],
+    [{ pgDistro: 'gentoo' as never, pgMajor: 15 }, /pgDistro must be one of/],
+    [{ serviceManager: 'upstart' }, /segmentHosts.serviceManager: /],
+  ])('%j is rejected', (segmentHosts, message) => {
+    expect(() => build({ segmentHosts })).toThrow(message);
+  });
+});
+
 describe('alarms', () => {
   const alarmOn = (metricName: string, service: string) =>
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
@@ -323,7 +383,9 @@ describe('props validation', () => {
     expect(
       () => new Prober(s, 'P2', { clusterId: 'x', tables, vpc, promoteStateMachine: s.promoteMirror.stateMachine, timeout: Duration.seconds(30) }),
     ).toThrow(/timeout \(30 s\) must be at least the scheduleRate plus 60 s/);
-    expect(() => new PromoteMirrorWorkflow(s, 'W', { clusterId: 'x', tables, vpc, memorySize: 64 })).toThrow(/memorySize/);
+    expect(() => new StepWorkflow(s, 'W', { spec: WORKFLOW_SPECS.PromoteMirror, clusterId: 'x', tables, vpc, memorySize: 64 })).toThrow(/PromoteMirrorWorkflow: memorySize/);
+    const broken = { ...WORKFLOW_SPECS.RecoverSegments, states: { ...WORKFLOW_SPECS.RecoverSegments.states, Summarize: { type: 'task' as const, step: 'summarize', next: 'Nowhere' } } };
+    expect(() => new StepWorkflow(s, 'W2', { spec: broken, clusterId: 'x', tables, vpc })).toThrow(/Summarize goes to Nowhere, not a state of the same level/);
   });
 
   test('context: missing keys are named, lists come as arrays or comma-separated strings', () => {

@@ -13,6 +13,7 @@ import type { CatalogChange, PendingOperation, SegmentRow } from '../../lambdas/
 import { DEFAULT_SETTINGS } from '../../lambdas/core/settings';
 import type { Telemetry } from '../../lambdas/ports/telemetry';
 import { runRebalanceStepEvent, SWITCHOVER_RECEIVE_TIMEOUT_MS } from '../../lambdas/service/rebalance';
+import { HOLD_TTL_SECONDS } from '../../lambdas/service/rebuild-steps';
 import type { WorkflowDeps } from '../../lambdas/service/steps';
 import { REBALANCE_SPEC } from '../../lambdas/workflows/rebalance';
 import { errorName, stepResultKey, type MapSpec, type StateSpec } from '../../lambdas/workflows/spec';
@@ -22,7 +23,8 @@ const CLUSTER = 'c1';
 const EXEC = 'rebalance-c1-v1-0a1b2c3d';
 const OTHER = 'recoverseg-c1-v1-ffffffff';
 const NOW = new Date('2026-11-23T10:00:00.000Z');
-const HOLD_UNTIL = new Date(NOW.getTime() + REBALANCE_SPEC.executionTimeoutSeconds * 1000).toISOString();
+/** A hold taken at NOW lapses HOLD_TTL_SECONDS later unless a step renews it. */
+const HOLD_UNTIL = new Date(NOW.getTime() + HOLD_TTL_SECONDS * 1000).toISOString();
 const MB = 1024 * 1024;
 const DEFAULT_LIMIT = 10 * 1024 * MB;
 

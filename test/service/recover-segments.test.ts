@@ -14,7 +14,7 @@ import type { CatalogChange, PendingOperation, SegmentRow } from '../../lambdas/
 import { DEFAULT_SETTINGS } from '../../lambdas/core/settings';
 import type { HostJobStatus } from '../../lambdas/ports/segments';
 import type { Telemetry } from '../../lambdas/ports/telemetry';
-import { MAX_REBUILD_STARTS } from '../../lambdas/service/rebuild-steps';
+import { HOLD_TTL_SECONDS, MAX_REBUILD_STARTS } from '../../lambdas/service/rebuild-steps';
 import { runRecoverSegmentsStepEvent } from '../../lambdas/service/recover-segments';
 import type { WorkflowDeps } from '../../lambdas/service/steps';
 import { RECOVER_SEGMENTS_SPEC } from '../../lambdas/workflows/recover-segments';
@@ -26,7 +26,8 @@ const EXEC = 'recoverseg-c1-v1-0a1b2c3d';
 const OTHER = 'recoverseg-c1-v1-ffffffff';
 const NOW = new Date('2026-11-23T10:00:00.000Z');
 const iso = (ms: number) => new Date(ms).toISOString();
-const HOLD_UNTIL = iso(NOW.getTime() + RECOVER_SEGMENTS_SPEC.executionTimeoutSeconds * 1000);
+/** A hold taken at NOW lapses HOLD_TTL_SECONDS later unless a step renews it. */
+const HOLD_UNTIL = iso(NOW.getTime() + HOLD_TTL_SECONDS * 1000);
 
 type Doc = Record<string, unknown>;
 
@@ -152,7 +153,7 @@ async function setup(shape: (rows: SegmentRow[]) => SegmentRow[] = (r) => r, pre
 }
 
 describe('plan', () => {
-  test('holds exactly the contents it will rebuild, until the execution timeout, with a history row each', async () => {
+  test('holds exactly the contents it will rebuild, for HOLD_TTL_SECONDS, with a history row each', async () => {
     const { step, load, history, world } = await setup(mirrorDown(0, 3));
     const plan = await step('plan', { clusterId: CLUSTER });
     expect(plan).toEqual({
@@ -266,7 +267,7 @@ describe('plan', () => {
     setClock(new Date(NOW.getTime() + 60_000));
     const plan = await step('plan', { clusterId: CLUSTER });
     expect(plan.recoveries).toEqual([{ content: 3, dbid: 9, sourceDbid: 5, method: 'rewind' }]);
-    expect((await load()).pendingOperations).toEqual([hold(3, EXEC, { since: iso(NOW.getTime() + 60_000), expiresAt: iso(NOW.getTime() + 60_000 + RECOVER_SEGMENTS_SPEC.executionTimeoutSeconds * 1000) })]);
+    expect((await load()).pendingOperations).toEqual([hold(3, EXEC, { since: iso(NOW.getTime() + 60_000), expiresAt: iso(NOW.getTime() + 60_000 + HOLD_TTL_SECONDS * 1000) })]);
   });
 
   test('a re-run of the same execution re-plans the same and keeps its holds', async () => {
@@ -277,9 +278,10 @@ describe('plan', () => {
     expect((await load()).pendingOperations).toEqual([hold(0, EXEC), hold(3, EXEC)]);
   });
 
-  // BUG (lambdas/service/recover-segments.ts, plan, line 42 and the comment at line 71): the re-plan sees the row
-  // already at the spare host, so planRecovery finds it not moved and the item loses
-  // `previous`: start-rebuild of the re-run no longer fences anything left at the old place.
+  // BUG (lambdas/service/recover-segments.ts, plan, line 42; the comment at line 71 says
+  // otherwise): the re-plan sees the row already at the spare host, so planRecovery finds it
+  // not moved and the item loses `previous`: start-rebuild of the re-run no longer fences
+  // anything left at the old place.
   test.failing('a re-run of the same execution with -p re-plans the same (the old place is still named)', async () => {
     const { step } = await setup(mirrorDown(0));
     const input = { clusterId: CLUSTER, spareHost: { hostname: 'sdw9', address: '10.0.3.9' } };
@@ -290,7 +292,7 @@ describe('plan', () => {
   // BUG (same place): the -i line names the failed instance at its old location, where the
   // catalog no longer has it after the first run moved it: the re-plan throws ValidationError
   // ("line 1: no instance of cluster c1 is at ..."), and the execution ends in InvalidInput
-  // with its holds left until they lapse, 7 days later.
+  // with its holds left until they lapse (HOLD_TTL_SECONDS later: nothing renews them).
   test.failing('a re-run of the same execution with -i re-plans the same', async () => {
     const { step } = await setup(mirrorDown(0));
     const input = { clusterId: CLUSTER, recoverConfig: 'sdw2.internal|7000|/data/mirror/gpseg0 sdw3.internal|7100|/data/mirror/gpseg0' };
@@ -322,20 +324,30 @@ describe('plan', () => {
 });
 
 describe('start-rebuild', () => {
-  test('refuses (ContentBusyError) a content no longer held by this execution, touching nothing', async () => {
-    const { planned, step, iterationDoc, write, setClock, world } = await setup(mirrorDown(0));
+  test('refuses (ContentBusyError) a content another execution holds now, touching nothing', async () => {
+    const { planned, step, iterationDoc, write, setClock, world, load } = await setup(mirrorDown(0));
     const outer = await planned();
     const doc = iterationDoc(outer, outer.plan.recoveries[0]);
     setClock(new Date(Date.parse(HOLD_UNTIL) + 1000)); // the hold lapsed ...
-    await write({ rows: [], history: [], setOperations: [hold(0, OTHER, { expiresAt: iso(Date.parse(HOLD_UNTIL) + 3_600_000) })] }); // ... and another took it
+    const theirs = hold(0, OTHER, { expiresAt: iso(Date.parse(HOLD_UNTIL) + 3_600_000) });
+    await write({ rows: [], history: [], setOperations: [theirs] }); // ... and another execution took it
+    const before = await load();
     const error = await step('start-rebuild', doc).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ContentBusyError);
     expect((error as Error).message).toBe(`content 0 is no longer held by execution ${EXEC} (held by recovery execution ${OTHER}): not touching it`);
-
-    await write({ rows: [], history: [], clearOperations: [{ content: 0, execution: OTHER }] });
-    await expect(step('start-rebuild', doc)).rejects.toThrow(`content 0 is no longer held by execution ${EXEC}: not touching it`);
+    expect(await load()).toEqual(before);
     expect(world.calls).toEqual([]);
     expect(world.jobsStarted).toEqual([]);
+  });
+
+  test('takes its own lapsed hold again when nobody else took it, and goes on', async () => {
+    const { planned, step, iterationDoc, setClock, load, world } = await setup(mirrorDown(0));
+    const outer = await planned();
+    const later = new Date(Date.parse(HOLD_UNTIL) + 1000);
+    setClock(later);
+    expect(await step('start-rebuild', iterationDoc(outer, outer.plan.recoveries[0]))).toMatchObject({ job: { dbid: 6 }, starts: 1 });
+    expect((await load()).pendingOperations).toEqual([hold(0, EXEC, { expiresAt: iso(later.getTime() + HOLD_TTL_SECONDS * 1000) })]); // renewed: taken when it was first taken
+    expect(world.jobsStarted).toHaveLength(1);
   });
 
   test('fences an instance that answers as a writable primary where the mirror is rebuilt, then starts one job', async () => {
@@ -444,6 +456,43 @@ describe('poll-rebuild', () => {
     expect(await s.rowState(6)).toBe('m/u/n');
   });
 
+  test('renews every hold of its execution once half used, queued contents included, and not before; leaves other holds alone', async () => {
+    const s = await setup(mirrorDown(0, 1, 3), async (w) => void (await w({ rows: [], history: [], setOperations: [hold(1, OTHER)] })));
+    s.world.scriptedJobs.push({ state: 'running' });
+    const outer = await s.planned(); // holds 0 and 3 (1 is the other's)
+    const doc = s.iterationDoc(outer, outer.plan.recoveries[0]);
+    doc.startRebuild = await s.step('start-rebuild', doc);
+    const version = (await s.load()).version;
+
+    s.setClock(new Date(NOW.getTime() + (HOLD_TTL_SECONDS / 2 - 1) * 1000));
+    expect(await s.step('poll-rebuild', doc)).toEqual({ state: 'running' });
+    expect((await s.load()).version).toBe(version); // more than half left: nothing written
+
+    const later = new Date(NOW.getTime() + (HOLD_TTL_SECONDS / 2 + 1) * 1000);
+    s.setClock(later);
+    expect(await s.step('poll-rebuild', doc)).toEqual({ state: 'running' });
+    const renewed = iso(later.getTime() + HOLD_TTL_SECONDS * 1000);
+    expect(await s.load()).toMatchObject({ version: version + 1, pendingOperations: [hold(0, EXEC, { expiresAt: renewed }), hold(1, OTHER), hold(3, EXEC, { expiresAt: renewed })] });
+  });
+
+  test('a content another execution took while its copy ran: ContentBusyError, and RecordContentFailure cancels the copy without touching their hold', async () => {
+    const s = await setup(mirrorDown(0));
+    s.world.scriptedJobs.push({ state: 'running' });
+    const outer = await s.planned();
+    const doc = s.iterationDoc(outer, outer.plan.recoveries[0]);
+    doc.startRebuild = await s.step('start-rebuild', doc);
+    s.setClock(new Date(Date.parse(HOLD_UNTIL) + 1000));
+    const theirs = hold(0, OTHER, { expiresAt: iso(Date.parse(HOLD_UNTIL) + 3_600_000) });
+    await s.write({ rows: [], history: [], setOperations: [theirs] });
+    const error = (await s.step('poll-rebuild', doc).catch((e: unknown) => e)) as Error;
+    expect(error).toBeInstanceOf(ContentBusyError);
+    expect(s.world.calls.filter((c) => c.startsWith('job-status'))).toEqual([]);
+    doc.error = lambdaError(error);
+    expect(await s.step('record-content-failure', doc)).toMatchObject({ failed: true, cause: `ContentBusyError: ${error.message}` });
+    expect(s.world.calls.at(-1)).toBe('cancel-job job-1-dbid-6');
+    expect((await s.load()).pendingOperations).toEqual([theirs]);
+  });
+
   test('pg_rewind cannot work: RebuildFailedError that says to run a full recovery, no restart', async () => {
     const { doc, step } = await started({ state: 'failed', exitCode: 12, incrementalImpossible: 'wal-missing', message: 'could not find previous WAL record' });
     const error = await step('poll-rebuild', doc).catch((e: unknown) => e);
@@ -513,7 +562,7 @@ describe('mark-recovered', () => {
     expect(await history()).toHaveLength(rows);
   });
 
-  // BUG (lambdas/service/rebuild-steps.ts, mark-recovered, lines 153-154): unlike
+  // BUG (lambdas/service/rebuild-steps.ts, mark-recovered, lines 184-185): unlike
   // start-rebuild, it does not check the hold; when the content is no longer held by this
   // execution and the row is still down, it writes m/u/n anyway, on a content another
   // execution now holds (and may be rebuilding).
