@@ -8,8 +8,9 @@ import { parseWorkflowInput } from '../workflows/spec';
 import { applyFresh, errorCause, pickInput, stepRunner, type StepTable, type WorkflowDeps } from './steps';
 import { COORDINATOR_CONTENT, type ClusterSnapshot, type PendingFence, type SegmentRow } from '../core/model';
 import { planFailover, SECOND_OPINION_FRESH_SECONDS } from '../core/decide';
+import { describeOperation, liveOperation } from '../core/operations';
 import type { Settings } from '../core/settings';
-import { MirrorNotPromotableError, PrimaryAliveError, ValidationError, WrongInstanceError } from '../core/errors';
+import { ContentBusyError, MirrorNotPromotableError, PrimaryAliveError, ValidationError, WrongInstanceError } from '../core/errors';
 
 export { SECOND_OPINION_FRESH_SECONDS };
 /** How long promotion (pg_promote) may take before the step fails and is retried. */
@@ -151,6 +152,10 @@ export async function runPromoteStep(deps: PromotionDeps, step: PromoteStep, doc
     }
     case 'fence-old-primary': {
       const snapshot = await catalog.load(input.clusterId);
+      // An operator workflow that took the content after ConfirmFailure (a rebalance stopping
+      // this primary on purpose) owns it now: fencing its primary would leave it without one.
+      const operation = liveOperation(snapshot, input.content, deps.now());
+      if (operation) throw new ContentBusyError(`content ${input.content} is held by ${describeOperation(operation)}: not fencing dbid ${input.failedPrimaryDbid}`);
       const target = rowOf(snapshot, input.failedPrimaryDbid, input.content);
       const newPrimary = rowOf(snapshot, input.mirrorDbid, input.content);
       // Catalog first: the fence is owed before it is attempted, so a crash here leaves it to the prober.

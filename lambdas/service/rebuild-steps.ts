@@ -17,7 +17,7 @@ import { applyFresh, errorCause, type WorkflowDeps } from './steps';
 export const MAX_REBUILD_STARTS = 3;
 
 /** Where an instance was before a recovery moved it (`-i`, `-p`). */
-const locationSchema = z.object({ hostname: z.string(), address: z.string(), port: z.number().int(), datadir: z.string() }).strict();
+const locationSchema = z.object({ hostname: z.string(), address: z.string(), port: z.number().int(), datadir: z.string(), instanceId: z.string().optional() }).strict();
 
 /** One content's rebuild, as a Map iteration gets it. */
 export const rebuildItemSchema = z
@@ -126,7 +126,9 @@ export function rebuildSteps(label: string, kind: OperationKind) {
       // A copy of this instance that answers as a writable primary must never see a
       // client again: fenced (its identity was checked by the probe). One that answers
       // as a standby at the old place of a moved instance would take the slot: stopped.
-      const places: SegmentRow[] = [row, ...(item.previous ? [{ ...row, ...item.previous }] : [])];
+      // The old place is reached on its own host (its instance id), never the new one's.
+      const previous = item.previous ? (({ instanceId: _dropped, ...rest }) => ({ ...rest, ...item.previous }))(row) : undefined;
+      const places: SegmentRow[] = [row, ...(previous ? [previous] : [])];
       for (const place of places) {
         const probe = await deps.probe.probe(place, settings);
         const moved = place !== row;

@@ -48,7 +48,9 @@ async function plan(deps: WorkflowDeps, doc: unknown, execution: string): Promis
           dbid: r.failedDbid,
           sourceDbid: r.actingPrimaryDbid,
           method: r.method,
-          ...(r.moved && before ? { previous: { hostname: before.hostname, address: before.address, port: before.port, datadir: before.datadir } } : {}),
+          ...(r.moved && before
+            ? { previous: { hostname: before.hostname, address: before.address, port: before.port, datadir: before.datadir, ...(before.instanceId ? { instanceId: before.instanceId } : {}) } }
+            : {}),
         };
       }),
       skipped: planned.skipped,

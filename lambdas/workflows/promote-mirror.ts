@@ -81,7 +81,7 @@ export const PROMOTE_MIRROR_SPEC: WorkflowSpec<PromoteMirrorInput> = {
         toFailure,
       ],
     },
-    FenceOldPrimary: { type: 'task', step: 'fence-old-primary', next: 'AlreadyFlipped', retry: [transient], catch: [toFailure] },
+    FenceOldPrimary: { type: 'task', step: 'fence-old-primary', next: 'AlreadyFlipped', retry: [transient], catch: [{ errors: [ContentBusyError], next: 'RecordAbort' }, toFailure] },
     AlreadyFlipped: { type: 'choice', when: [{ path: '$.confirmFailure.alreadyFlipped', equals: true, next: 'PromoteMirror' }], otherwise: 'FlipCatalog' },
     FlipCatalog: { type: 'task', step: 'flip-catalog', next: 'PromoteMirror', retry: [conflict], catch: [{ errors: [ContentBusyError], next: 'RecordAbort' }, toFailure] },
     PromoteMirror: { type: 'task', step: 'promote', next: 'VerifyWritable', retry: [transient], catch: [toFailure] },
