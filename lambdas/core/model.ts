@@ -105,8 +105,14 @@ export interface PendingOperation {
   execution: string;
   /** ISO-8601 time it was taken. */
   since: string;
-  /** ISO-8601 time after which the hold lapses: the holder's execution has timed out (the state machine's execution timeout), so it can no longer act. */
+  /** ISO-8601 time after which the hold lapses unless the holder renews it (a stopped execution renews nothing). */
   expiresAt: string;
+  /**
+   * What the holder does to the content, as the JSON its workflow planned (e.g. which row
+   * is rebuilt from which, by which method, from which old place): shown to operators, and
+   * read back when the same execution plans again after a retry.
+   */
+  plan?: string;
 }
 
 /** One failover attempt the prober started (a failure episode), by content. */

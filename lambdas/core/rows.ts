@@ -77,6 +77,7 @@ export const pendingOperationSchema = z
     execution,
     since: z.iso.datetime({ offset: true }),
     expiresAt: z.iso.datetime({ offset: true }),
+    plan: z.string().max(4000).optional(),
   })
   .strict()
   // A bad time is reported on its own field; the order is checked between good ones only.

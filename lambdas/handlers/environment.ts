@@ -31,6 +31,20 @@ const schema = z.object({
         return z.NEVER;
       }
     }),
+  /**
+   * How the host scripts (run as root by SSM) switch to FTS_PG_OS_USER: `sudo` (default,
+   * `sudo -n -u`) or `runuser` (util-linux, for hosts without sudo).
+   */
+  FTS_PG_RUN_AS: z
+    .string()
+    .optional()
+    .transform((value, ctx) => {
+      const v = value?.trim();
+      if (v === undefined || v === '') return undefined;
+      if (v === 'sudo' || v === 'runuser') return v;
+      ctx.addIssue({ code: 'custom', message: `${JSON.stringify(value)} must be sudo or runuser (how the host scripts switch to FTS_PG_OS_USER)` });
+      return z.NEVER;
+    }),
   /** Seconds between two scheduled prober invocations: each invocation probes that long. */
   FTS_SCHEDULE_PERIOD_SECONDS: z.coerce.number().int().min(60).max(840).default(60),
 });

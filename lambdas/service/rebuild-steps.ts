@@ -74,9 +74,24 @@ export function checkHeld(snapshot: ClusterSnapshot, content: number, execution:
   return operation;
 }
 
-/** The hold an execution takes on a content, lapsing after {@link HOLD_TTL_SECONDS} unless renewed. */
-export function holdOf(kind: OperationKind, content: number, execution: string, now: Date): PendingOperation {
-  return { content, kind, execution, since: now.toISOString(), expiresAt: new Date(now.getTime() + HOLD_TTL_SECONDS * 1000).toISOString() };
+/** The hold an execution takes on a content, lapsing after {@link HOLD_TTL_SECONDS} unless renewed; `plan` is what it will do there. */
+export function holdOf(kind: OperationKind, content: number, execution: string, now: Date, plan?: object): PendingOperation {
+  return { content, kind, execution, since: now.toISOString(), expiresAt: new Date(now.getTime() + HOLD_TTL_SECONDS * 1000).toISOString(), ...(plan ? { plan: JSON.stringify(plan) } : {}) };
+}
+
+/**
+ * The items of an earlier run of `plan` by the same execution (a step retried after its
+ * catalog write committed), read back from its holds; undefined when it holds nothing. A
+ * second plan would not find rows it already moved where the request names them.
+ */
+export function plannedBefore<T>(snapshot: ClusterSnapshot, execution: string, schema: z.ZodType<T>): T[] | undefined {
+  const ours = snapshot.pendingOperations.filter((op) => op.execution === execution && op.plan !== undefined);
+  if (!ours.length) return undefined;
+  return ours.map((op) => {
+    const parsed = schema.safeParse(JSON.parse(op.plan as string));
+    if (!parsed.success) throw new ValidationError(`the hold of content ${op.content} by execution ${execution} records a plan this version cannot read: ${op.plan}`);
+    return parsed.data;
+  });
 }
 
 /**
@@ -178,11 +193,17 @@ export function rebuildSteps(label: string, kind: OperationKind) {
       const { item } = it;
       const snapshot = await deps.catalog.load(it.clusterId);
       const row = rowOf(snapshot, item.dbid, item.content);
+      const busy = (s: ClusterSnapshot, current: SegmentRow): void => {
+        const holder = liveOperation(s, item.content, deps.now());
+        if (current.status !== 'u' && holder && holder.execution !== execution) checkHeld(s, item.content, execution, deps.now());
+      };
+      busy(snapshot, row);
       const receiver = await deps.control.walReceiver(row); // checks its identity too
       if (!receiver.inRecovery) throw new RebuildFailedError(`dbid ${row.dbid} answers but is not a standby after its rebuild; leaving it down`);
       const now = deps.now();
       const version = await applyFresh(deps.catalog, it.clusterId, (s) => {
         const current = rowOf(s, item.dbid, item.content);
+        busy(s, current);
         const held = liveOperation(s, item.content, now)?.execution === execution;
         if (current.status === 'u' && !held) return null;
         const up: SegmentRow = { ...current, status: 'u', mode: 'n' };
@@ -234,7 +255,12 @@ export interface SkippedContent {
  * alone and why; releases every hold this execution still has (a Map that failed as a
  * whole). `complete` only when nothing failed and nothing asked for was left alone.
  */
-export async function summarize(deps: WorkflowDeps, doc: unknown, execution: string, what: { verb: string; skipped: SkippedContent[]; warnings?: string[] }): Promise<Record<string, unknown>> {
+export async function summarize(
+  deps: WorkflowDeps,
+  doc: unknown,
+  execution: string,
+  what: { verb: string; skipped: SkippedContent[]; upToDate?: number[]; warnings?: string[] },
+): Promise<Record<string, unknown>> {
   const d = (doc ?? {}) as { clusterId?: string; results?: unknown[]; error?: unknown };
   if (typeof d.clusterId !== 'string') throw new ValidationError('the state document has no clusterId');
   const results = Array.isArray(d.results) ? (d.results as { markRecovered?: { content: number; dbid: number }; recordContentFailure?: { content: number; dbid: number; cause: string } }[]) : [];
@@ -250,7 +276,8 @@ export async function summarize(deps: WorkflowDeps, doc: unknown, execution: str
     `${done.length} content(s) ${what.verb}${done.length ? ` (${done.map((c) => c.content).join(', ')})` : ''}`,
     ...failed.map((f) => `content ${f.content} failed: ${f.reason}`),
     ...what.skipped.map((s) => `content ${s.content} left alone: ${s.reason}`),
+    ...(what.upToDate ?? []).map((c) => `content ${c}: nothing to do`),
     ...(runError ? [`the run stopped: ${runError}`] : []),
   ];
-  return { complete, done, failed, skipped: what.skipped, warnings: what.warnings ?? [], message: parts.join('; ') };
+  return { complete, done, failed, skipped: what.skipped, upToDate: what.upToDate ?? [], warnings: what.warnings ?? [], message: parts.join('; ') };
 }

@@ -7,13 +7,15 @@ import type { CatalogChange } from '../core/model';
 import { parseRecoverConfig, planRecovery, relocationChange, type RecoveryPlan } from '../core/recovery';
 import { RECOVER_SEGMENTS_SPEC } from '../workflows/recover-segments';
 import { parseWorkflowInput } from '../workflows/spec';
-import { holdOf, rebuildSteps, summarize, type RebuildItem, type SkippedContent } from './rebuild-steps';
+import { holdOf, plannedBefore, rebuildItemSchema, rebuildSteps, summarize, type RebuildItem, type SkippedContent } from './rebuild-steps';
 import { stepRunner, type StepTable, type WorkflowDeps } from './steps';
 
 /** What `plan` returns: the Map's items, what is left alone, and the run's knobs. */
 interface PlanResult extends Record<string, unknown> {
   recoveries: RebuildItem[];
   skipped: SkippedContent[];
+  /** Contents asked for that need nothing (both rows up). */
+  upToDate: number[];
   warnings: string[];
   parallel: number;
   pollSeconds: number;
@@ -38,8 +40,18 @@ async function plan(deps: WorkflowDeps, doc: unknown, execution: string): Promis
     if (input.catalogVersion !== undefined && input.catalogVersion > snapshot.version) {
       throw new ValidationError(`catalogVersion ${input.catalogVersion} is newer than the catalog of cluster ${snapshot.clusterId} (version ${snapshot.version})`);
     }
+    const again = plannedBefore(snapshot, execution, rebuildItemSchema);
+    if (again) {
+      const warning = 'planned again after a retried step: the contents this execution holds, as first planned; contents it left alone then are not listed again';
+      return { recoveries: again, skipped: [], upToDate: [], warnings: [warning], parallel: input.parallel, pollSeconds: input.pollSeconds };
+    }
     const now = deps.now();
     const planned: RecoveryPlan = planRecovery(snapshot, request, { now, execution });
+    // A content asked for whose rows are both up needs nothing: not a reason for an incomplete run.
+    const fine = (content: number) => {
+      const rows = snapshot.segments.filter((r) => r.content === content);
+      return rows.length === 2 && rows.every((r) => r.status === 'u');
+    };
     const result: PlanResult = {
       recoveries: planned.recoveries.map((r) => {
         const before = snapshot.segments.find((s) => s.dbid === r.failedDbid);
@@ -53,7 +65,8 @@ async function plan(deps: WorkflowDeps, doc: unknown, execution: string): Promis
             : {}),
         };
       }),
-      skipped: planned.skipped,
+      skipped: planned.skipped.filter((k) => !fine(k.content)),
+      upToDate: planned.skipped.filter((k) => fine(k.content)).map((k) => k.content),
       warnings: planned.warnings,
       parallel: input.parallel,
       pollSeconds: input.pollSeconds,
@@ -66,7 +79,7 @@ async function plan(deps: WorkflowDeps, doc: unknown, execution: string): Promis
         ...(relocation?.history ?? []),
         ...planned.recoveries.map((r) => ({ time: now.toISOString(), dbid: r.failedDbid, description: `FTS: gprecoverseg (${execution}) holds content ${r.content} to rebuild dbid ${r.failedDbid} from dbid ${r.actingPrimaryDbid} by ${r.method}` })),
       ],
-      setOperations: planned.recoveries.map((r) => holdOf('recovery', r.content, execution, now)),
+      setOperations: result.recoveries.map((item) => holdOf('recovery', item.content, execution, now, item)),
     };
     try {
       await deps.catalog.apply(input.clusterId, snapshot.version, change);
@@ -84,7 +97,7 @@ const TABLE: StepTable<WorkflowDeps> = {
   ...rebuildSteps('gprecoverseg', 'recovery'),
   summarize: async (deps, doc, execution) => {
     const d = doc as { plan?: PlanResult };
-    return summarize(deps, doc, execution, { verb: 'recovered', skipped: d.plan?.skipped ?? [], warnings: d.plan?.warnings });
+    return summarize(deps, doc, execution, { verb: 'recovered', skipped: d.plan?.skipped ?? [], upToDate: d.plan?.upToDate, warnings: d.plan?.warnings });
   },
 };
 

@@ -19,6 +19,8 @@ export interface WorkflowDeps {
   host: SegmentHost;
   telemetry: Telemetry;
   now: () => Date;
+  /** Pauses inside a step (a short poll); default a real timer. Tests with a controlled clock pass one that advances it. */
+  sleep?: (ms: number) => Promise<void>;
   /** Sends a notification (SNS in AWS, the console locally). */
   notify?: (subject: string, message: string) => Promise<void>;
 }

@@ -16,6 +16,9 @@ import { clusterIdSchema } from './promote-mirror';
 import { DEFAULT_POLL_SECONDS, DEFAULT_RECOVERY_PARALLEL, requestDigest } from './recover-segments';
 import { CONFLICT_RETRY, executionNameOf, TRANSIENT_RETRY, type WorkflowSpec } from './spec';
 
+/** Seconds a mirror gets, by default, to show it received the stopped primary's shutdown checkpoint. */
+export const DEFAULT_RECEIVE_SECONDS = 10;
+
 /** Greenplum's default `--replay-lag`, in MB (10 GB). */
 export const DEFAULT_REPLAY_LAG_MB = 10 * 1024;
 
@@ -35,6 +38,8 @@ export const rebalanceInputSchema = z
     parallel: z.number().int().min(1).max(64).default(DEFAULT_RECOVERY_PARALLEL),
     /** Seconds between two looks at a running rewind. */
     pollSeconds: z.number().int().min(1).max(300).default(DEFAULT_POLL_SECONDS),
+    /** Seconds the mirror may take, after the primary's clean stop, to show it received everything; past them the switch is undone. */
+    receiveSeconds: z.number().min(0.1).max(300).default(DEFAULT_RECEIVE_SECONDS),
     /** Catalog version the request was made on (names the execution; newer than the catalog is refused). */
     catalogVersion: z.number().int().min(1).optional(),
   })
@@ -60,7 +65,7 @@ export const REBALANCE_SPEC: WorkflowSpec<RebalanceInput> = {
       type: 'map',
       itemsPath: '$.plan.switches',
       maxConcurrencyPath: '$.plan.parallel',
-      itemSelector: { clusterId: '$.clusterId', pollSeconds: '$.plan.pollSeconds', item: '$$.Map.Item.Value' },
+      itemSelector: { clusterId: '$.clusterId', pollSeconds: '$.plan.pollSeconds', receiveSeconds: '$.plan.receiveSeconds', item: '$$.Map.Item.Value' },
       resultPath: '$.results',
       next: 'Summarize',
       catch: [{ errors: ['States.ALL'], next: 'Summarize' }],

@@ -28,7 +28,13 @@ describe.each(['RecoverSegments', 'Rebalance'] as const)('%s definition', (kind)
     const all = [...Object.keys(states), ...Object.keys(map.ItemProcessor?.States ?? {})];
     expect(all.sort()).toEqual(stateNames(WORKFLOW_SPECS[kind]).sort());
     expect(map.MaxConcurrencyPath).toBe('$.plan.parallel');
-    expect(map.ItemSelector).toEqual({ 'clusterId.$': '$.clusterId', 'pollSeconds.$': '$.plan.pollSeconds', 'item.$': '$$.Map.Item.Value' });
+    expect(map.ItemSelector).toEqual({
+      'clusterId.$': '$.clusterId',
+      'pollSeconds.$': '$.plan.pollSeconds',
+      'item.$': '$$.Map.Item.Value',
+      // The switchover's wait for the mirror to receive everything is the run's setting.
+      ...(kind === 'Rebalance' ? { 'receiveSeconds.$': '$.plan.receiveSeconds' } : {}),
+    });
     const wait = Object.values(map.ItemProcessor?.States ?? {}).find((s) => s.Type === 'Wait');
     expect(wait?.SecondsPath).toBe('$.pollSeconds');
   });
