@@ -428,9 +428,12 @@ export function planRecovery(snapshot: ClusterSnapshot, request: RecoveryRequest
     let toAnotherPlace = false;
     if (entry?.newAddress !== undefined && entry.newPort !== undefined && entry.newDataDirectory !== undefined) {
       toAnotherPlace = true;
-      // A known address (or hostname) is a known host: its hostname and placement come with it.
+      // The failed instance's own address (or hostname) keeps it on its host; another known
+      // address (or hostname) is that host: its hostname and placement come with it. (Several
+      // hosts may share an address, as on one machine: the instance's own host wins.)
       const others = snapshot.segments.filter((r) => r.dbid !== mirror.dbid);
-      const host = others.find((r) => r.address === entry.newAddress) ?? others.find((r) => r.hostname === entry.newAddress);
+      const ownHost = entry.newAddress === mirror.address || entry.newAddress === mirror.hostname ? mirror : undefined;
+      const host = ownHost ?? others.find((r) => r.address === entry.newAddress) ?? others.find((r) => r.hostname === entry.newAddress);
       if (!host && entry.newAddress !== mirror.address) {
         warnings.push(`line ${entry.line}: ${entry.newAddress} is not a host of cluster ${snapshot.clusterId}; it becomes the hostname of dbid ${mirror.dbid} and its EC2 placement is unknown, so only host, port and directory clashes were checked`);
       }

@@ -221,6 +221,13 @@ describe('planRecovery with a recover config (-i)', () => {
     expect(plan.recoveries[0].target).toMatchObject({ hostname: 'sdw3', address: 'sdw3', partitionNumber: 3, availabilityZone: 'us-east-1c' });
   });
 
+  it('the failed instance\'s own address keeps it on its own host, even when other hosts share that address (one machine)', () => {
+    // Every host at one address, as in local mode: the primary's host sdw1 shares it too.
+    const shared = threeHosts({ 2: { mode: 'n', address: '127.0.0.1' }, 3: { address: '127.0.0.1' }, 5: { status: 'd', mode: 'n', address: '127.0.0.1' } });
+    const plan = planRecovery(shared, { mode: 'incremental', config: parseRecoverConfig('127.0.0.1|7000|/data/mirror/gpseg0 127.0.0.1|7100|/data2/mirror/gpseg0') });
+    expect(plan.recoveries[0].target).toMatchObject({ hostname: 'sdw2', address: '127.0.0.1', port: 7100, datadir: '/data2/mirror/gpseg0', partitionNumber: 2 });
+  });
+
   it('a line with two groups is a full recovery even to the same place', () => {
     const plan = planRecovery(mirror5Down(), { mode: 'incremental', config: parseRecoverConfig('10.0.0.2|7000|/data/mirror/gpseg0 10.0.0.2|7000|/data/mirror/gpseg0') });
     expect(plan.recoveries.map((r) => [r.method, r.moved])).toEqual([['basebackup', false]]);

@@ -7,9 +7,10 @@
  * counted throughout.
  */
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { killInstance } from '../../lambdas/adapters/local/host';
+import { isRunning, killInstance } from '../../lambdas/adapters/local/host';
+import { freePort } from '../../lambdas/adapters/local/net';
 import { trustCredentials, withSegmentClient } from '../../lambdas/adapters/postgres/connection';
 import { HostCommandError } from '../../lambdas/core/errors';
 import type { SegmentRow } from '../../lambdas/core/model';
@@ -189,4 +190,47 @@ test('a StartRebuild step that dies after starting the copy is retried; the copy
   expect(crashes).toBeGreaterThanOrEqual(2);
   await waitState(M1, 'm/u/s');
   expect((await workload.lostCommits()).lost).toEqual([]);
+});
+
+describe('recovery to another place', () => {
+  const downMirror1 = async (): Promise<SegmentRow> => {
+    const mirror = await cluster.row(M1);
+    await killInstance(mirror.datadir);
+    await waitState(M1, 'm/d/n');
+    return mirror;
+  };
+
+  test('-p onto the host of the content\'s own primary is refused with the placement rule; nothing changes', async () => {
+    await downMirror1();
+    const before = await cluster.catalog.load(cluster.clusterId);
+    const primaryHost = (await cluster.row(P1)).hostname;
+    const result = await run('RecoverSegments', { spareHost: { hostname: primaryHost, address: '127.0.0.1' } });
+    expect(result).toMatchObject({ status: 'FAILED', error: 'InvalidInput' });
+    expect(result.cause).toMatch(/would break its placement/);
+    expect(await cluster.catalog.load(cluster.clusterId)).toMatchObject({ version: before.version, segments: before.segments });
+  });
+
+  test('-i to another port and data directory: the catalog names the new place, the old one stays stopped', async () => {
+    const mirror = await cluster.row(M1);
+    expect(mirror.status).toBe('d');
+    const port = await freePort();
+    const datadir = join(dirname(mirror.datadir), `moved-gpseg${mirror.content}`);
+    const result = await run('RecoverSegments', { recoverConfig: `# moved by the test\n${mirror.address}|${mirror.port}|${mirror.datadir} ${mirror.address}|${port}|${datadir}\n` });
+    expect(result).toMatchObject({ status: 'SUCCEEDED' });
+    expect(await cluster.row(M1)).toMatchObject({ hostname: mirror.hostname, port, datadir, role: 'm', status: 'u' });
+    await waitState(M1, 'm/u/s');
+    expect(isRunning(mirror.datadir)).toBe(false);
+    expect((await cluster.catalog.history(cluster.clusterId)).some((h) => h.dbid === M1 && /moved for recovery from .* to .*moved-gpseg1/.test(h.description))).toBe(true);
+  });
+
+  test('-p onto a spare host: the row takes the new hostname, same port and directory', async () => {
+    const mirror = await downMirror1();
+    const result = await run('RecoverSegments', { spareHost: { hostname: 'sdw9', address: '127.0.0.1' } });
+    expect(result).toMatchObject({ status: 'SUCCEEDED' });
+    expect((result.output as { summarize: { warnings: string[] } }).summarize.warnings).toEqual([]);
+    expect(await cluster.row(M1)).toMatchObject({ hostname: 'sdw9', port: mirror.port, datadir: mirror.datadir, status: 'u' });
+    await waitState(M1, 'm/u/s');
+    expect((await cluster.catalog.load(cluster.clusterId)).status).toBe('up');
+    expect((await workload.lostCommits()).lost).toEqual([]);
+  });
 });

@@ -60,6 +60,16 @@ const hold = (content: number, execution: string, over: Partial<PendingOperation
   content, kind: 'recovery', execution, since: NOW.toISOString(), expiresAt: HOLD_UNTIL, ...over,
 });
 
+/** A planned rebuild, its keys in the order `plan` writes them (a hold records it as JSON text). */
+type Item = { content: number; dbid: number; sourceDbid: number; method: 'rewind' | 'basebackup'; previous?: Doc };
+/** The rewind of content 0's mirror (dbid 6) from its primary (dbid 2), and of content 3's (dbid 9 from dbid 5). */
+const REWIND_0: Item = { content: 0, dbid: 6, sourceDbid: 2, method: 'rewind' };
+const REWIND_3: Item = { content: 3, dbid: 9, sourceDbid: 5, method: 'rewind' };
+/** The hold `plan` takes for `item`: it records the item as the JSON text of its `plan`. */
+const held = (item: Item, execution = EXEC, over: Partial<PendingOperation> = {}): PendingOperation => hold(item.content, execution, { plan: JSON.stringify(item), ...over });
+/** The warning of a plan run again by the same execution. */
+const PLANNED_AGAIN = 'planned again after a retried step: the contents this execution holds, as first planned; contents it left alone then are not listed again';
+
 /** Wraps each Lambda error as Step Functions puts it at `$.error`: Cause is the Lambda error JSON. */
 const lambdaError = (e: Error) => ({ Error: e.name, Cause: JSON.stringify({ errorType: e.name, errorMessage: e.message, trace: [] }) });
 
