@@ -398,7 +398,7 @@ export function buildProgram(): Command {
     .option('-f, --standby', 'coordinator and standby')
     .action(async (o) => {
       const snapshot = await catalogFor(o.cluster, o.dir).load(o.cluster);
-      if (o.json) print(JSON.stringify({ clusterId: snapshot.clusterId, status: snapshot.status, version: snapshot.version, pendingPromotions: snapshot.pendingPromotions, pendingFences: snapshot.pendingFences, segments: snapshot.segments }, null, 2));
+      if (o.json) print(JSON.stringify({ clusterId: snapshot.clusterId, status: snapshot.status, version: snapshot.version, pendingPromotions: snapshot.pendingPromotions, pendingFences: snapshot.pendingFences, pendingOperations: snapshot.pendingOperations, segments: snapshot.segments }, null, 2));
       else print(formatState(snapshot, { errors: o.errors, mirrors: o.mirrors, mapping: o.mapping, standby: o.standby }));
     });
 

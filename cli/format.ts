@@ -40,6 +40,7 @@ export function formatState(snapshot: ClusterSnapshot, view: StateView = {}): st
     `Cluster ${snapshot.clusterId}: ${snapshot.status.toUpperCase()}   catalog version ${snapshot.version}`,
     ...snapshot.pendingPromotions.map((p) => `  pending promotion: content ${p.content} -> dbid ${p.mirrorDbid} (since ${p.startedAt})`),
     ...snapshot.pendingFences.map((f) => `  fence owed: dbid ${f.dbid} of content ${f.content} (since ${f.since}: ${f.reason})`),
+    ...(snapshot.pendingOperations ?? []).map((o) => `  held by ${o.kind}: content ${o.content}, execution ${o.execution} (since ${o.since}, lapses ${o.expiresAt} unless renewed)`),
   ];
   if (view.mapping) {
     const rows = pairsByContent(snapshot.segments)

@@ -24,6 +24,8 @@ import { FakeCatalog, FakeSegments } from '../support/fakes';
 const CLUSTER = 'c1';
 const EXEC = 'recoverseg-c1-v1-0a1b2c3d';
 const OTHER = 'recoverseg-c1-v1-ffffffff';
+/** A later execution of another request. */
+const THIRD = 'recoverseg-c1-v2-12345678';
 const NOW = new Date('2026-11-23T10:00:00.000Z');
 const iso = (ms: number) => new Date(ms).toISOString();
 /** A hold taken at NOW lapses HOLD_TTL_SECONDS later unless a step renews it. */
@@ -172,13 +174,16 @@ describe('plan', () => {
         { content: 3, dbid: 9, sourceDbid: 5, method: 'rewind' },
       ],
       skipped: [],
+      upToDate: [],
       warnings: [],
       parallel: 16,
       pollSeconds: 10,
     });
     const snapshot = await load();
     expect(snapshot.version).toBe(2);
-    expect(snapshot.pendingOperations).toEqual([hold(0, EXEC), hold(3, EXEC)]);
+    // Each hold records, as JSON text, the item planned for its content.
+    expect(snapshot.pendingOperations).toEqual([held(REWIND_0), held(REWIND_3)]);
+    expect(snapshot.pendingOperations.map((op) => JSON.parse(op.plan!) as unknown)).toEqual(plan.recoveries);
     expect(snapshot.segments).toEqual(mirrorDown(0, 3)(baseRows()).sort((a, b) => a.dbid - b.dbid));
     expect((await history()).slice(1)).toEqual([
       `FTS: gprecoverseg (${EXEC}) holds content 0 to rebuild dbid 6 from dbid 2 by rewind`,
@@ -190,8 +195,8 @@ describe('plan', () => {
   test('full mode copies by basebackup; contents, parallel and pollSeconds are taken as given', async () => {
     const { step, load } = await setup(mirrorDown(0, 3));
     const plan = await step('plan', { clusterId: CLUSTER, mode: 'full', contents: [3], parallel: 2, pollSeconds: 1 });
-    expect(plan).toEqual({ recoveries: [{ content: 3, dbid: 9, sourceDbid: 5, method: 'basebackup' }], skipped: [], warnings: [], parallel: 2, pollSeconds: 1 });
-    expect((await load()).pendingOperations).toEqual([hold(3, EXEC)]);
+    expect(plan).toEqual({ recoveries: [{ content: 3, dbid: 9, sourceDbid: 5, method: 'basebackup' }], skipped: [], upToDate: [], warnings: [], parallel: 2, pollSeconds: 1 });
+    expect((await load()).pendingOperations).toEqual([held({ ...REWIND_3, method: 'basebackup' })]);
   });
 
   test('-i with a new location: the row is moved first, in the same write as the hold, and the item names its old place', async () => {
@@ -206,7 +211,10 @@ describe('plan', () => {
     const snapshot = await load();
     expect(snapshot.version).toBe(2);
     expect(snapshot.segments.find((r) => r.dbid === 6)).toMatchObject({ hostname: 'sdw3', address: 'sdw3.internal', port: 7100, datadir: '/data/mirror/gpseg0', role: 'm', status: 'd', mode: 'n' });
-    expect(snapshot.pendingOperations).toEqual([hold(0, EXEC)]);
+    // The hold records the old place too: a re-run of the plan reads it back from there.
+    expect(snapshot.pendingOperations).toEqual([
+      held({ ...REWIND_0, method: 'basebackup', previous: { hostname: 'sdw2', address: 'sdw2.internal', port: 7000, datadir: '/data/mirror/gpseg0' } }),
+    ]);
     expect((await history()).slice(1)).toEqual([
       'FTS: dbid 6 with contentid 0 moved for recovery from sdw2 sdw2.internal:7000 /data/mirror/gpseg0 to sdw3 sdw3.internal:7100 /data/mirror/gpseg0',
       `FTS: gprecoverseg (${EXEC}) holds content 0 to rebuild dbid 6 from dbid 2 by basebackup`,
@@ -244,13 +252,14 @@ describe('plan', () => {
       { content: 3, reason: `content 3 is held by recovery execution ${OTHER} (since ${NOW.toISOString()}, until ${HOLD_UNTIL}): another workflow is working on it` },
     ]);
     const after = await load();
-    expect(after.pendingOperations).toEqual([hold(0, EXEC), hold(3, OTHER)]);
+    expect(after.pendingOperations).toEqual([held(REWIND_0), hold(3, OTHER)]);
     expect(after.pendingPromotions).toEqual(before.pendingPromotions);
     expect(after.segments).toEqual(before.segments);
 
-    // The promotion completed, but its fence of dbid 4 is still owed: still skipped.
+    // The promotion completed, but its fence of dbid 4 is still owed: still skipped (by a
+    // new execution; this one would read back what it planned before, see below).
     await write({ rows: [], history: [], clearPending: [2] });
-    const again = await step('plan', { clusterId: CLUSTER });
+    const again = await step('plan', { clusterId: CLUSTER }, THIRD);
     expect(again.skipped).toContainEqual({ content: 2, reason: 'a fence is still owed to dbid 4 (its host has not answered since it was failed over): it is fenced before it is rebuilt' });
     expect((await load()).pendingOperations.map((o) => o.content)).toEqual([0, 3]);
     expect(world.calls).toEqual([]);
@@ -277,37 +286,96 @@ describe('plan', () => {
     setClock(new Date(NOW.getTime() + 60_000));
     const plan = await step('plan', { clusterId: CLUSTER });
     expect(plan.recoveries).toEqual([{ content: 3, dbid: 9, sourceDbid: 5, method: 'rewind' }]);
-    expect((await load()).pendingOperations).toEqual([hold(3, EXEC, { since: iso(NOW.getTime() + 60_000), expiresAt: iso(NOW.getTime() + 60_000 + HOLD_TTL_SECONDS * 1000) })]);
+    expect((await load()).pendingOperations).toEqual([held(REWIND_3, EXEC, { since: iso(NOW.getTime() + 60_000), expiresAt: iso(NOW.getTime() + 60_000 + HOLD_TTL_SECONDS * 1000) })]);
   });
 
-  test('a re-run of the same execution re-plans the same and keeps its holds', async () => {
-    const { step, load } = await setup(mirrorDown(0, 3));
+  test('a re-run of the same execution returns the items its holds record: the same recoveries, with a warning, nothing written', async () => {
+    const { step, load, history, world } = await setup((rows) => bothDown(1)(mirrorDown(0, 3)(rows)));
     const first = await step('plan', { clusterId: CLUSTER });
-    const second = await step('plan', { clusterId: CLUSTER });
-    expect(second).toEqual(first);
-    expect((await load()).pendingOperations).toEqual([hold(0, EXEC), hold(3, EXEC)]);
+    expect(first).toMatchObject({ recoveries: [REWIND_0, REWIND_3], skipped: [{ content: 1, reason: expect.stringContaining('(double fault)') }], upToDate: [], warnings: [] });
+    const after = await load();
+    const rows = (await history()).length;
+    // The Plan step retried after its catalog write committed: what it left alone then is not listed again.
+    expect(await step('plan', { clusterId: CLUSTER })).toEqual({ ...first, skipped: [], upToDate: [], warnings: [PLANNED_AGAIN] });
+    expect(await load()).toEqual(after); // its holds kept as they were
+    expect(await history()).toHaveLength(rows);
+    expect(world.calls).toEqual([]);
   });
 
-  // BUG (lambdas/service/recover-segments.ts, plan, line 42; the comment at line 71 says
-  // otherwise): the re-plan sees the row already at the spare host, so planRecovery finds it
-  // not moved and the item loses `previous`: start-rebuild of the re-run no longer fences
-  // anything left at the old place.
-  test.failing('a re-run of the same execution with -p re-plans the same (the old place is still named)', async () => {
-    const { step } = await setup(mirrorDown(0));
+  test('a re-run of the same execution with -p returns the same items: the old place is still named, the row not moved again', async () => {
+    const { step, load } = await setup(mirrorDown(0));
     const input = { clusterId: CLUSTER, spareHost: { hostname: 'sdw9', address: '10.0.3.9' } };
     const first = await step('plan', input);
-    expect(await step('plan', input)).toEqual(first);
+    expect(first.recoveries).toEqual([{ ...REWIND_0, method: 'basebackup', previous: { hostname: 'sdw2', address: 'sdw2.internal', port: 7000, datadir: '/data/mirror/gpseg0' } }]);
+    const after = await load();
+    expect(await step('plan', input)).toEqual({ ...first, skipped: [], upToDate: [], warnings: [PLANNED_AGAIN] });
+    expect(await load()).toEqual(after);
   });
 
-  // BUG (same place): the -i line names the failed instance at its old location, where the
-  // catalog no longer has it after the first run moved it: the re-plan throws ValidationError
-  // ("line 1: no instance of cluster c1 is at ..."), and the execution ends in InvalidInput
-  // with its holds left until they lapse (HOLD_TTL_SECONDS later: nothing renews them).
-  test.failing('a re-run of the same execution with -i re-plans the same', async () => {
-    const { step } = await setup(mirrorDown(0));
-    const input = { clusterId: CLUSTER, recoverConfig: 'sdw2.internal|7000|/data/mirror/gpseg0 sdw3.internal|7100|/data/mirror/gpseg0' };
-    const first = await step('plan', input);
-    expect(await step('plan', input)).toEqual(first);
+  test('a re-run of the same execution with -i returns the same items (no ValidationError about the old place), and the run recovers the moved row', async () => {
+    const s = await setup(mirrorDown(0));
+    const input = { recoverConfig: 'sdw2.internal|7000|/data/mirror/gpseg0 sdw3.internal|7100|/data/mirror/gpseg0' };
+    const first = await s.step('plan', { clusterId: CLUSTER, ...input });
+    const after = await s.load();
+    const again = await s.step('plan', { clusterId: CLUSTER, ...input });
+    expect(again).toEqual({ ...first, skipped: [], upToDate: [], warnings: [PLANNED_AGAIN] });
+    expect(again.recoveries).toEqual([{ ...REWIND_0, method: 'basebackup', previous: { hostname: 'sdw2', address: 'sdw2.internal', port: 7000, datadir: '/data/mirror/gpseg0' } }]);
+    expect(await s.load()).toEqual(after);
+
+    // The whole execution from its (third) Plan on: it goes on with what was first planned.
+    const { status, doc } = await s.execute(input);
+    expect(status).toBe('Recovered');
+    expect(doc.summarize).toMatchObject({ warnings: [PLANNED_AGAIN], message: '1 content(s) recovered (0)' });
+    expect(await s.rowState(6)).toBe('m/u/n');
+    expect(s.world.instance(6)).toMatchObject({ hostname: 'sdw3', port: 7100, running: true, inRecovery: true, upstreamDbid: 2 });
+    expect((await s.load()).pendingOperations).toEqual([]);
+  });
+
+  test('a hold of this execution whose plan it cannot read: ValidationError, nothing written; the plans of other executions are not read', async () => {
+    const unreadable = hold(0, EXEC, { plan: JSON.stringify({ content: 0, dbid: 6, method: 'copy' }) });
+    const theirs = hold(3, OTHER, { plan: JSON.stringify({ anything: true }) });
+    const { step, load, world } = await setup(mirrorDown(0, 3), async (w) => void (await w({ rows: [], history: [], setOperations: [unreadable, theirs] })));
+    const before = await load();
+    const error = await step('plan', { clusterId: CLUSTER }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as Error).message).toBe(`the hold of content 0 by execution ${EXEC} records a plan this version cannot read: ${unreadable.plan}`);
+    expect(await load()).toEqual(before);
+    expect(world.calls).toEqual([]);
+
+    // Another execution's plan is its own business: a new execution plans as usual and leaves both contents alone.
+    expect(await step('plan', { clusterId: CLUSTER }, THIRD)).toMatchObject({ recoveries: [], skipped: [{ content: 0 }, { content: 3 }] });
+  });
+
+  // BUG (lambdas/service/rebuild-steps.ts, plannedBefore: `JSON.parse(op.plan as string)`
+  // is outside the safeParse): a plan text that is not JSON at all throws the SyntaxError
+  // of JSON.parse, not ValidationError. The Plan state's Catch sends ValidationError to
+  // InvalidInput but any other error to Summarize, so such a hold ends the run as
+  // "the run stopped: SyntaxError: ..." instead of the "cannot read" message.
+  test.failing('a hold of this execution whose plan is not JSON: ValidationError too', async () => {
+    const unreadable = hold(0, EXEC, { plan: 'rebuild dbid 6 from dbid 2' });
+    const { step } = await setup(mirrorDown(0), async (w) => void (await w({ rows: [], history: [], setOperations: [unreadable] })));
+    const error = await step('plan', { clusterId: CLUSTER }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as Error).message).toBe(`the hold of content 0 by execution ${EXEC} records a plan this version cannot read: ${unreadable.plan}`);
+  });
+
+  test('contents named that need nothing (both rows up) are up to date, not skipped; nothing is held or written for them', async () => {
+    const { step, load } = await setup((rows) => bothDown(1)(mirrorDown(0)(rows)));
+    const plan = await step('plan', { clusterId: CLUSTER, contents: [0, 1, 2, 3] });
+    expect(plan).toEqual({
+      recoveries: [REWIND_0],
+      skipped: [{ content: 1, reason: 'acting primary dbid 3 is down as well as mirror dbid 7 (double fault): no source to recover from' }],
+      upToDate: [2, 3],
+      warnings: [],
+      parallel: 16,
+      pollSeconds: 10,
+    });
+    expect((await load()).pendingOperations).toEqual([held(REWIND_0)]);
+
+    // Only contents that need nothing: nothing to hold, nothing written.
+    const version = (await load()).version;
+    expect(await step('plan', { clusterId: CLUSTER, contents: [2, 3] }, THIRD)).toEqual({ recoveries: [], skipped: [], upToDate: [2, 3], warnings: [], parallel: 16, pollSeconds: 10 });
+    expect((await load()).version).toBe(version);
   });
 
   test.each<[string, Doc, RegExp]>([
@@ -356,7 +424,7 @@ describe('start-rebuild', () => {
     const later = new Date(Date.parse(HOLD_UNTIL) + 1000);
     setClock(later);
     expect(await step('start-rebuild', iterationDoc(outer, outer.plan.recoveries[0]))).toMatchObject({ job: { dbid: 6 }, starts: 1 });
-    expect((await load()).pendingOperations).toEqual([hold(0, EXEC, { expiresAt: iso(later.getTime() + HOLD_TTL_SECONDS * 1000) })]); // renewed: taken when it was first taken
+    expect((await load()).pendingOperations).toEqual([held(REWIND_0, EXEC, { expiresAt: iso(later.getTime() + HOLD_TTL_SECONDS * 1000) })]); // renewed: taken when it was first taken, its plan kept
     expect(world.jobsStarted).toHaveLength(1);
   });
 
@@ -482,7 +550,7 @@ describe('poll-rebuild', () => {
     s.setClock(later);
     expect(await s.step('poll-rebuild', doc)).toEqual({ state: 'running' });
     const renewed = iso(later.getTime() + HOLD_TTL_SECONDS * 1000);
-    expect(await s.load()).toMatchObject({ version: version + 1, pendingOperations: [hold(0, EXEC, { expiresAt: renewed }), hold(1, OTHER), hold(3, EXEC, { expiresAt: renewed })] });
+    expect(await s.load()).toMatchObject({ version: version + 1, pendingOperations: [held(REWIND_0, EXEC, { expiresAt: renewed }), hold(1, OTHER), held(REWIND_3, EXEC, { expiresAt: renewed })] });
   });
 
   test('a content another execution took while its copy ran: ContentBusyError, and RecordContentFailure cancels the copy without touching their hold', async () => {
@@ -548,7 +616,7 @@ describe('mark-recovered', () => {
     expect(snapshot.segments.find((r) => r.dbid === 6)).toMatchObject({ role: 'm', status: 'u', mode: 'n' });
     expect(snapshot.status).toBe('degraded'); // content 3's mirror is still down, content 0 is not in sync yet
     expect(snapshot.pendingFences).toEqual([]);
-    expect(snapshot.pendingOperations).toEqual([hold(3, EXEC)]);
+    expect(snapshot.pendingOperations).toEqual([held(REWIND_3)]);
     expect((await history()).at(-1)).toBe('FTS: update role, status, and mode for dbid 6 with contentid 0 to m, u, and n: gprecoverseg rebuilt it (rewind); it streams from dbid 2');
   });
 
@@ -572,16 +640,26 @@ describe('mark-recovered', () => {
     expect(await history()).toHaveLength(rows);
   });
 
-  // BUG (lambdas/service/rebuild-steps.ts, mark-recovered, lines 184-185): unlike
-  // start-rebuild, it does not check the hold; when the content is no longer held by this
-  // execution and the row is still down, it writes m/u/n anyway, on a content another
-  // execution now holds (and may be rebuilding).
-  test.failing('does not touch a content another execution holds now', async () => {
-    const { doc, step, write, load, setClock } = await rebuilt();
+  test('refuses (ContentBusyError) a content another execution holds now while the row is still down, touching nothing', async () => {
+    const { doc, step, write, load, setClock, world } = await rebuilt();
     setClock(new Date(Date.parse(HOLD_UNTIL) + 1000));
     await write({ rows: [], history: [], setOperations: [hold(0, OTHER, { expiresAt: iso(Date.parse(HOLD_UNTIL) + 3_600_000) })] });
     const before = await load();
-    await expect(step('mark-recovered', doc)).rejects.toThrow(ContentBusyError);
+    world.calls.splice(0);
+    const error = await step('mark-recovered', doc).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ContentBusyError);
+    expect((error as Error).message).toBe(`content 0 is no longer held by execution ${EXEC} (held by recovery execution ${OTHER}): not touching it`);
+    expect(await load()).toEqual(before);
+    expect(world.calls).toEqual([]); // refused before it asks the instance anything
+  });
+
+  test('a re-run after it marked the row up, once another execution holds the content: writes nothing and does not fail', async () => {
+    const { doc, step, write, load, setClock } = await rebuilt();
+    const first = await step('mark-recovered', doc);
+    setClock(new Date(Date.parse(HOLD_UNTIL) + 1000));
+    await write({ rows: [], history: [], setOperations: [hold(0, OTHER, { expiresAt: iso(Date.parse(HOLD_UNTIL) + 3_600_000) })] });
+    const before = await load();
+    expect(await step('mark-recovered', doc)).toEqual({ ...first, version: undefined });
     expect(await load()).toEqual(before);
   });
 });
@@ -597,7 +675,7 @@ describe('record-content-failure', () => {
     expect(await s.step('record-content-failure', doc)).toEqual({ content: 0, dbid: 6, failed: true, cause: 'States.Timeout: the step timed out' });
     expect(s.world.calls.at(-1)).toBe('cancel-job job-1-dbid-6');
     expect((await s.history()).at(-1)).toBe('FTS: gprecoverseg of dbid 6 with contentid 0 failed: States.Timeout: the step timed out');
-    expect((await s.load()).pendingOperations).toEqual([hold(3, EXEC)]);
+    expect((await s.load()).pendingOperations).toEqual([held(REWIND_3)]);
     expect(s.errors).toEqual(['gprecoverseg: content 0 not rebuilt']);
   });
 
@@ -622,7 +700,7 @@ describe('summarize', () => {
     const { step } = await setup();
     const doc = { clusterId: CLUSTER, plan: { recoveries: [], skipped: [], warnings: [] }, results: [done(0, 6), done(3, 9)] };
     expect(await step('summarize', doc)).toEqual({
-      complete: true, done: [{ content: 0, dbid: 6 }, { content: 3, dbid: 9 }], failed: [], skipped: [], warnings: [], message: '2 content(s) recovered (0, 3)',
+      complete: true, done: [{ content: 0, dbid: 6 }, { content: 3, dbid: 9 }], failed: [], skipped: [], upToDate: [], warnings: [], message: '2 content(s) recovered (0, 3)',
     });
     const skipped = [{ content: 1, reason: 'double fault' }];
     expect(await step('summarize', { ...doc, plan: { ...doc.plan, skipped } })).toMatchObject({ complete: false, skipped });
