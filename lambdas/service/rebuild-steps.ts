@@ -88,8 +88,15 @@ export function plannedBefore<T>(snapshot: ClusterSnapshot, execution: string, s
   const ours = snapshot.pendingOperations.filter((op) => op.execution === execution && op.plan !== undefined);
   if (!ours.length) return undefined;
   return ours.map((op) => {
-    const parsed = schema.safeParse(JSON.parse(op.plan as string));
-    if (!parsed.success) throw new ValidationError(`the hold of content ${op.content} by execution ${execution} records a plan this version cannot read: ${op.plan}`);
+    const unreadable = () => new ValidationError(`the hold of content ${op.content} by execution ${execution} records a plan this version cannot read: ${op.plan}`);
+    let json: unknown;
+    try {
+      json = JSON.parse(op.plan as string);
+    } catch {
+      throw unreadable();
+    }
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) throw unreadable();
     return parsed.data;
   });
 }

@@ -22,6 +22,8 @@ import { FakeCatalog, FakeSegments } from '../support/fakes';
 const CLUSTER = 'c1';
 const EXEC = 'rebalance-c1-v1-0a1b2c3d';
 const OTHER = 'recoverseg-c1-v1-ffffffff';
+/** Another Rebalance request's execution. */
+const OTHER_REBALANCE = 'rebalance-c1-v2-12345678';
 const NOW = new Date('2026-11-23T10:00:00.000Z');
 /** A hold taken at NOW lapses HOLD_TTL_SECONDS later unless a step renews it. */
 const HOLD_UNTIL = new Date(NOW.getTime() + HOLD_TTL_SECONDS * 1000).toISOString();
@@ -29,7 +31,7 @@ const MB = 1024 * 1024;
 const DEFAULT_LIMIT = 10 * 1024 * MB;
 
 type Doc = Record<string, unknown>;
-type Plan = { switches: (Doc & { content: number })[]; skipped: { content: number; reason: string }[]; parallel: number; pollSeconds: number };
+type Plan = { switches: (Doc & { content: number })[]; skipped: { content: number; reason: string }[]; upToDate: number[]; parallel: number; pollSeconds: number; receiveSeconds: number };
 
 /**
  * Coordinator 1; content c (0-3): dbid 2+c, a primary by preference, on sdw(c%3+1) port
@@ -55,6 +57,14 @@ function baseRows(): SegmentRow[] {
 const hold = (content: number, execution: string, over: Partial<PendingOperation> = {}): PendingOperation => ({
   content, kind: 'rebalance', execution, since: NOW.toISOString(), expiresAt: HOLD_UNTIL, ...over,
 });
+
+/** A planned switch, its keys in the order `plan` writes them (a hold records it as JSON text). */
+type Item = { content: number; dbid: number; sourceDbid: number; method: 'rewind'; maxReplayLagBytes: number | null };
+/** The switch of content 0 (old primary dbid 6 back to mirror, dbid 2 back to primary) and of content 1 (7 and 3), under the default limit. */
+const SWITCH_0: Item = { content: 0, dbid: 6, sourceDbid: 2, method: 'rewind', maxReplayLagBytes: DEFAULT_LIMIT };
+const SWITCH_1: Item = { content: 1, dbid: 7, sourceDbid: 3, method: 'rewind', maxReplayLagBytes: DEFAULT_LIMIT };
+/** The hold `plan` takes for `item`: it records the item as the JSON text of its `plan`. */
+const held = (item: Item, execution = EXEC, over: Partial<PendingOperation> = {}): PendingOperation => hold(item.content, execution, { plan: JSON.stringify(item), ...over });
 
 const lambdaError = (e: Error) => ({ Error: e.name, Cause: JSON.stringify({ errorType: e.name, errorMessage: e.message, trace: [] }) });
 
@@ -148,12 +158,15 @@ describe('plan', () => {
         { content: 1, dbid: 7, sourceDbid: 3, method: 'rewind', maxReplayLagBytes: DEFAULT_LIMIT },
       ],
       skipped: [{ content: 3, reason: 'primary dbid 9 is p/u/n and mirror dbid 5 is m/u/n: a pair is switched only when both are up and in sync (recover it, let it catch up)' }],
+      upToDate: [],
       parallel: 16,
       pollSeconds: 10,
       receiveSeconds: 10,
     });
     const snapshot = await load();
-    expect(snapshot.pendingOperations).toEqual([hold(0, EXEC), hold(1, EXEC)]);
+    // Each hold records, as JSON text, the item planned for its content.
+    expect(snapshot.pendingOperations).toEqual([held(SWITCH_0), held(SWITCH_1)]);
+    expect(snapshot.pendingOperations.map((op) => JSON.parse(op.plan ?? 'null') as unknown)).toEqual(plan.switches);
     expect(snapshot.segments).toEqual(baseRows().sort((a, b) => a.dbid - b.dbid));
     expect((await history()).slice(1)).toEqual([
       `FTS: gprecoverseg -r (${EXEC}) holds content 0 to switch dbid 2 back to primary (replay lag 0 bytes)`,
@@ -169,7 +182,7 @@ describe('plan', () => {
     const plan = await step('plan', { clusterId: CLUSTER, replayLagMB: 2 });
     expect(plan.switches).toEqual([{ content: 1, dbid: 7, sourceDbid: 3, method: 'rewind', maxReplayLagBytes: 2 * MB }]);
     expect(plan.skipped).toContainEqual({ content: 0, reason: `mirror dbid 2 has ${3 * MB} bytes of WAL still to replay, more than the ${2 * MB} allowed (--replay-lag): let it catch up, then rebalance` });
-    expect((await load()).pendingOperations).toEqual([hold(1, EXEC)]);
+    expect((await load()).pendingOperations).toEqual([held({ ...SWITCH_1, maxReplayLagBytes: 2 * MB })]);
   });
 
   test('replay-lag guard: an unknown lag is refused while a limit is set; replayLagMB null switches whatever the lag', async () => {
@@ -191,13 +204,32 @@ describe('plan', () => {
     ]);
   });
 
-  test('contents: only those are switched and held; one in its preferred roles is reported as such', async () => {
+  test('contents: only those are switched and held; one in its preferred roles is up to date, not skipped', async () => {
     const { step, load } = await setup();
-    expect(await step('plan', { clusterId: CLUSTER, contents: [1, 2] })).toMatchObject({
-      switches: [{ content: 1, dbid: 7, sourceDbid: 3 }],
-      skipped: [{ content: 2, reason: 'content 2 is in its preferred roles: nothing to switch' }],
+    expect(await step('plan', { clusterId: CLUSTER, contents: [1, 2] })).toEqual({
+      switches: [SWITCH_1],
+      skipped: [],
+      upToDate: [2],
+      parallel: 16,
+      pollSeconds: 10,
+      receiveSeconds: 10,
     });
-    expect((await load()).pendingOperations).toEqual([hold(1, EXEC)]);
+    expect((await load()).pendingOperations).toEqual([held(SWITCH_1)]);
+  });
+
+  test('contents: only the pairs of those contents are probed for their replay lag', async () => {
+    const { step, load, world } = await setup();
+    // The acting primary of content 0 (dbid 6) is down: content 0 is not asked for, so it is never probed.
+    world.kill(6);
+    expect(await step('plan', { clusterId: CLUSTER, contents: [1, 3] })).toMatchObject({ switches: [SWITCH_1], skipped: [{ content: 3 }], upToDate: [] });
+    expect([...world.calls].sort()).toEqual(['catalog v2', 'probe 7', 'probe 9']);
+
+    // Only a content in its preferred roles: nothing probed, nothing held, nothing written.
+    world.calls.splice(0);
+    const version = (await load()).version;
+    expect(await step('plan', { clusterId: CLUSTER, contents: [2] }, OTHER_REBALANCE)).toEqual({ switches: [], skipped: [], upToDate: [2], parallel: 16, pollSeconds: 10, receiveSeconds: 10 });
+    expect(world.calls).toEqual([]);
+    expect((await load()).version).toBe(version);
   });
 
   test('holds: a content another execution holds, or that the prober is failing over, is skipped and left as it is', async () => {
@@ -211,14 +243,31 @@ describe('plan', () => {
       { content: 2, reason: 'a promotion of dbid 8 is pending: the prober is failing it over' },
       { content: 3, reason: expect.stringMatching(/^primary dbid 9 is p\/u\/n and mirror dbid 5 is m\/u\/n/) },
     ]);
-    expect((await load()).pendingOperations).toEqual([theirs, hold(1, EXEC)]);
+    expect((await load()).pendingOperations).toEqual([theirs, held(SWITCH_1)]);
   });
 
-  test('a re-run of the same execution plans the same and keeps its holds', async () => {
-    const { step, load } = await setup();
+  test('a re-run of the same execution returns the switches its holds record, probing nothing and writing nothing', async () => {
+    const { step, load, world } = await setup();
     const first = await step('plan', { clusterId: CLUSTER });
-    expect(await step('plan', { clusterId: CLUSTER })).toEqual(first);
-    expect((await load()).pendingOperations).toEqual([hold(0, EXEC), hold(1, EXEC)]);
+    const after = await load();
+    world.calls.splice(0);
+    // The Plan step retried after its catalog write committed: what it left alone then (content 3) is not listed again.
+    expect(await step('plan', { clusterId: CLUSTER })).toEqual({ ...first, skipped: [], upToDate: [] });
+    expect(world.calls).toEqual([]);
+    expect(await load()).toEqual(after); // its holds kept as they were
+    expect(after.pendingOperations).toEqual([held(SWITCH_0), held(SWITCH_1)]);
+  });
+
+  test('a hold of this execution whose plan it cannot read (not a switch): ValidationError, nothing written', async () => {
+    // The item of a RecoverSegments hold has no maxReplayLagBytes.
+    const unreadable = hold(0, EXEC, { plan: JSON.stringify({ content: 0, dbid: 6, sourceDbid: 2, method: 'rewind' }) });
+    const { step, load, world } = await setup(async (w) => void (await w({ rows: [], history: [], setOperations: [unreadable] })));
+    const before = await load();
+    const error = await step('plan', { clusterId: CLUSTER }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as Error).message).toBe(`the hold of content 0 by execution ${EXEC} records a plan this version cannot read: ${unreadable.plan}`);
+    expect(await load()).toEqual(before);
+    expect(world.calls).toEqual([]);
   });
 
   test.each<[string, Doc, RegExp]>([
@@ -386,11 +435,9 @@ describe('switch-over', () => {
     expect(await s.load()).toEqual(flipped);
   });
 
-  // QUESTIONABLE (lambdas/service/rebalance.ts, switchOver, the `alreadyFlipped` branch, lines
-  // 113-118): a run that died between the flip and writeMirrorConfig leaves the old primary
-  // with no standby config ("until its standby config is written, a restart of the old
-  // primary would be writable"); the re-run promotes the mirror without writing it or
-  // fencing the old primary, and the prober does not carry out fences of a held content.
+  // A run that died between the flip and writeMirrorConfig leaves the old primary with no
+  // standby config (a restart of it would be writable, and the prober does not carry out
+  // fences of a held content): the re-run writes it before it promotes the mirror.
   test("a re-run after the flip writes the old primary's standby config before promoting", async () => {
     const s = await setup();
     const doc = await s.switchDoc(0);
@@ -402,12 +449,10 @@ describe('switch-over', () => {
     expect(calls[0]).toMatch(/^(write-mirror-config 6 -> 2|fence 6)$/);
   });
 
-  // BUG (lambdas/service/rebalance.ts, switchOver, line 155): the flip is written with the
-  // version the step read before it stopped the primary, with no re-read. Any catalog write
-  // in between (the other switchovers of the same Map, `parallel` at once by default; the
-  // prober, on any other content) makes it throw CatalogConflictError after the stop: the
-  // old primary stays stopped, the catalog still names it the acting primary, and the
-  // content cannot write until the prober fails it over.
+  // The flip is written against a fresh read of the catalog (applyFresh), re-checking the
+  // hold and both rows: a catalog write in between (the other switchovers of the same Map,
+  // `parallel` at once by default; the prober, on any other content) does not make it fail
+  // after the stop.
   test('two pairs switched at once: both flip, and each content keeps a running acting primary', async () => {
     const s = await setup();
     const outer = await s.planned();
@@ -434,9 +479,8 @@ describe('switch-over', () => {
     expect(s.world.instance(primary.dbid)).toMatchObject({ running: true, inRecovery: false });
   });
 
-  // QUESTIONABLE (lambdas/service/rebalance.ts, restore, lines 138-141): when the old primary
-  // cannot be started again, the error still says it "was started again as the acting
-  // primary: nothing changed".
+  // When the old primary cannot be started again, the error says so: the content has no
+  // running primary until someone starts it or the prober fails it over.
   test('an abort whose restart of the old primary fails does not claim it was started again', async () => {
     const s = await setup();
     const doc = await s.switchDoc(0);
@@ -445,6 +489,7 @@ describe('switch-over', () => {
     const error = (await s.step('switch-over', doc).catch((e: unknown) => e)) as Error;
     expect(error).toBeInstanceOf(SwitchoverAbortedError);
     expect(error.message).not.toMatch(/was started again/);
+    expect(error.message).toBe('dbid 6 did not shut down cleanly (in production); starting dbid 6 again FAILED (pg_ctl start failed): the content has no running primary until it is started or failed over');
   });
 });
 
@@ -480,7 +525,7 @@ describe('a whole switch of one pair, and the run', () => {
     ]);
     expect(s.world.instance(6)).toMatchObject({ running: true, inRecovery: true, upstreamDbid: 2 });
     expect(await s.step('summarize', { ...outer, results })).toEqual({
-      complete: true, done: [{ content: 0, dbid: 6 }, { content: 1, dbid: 7 }], failed: [], skipped: [], warnings: [], message: '2 content(s) switched back to their preferred roles (0, 1)',
+      complete: true, done: [{ content: 0, dbid: 6 }, { content: 1, dbid: 7 }], failed: [], skipped: [], upToDate: [], warnings: [], message: '2 content(s) switched back to their preferred roles (0, 1)',
     });
     expect(performance.now() - started).toBeLessThan(1000);
   });
@@ -494,7 +539,7 @@ describe('a whole switch of one pair, and the run', () => {
     const cause = 'SwitchoverAbortedError: dbid 6 did not shut down cleanly (in production); dbid 6 was started again as the acting primary: nothing changed';
     expect(first.doc.recordContentFailure).toEqual({ content: 0, dbid: 6, failed: true, cause });
     expect((await s.history()).at(-1)).toBe(`FTS: gprecoverseg -r of dbid 6 with contentid 0 failed: ${cause}`);
-    expect((await s.load()).pendingOperations).toEqual([hold(1, EXEC)]);
+    expect((await s.load()).pendingOperations).toEqual([held(SWITCH_1)]);
     expect(await s.states(0)).toEqual(['2 m/u/s', '6 p/u/s']);
 
     const second = await s.iterate(outer, outer.plan.switches[1]);
@@ -505,5 +550,33 @@ describe('a whole switch of one pair, and the run', () => {
       message: `1 content(s) switched back to their preferred roles (1); content 0 failed: ${cause}; content 3 left alone: primary dbid 9 is p/u/n and mirror dbid 5 is m/u/n: a pair is switched only when both are up and in sync (recover it, let it catch up)`,
     });
     expect((await s.load()).pendingOperations).toEqual([]);
+  });
+
+  test('contents in their preferred roles are up to date: the run is complete, and its summary says "nothing to do"', async () => {
+    const s = await setup();
+    const outer = await s.planned({ contents: [0, 2] });
+    expect(outer.plan).toMatchObject({ switches: [SWITCH_0], skipped: [], upToDate: [2] });
+    const { doc } = await s.iterate(outer, outer.plan.switches[0]);
+    expect(await s.step('summarize', { ...outer, results: [doc] })).toEqual({
+      complete: true, done: [{ content: 0, dbid: 6 }], failed: [], skipped: [], upToDate: [2], warnings: [], message: '1 content(s) switched back to their preferred roles (0); content 2: nothing to do',
+    });
+    expect((await s.load()).pendingOperations).toEqual([]);
+  });
+});
+
+describe('summarize', () => {
+  test('upToDate is listed as "nothing to do" after what was left alone; only failures and skipped contents make it incomplete', async () => {
+    const { step } = await setup();
+    const plan = { switches: [], skipped: [], upToDate: [2] };
+    const done = { markRecovered: { content: 0, dbid: 6, recovered: true } };
+    expect(await step('summarize', { clusterId: CLUSTER, plan, results: [done] })).toEqual({
+      complete: true, done: [{ content: 0, dbid: 6 }], failed: [], skipped: [], upToDate: [2], warnings: [], message: '1 content(s) switched back to their preferred roles (0); content 2: nothing to do',
+    });
+    expect(await step('summarize', { clusterId: CLUSTER, plan: { ...plan, skipped: [{ content: 3, reason: 'not in sync' }] }, results: [] })).toMatchObject({
+      complete: false,
+      message: '0 content(s) switched back to their preferred roles; content 3 left alone: not in sync; content 2: nothing to do',
+    });
+    // A plan without upToDate (a state document of an earlier version): none.
+    expect(await step('summarize', { clusterId: CLUSTER, plan: { switches: [], skipped: [] }, results: [done] })).toMatchObject({ complete: true, upToDate: [] });
   });
 });

@@ -104,7 +104,7 @@ async function setup(shape: (rows: SegmentRow[]) => SegmentRow[] = (r) => r, pre
     clock = to;
   };
   /** Runs `plan` and returns the outer state document with its result at `$.plan`. */
-  const planned = async (input: Doc = {}, execution = EXEC): Promise<Doc & { plan: { recoveries: Doc[]; skipped: Doc[]; warnings: string[]; pollSeconds: number } }> => {
+  const planned = async (input: Doc = {}, execution = EXEC): Promise<Doc & { plan: { recoveries: Doc[]; skipped: Doc[]; upToDate: number[]; warnings: string[]; pollSeconds: number } }> => {
     const doc: Doc = { clusterId: CLUSTER, ...input };
     return { ...doc, plan: (await step('plan', doc, execution)) as never };
   };
@@ -346,12 +346,9 @@ describe('plan', () => {
     expect(await step('plan', { clusterId: CLUSTER }, THIRD)).toMatchObject({ recoveries: [], skipped: [{ content: 0 }, { content: 3 }] });
   });
 
-  // BUG (lambdas/service/rebuild-steps.ts, plannedBefore: `JSON.parse(op.plan as string)`
-  // is outside the safeParse): a plan text that is not JSON at all throws the SyntaxError
-  // of JSON.parse, not ValidationError. The Plan state's Catch sends ValidationError to
-  // InvalidInput but any other error to Summarize, so such a hold ends the run as
-  // "the run stopped: SyntaxError: ..." instead of the "cannot read" message.
-  test.failing('a hold of this execution whose plan is not JSON: ValidationError too', async () => {
+  // A plan text that is not JSON at all is refused like one of the wrong shape (the Plan
+  // state sends ValidationError to InvalidInput with the "cannot read" message).
+  test('a hold of this execution whose plan is not JSON: ValidationError too', async () => {
     const unreadable = hold(0, EXEC, { plan: 'rebuild dbid 6 from dbid 2' });
     const { step } = await setup(mirrorDown(0), async (w) => void (await w({ rows: [], history: [], setOperations: [unreadable] })));
     const error = await step('plan', { clusterId: CLUSTER }).catch((e: unknown) => e);
@@ -723,6 +720,30 @@ describe('summarize', () => {
     });
   });
 
+  test('contents that needed nothing (upToDate) are listed as "nothing to do" and do not make the run incomplete', async () => {
+    const { step } = await setup();
+    const doc = { clusterId: CLUSTER, plan: { recoveries: [], skipped: [], upToDate: [1, 2], warnings: [] }, results: [done(0, 6)] };
+    expect(await step('summarize', doc)).toEqual({
+      complete: true, done: [{ content: 0, dbid: 6 }], failed: [], skipped: [], upToDate: [1, 2], warnings: [], message: '1 content(s) recovered (0); content 1: nothing to do; content 2: nothing to do',
+    });
+    // Nothing to do anywhere: complete.
+    expect(await step('summarize', { ...doc, results: [] })).toEqual({
+      complete: true, done: [], failed: [], skipped: [], upToDate: [1, 2], warnings: [], message: '0 content(s) recovered; content 1: nothing to do; content 2: nothing to do',
+    });
+    // They make up for nothing else: after what was left alone, before a stopped run.
+    expect(await step('summarize', { ...doc, plan: { ...doc.plan, skipped: [{ content: 3, reason: 'held' }] }, results: [failed(0, 6, 'RebuildFailedError: x')], error: { Error: 'States.TaskFailed', Cause: 'the Map failed' } })).toMatchObject({
+      complete: false,
+      upToDate: [1, 2],
+      message: '0 content(s) recovered; content 0 failed: RebuildFailedError: x; content 3 left alone: held; content 1: nothing to do; content 2: nothing to do; the run stopped: States.TaskFailed: the Map failed',
+    });
+  });
+
+  test('a plan without upToDate (or no plan at all) summarizes as none up to date', async () => {
+    const { step } = await setup();
+    expect(await step('summarize', { clusterId: CLUSTER, plan: { recoveries: [], skipped: [], warnings: [] }, results: [done(0, 6)] })).toMatchObject({ complete: true, upToDate: [], message: '1 content(s) recovered (0)' });
+    expect(await step('summarize', { clusterId: CLUSTER, error: { Error: 'States.TaskFailed', Cause: 'the plan failed' } })).toMatchObject({ complete: false, skipped: [], upToDate: [] });
+  });
+
   test('releases the holds this execution still has, and only those', async () => {
     const { step, load } = await setup(mirrorDown(0, 1, 3), async (w) => void (await w({ rows: [], history: [], setOperations: [hold(0, EXEC), hold(1, OTHER), hold(3, EXEC)] })));
     await step('summarize', { clusterId: CLUSTER, plan: { skipped: [] }, error: { Error: 'States.TaskFailed', Cause: 'x' } });
@@ -755,6 +776,16 @@ describe('a whole run on the fakes', () => {
     expect(snapshot).toMatchObject({ status: 'unavailable', pendingOperations: [], pendingFences: [] });
     expect(s.world.instance(6)).toMatchObject({ running: true, inRecovery: true, upstreamDbid: 2 });
     expect(elapsed).toBeLessThan(1000);
+  });
+
+  test('contents named that need nothing do not make the run incomplete: Recovered, and the summary says so', async () => {
+    const s = await setup(mirrorDown(0));
+    const { status, doc } = await s.execute({ contents: [0, 1] });
+    expect(status).toBe('Recovered');
+    expect(doc.summarize).toEqual({
+      complete: true, done: [{ content: 0, dbid: 6 }], failed: [], skipped: [], upToDate: [1], warnings: [], message: '1 content(s) recovered (0); content 1: nothing to do',
+    });
+    expect((await s.load()).pendingOperations).toEqual([]);
   });
 
   test('a request the catalog refuses ends in InvalidInput with nothing written', async () => {
