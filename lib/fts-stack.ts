@@ -49,6 +49,18 @@ export interface SegmentHostsProps {
    * @default pg_ctl
    */
   readonly serviceManager?: string;
+  /**
+   * How the scripts (run as root by SSM) switch to `osUser`: `sudo` (`sudo -n -u`; the
+   * hosts need sudo) or `runuser` (util-linux, hosts without sudo).
+   * @default sudo
+   */
+  readonly runAs?: 'sudo' | 'runuser';
+  /**
+   * Role mirrors, pg_rewind and pg_basebackup connect to the primary as; its password goes
+   * in `osUser`'s `~/.pgpass` on every host.
+   * @default osUser
+   */
+  readonly replicationUser?: string;
 }
 
 /** The environment variables of {@link SegmentHostsProps}; throws an Error naming what is wrong. */
@@ -68,6 +80,14 @@ export function segmentHostsEnvironment(hosts: SegmentHostsProps | undefined): R
     if (hosts.pgDistro === undefined || hosts.pgMajor === undefined) throw new Error('FtsStack: segmentHosts.pgDistro and segmentHosts.pgMajor go together');
     if (!PG_DISTROS.includes(hosts.pgDistro)) throw new Error(`FtsStack: segmentHosts.pgDistro must be one of ${PG_DISTROS.join(', ')}, got ${JSON.stringify(hosts.pgDistro)}`);
     env.FTS_PG_BIN = pgBinFor(hosts.pgDistro, hosts.pgMajor);
+  }
+  if (hosts.runAs !== undefined) {
+    if (hosts.runAs !== 'sudo' && hosts.runAs !== 'runuser') throw new Error(`FtsStack: segmentHosts.runAs must be sudo or runuser, got ${JSON.stringify(hosts.runAs)}`);
+    env.FTS_PG_RUN_AS = hosts.runAs;
+  }
+  if (hosts.replicationUser !== undefined) {
+    if (!/^[A-Za-z_][A-Za-z0-9_.-]{0,62}$/.test(hosts.replicationUser)) throw new Error(`FtsStack: segmentHosts.replicationUser must be a role name, got ${JSON.stringify(hosts.replicationUser)}`);
+    env.FTS_PG_REPLICATION_USER = hosts.replicationUser;
   }
   if (hosts.serviceManager !== undefined) {
     try {
@@ -270,9 +290,11 @@ export const FTS_CONTEXT_KEYS = [
   'pgDistro',
   'pgMajor',
   'pgServiceManager',
+  'pgRunAs',
+  'pgReplicationUser',
 ] as const;
 
-/** `segmentHosts` from the context keys pgOsUser, pgBin, pgDistro, pgMajor, pgServiceManager (absent when none is set). */
+/** `segmentHosts` from the context keys pgOsUser, pgBin, pgDistro, pgMajor, pgServiceManager, pgRunAs, pgReplicationUser (absent when none is set). */
 function segmentHostsFromContext(optional: (key: string) => string | undefined): { segmentHosts?: SegmentHostsProps } {
   const major = optional('pgMajor');
   if (major !== undefined && !/^\d+$/.test(major)) throw new Error(`context "pgMajor" must be a PostgreSQL major version such as 15, got ${JSON.stringify(major)}`);
@@ -282,6 +304,8 @@ function segmentHostsFromContext(optional: (key: string) => string | undefined):
     ...(optional('pgDistro') !== undefined ? { pgDistro: optional('pgDistro') as PgDistro } : {}),
     ...(major !== undefined ? { pgMajor: Number(major) } : {}),
     ...(optional('pgServiceManager') !== undefined ? { serviceManager: optional('pgServiceManager') } : {}),
+    ...(optional('pgRunAs') !== undefined ? { runAs: optional('pgRunAs') as 'sudo' | 'runuser' } : {}),
+    ...(optional('pgReplicationUser') !== undefined ? { replicationUser: optional('pgReplicationUser') } : {}),
   };
   return Object.keys(hosts).length ? { segmentHosts: hosts } : {};
 }

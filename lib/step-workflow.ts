@@ -80,6 +80,7 @@ export class StepWorkflow extends Construct {
       description: `FTS ${spec.kind} steps of cluster ${props.clusterId}`,
       timeout,
       serviceName: spec.serviceName,
+      environment: { FTS_HOST_OPERATION_SECONDS: String(Math.min(spec.hostOperationSeconds, Math.floor(timeout.toSeconds() / 2))) },
     });
 
     // A task outlives the function by a margin, so a hung invocation ends as the

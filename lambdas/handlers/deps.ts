@@ -33,6 +33,14 @@ export function segmentDeps(env: HandlerEnvironment): SegmentDeps {
     catalog: new DynamoDbCatalog(),
     probe: new PgSegmentProbe({ credentials }),
     control,
-    host: new SsmSegmentHost({ osUser: env.FTS_PG_OS_USER, pgBin: env.FTS_PG_BIN, runAs: env.FTS_PG_RUN_AS, serviceManager: env.FTS_PG_SERVICE_MANAGER, control }),
+    host: new SsmSegmentHost({
+      osUser: env.FTS_PG_OS_USER,
+      pgBin: env.FTS_PG_BIN,
+      runAs: env.FTS_PG_RUN_AS,
+      serviceManager: env.FTS_PG_SERVICE_MANAGER,
+      replicationUser: env.FTS_PG_REPLICATION_USER,
+      operationBudgetSeconds: env.FTS_HOST_OPERATION_SECONDS,
+      control,
+    }),
   };
 }

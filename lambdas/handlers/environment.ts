@@ -45,6 +45,14 @@ const schema = z.object({
       ctx.addIssue({ code: 'custom', message: `${JSON.stringify(value)} must be sudo or runuser (how the host scripts switch to FTS_PG_OS_USER)` });
       return z.NEVER;
     }),
+  /** Role mirrors, pg_rewind and pg_basebackup connect to their primary as (its password in the OS user's ~/.pgpass on the hosts); default the OS user. */
+  FTS_PG_REPLICATION_USER: z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/).optional(),
+  /**
+   * Seconds one host operation (stop, start, mirror config) may take through SSM, delivery
+   * included, before it is cancelled: the workflow construct sets it below its step's
+   * Lambda timeout, so a hung host ends as an error the step handles, not as a killed Lambda.
+   */
+  FTS_HOST_OPERATION_SECONDS: z.coerce.number().int().min(35).max(900).optional(),
   /** Seconds between two scheduled prober invocations: each invocation probes that long. */
   FTS_SCHEDULE_PERIOD_SECONDS: z.coerce.number().int().min(60).max(840).default(60),
 });

@@ -132,6 +132,12 @@ export interface HostJobStatus {
   wipeRefused?: boolean;
   /** Another rebuild of the same data directory still runs (exit 12): nothing was done; start again once it ends. */
   busy?: boolean;
+  /**
+   * The job ended without an exit status because its process vanished (killed, host
+   * restarted, the command lost): starting it again may well work. A job that timed out
+   * or was cancelled is not lost.
+   */
+  lost?: boolean;
   /** Failed: a short, clear account for the operator (the tail of stderr). */
   message?: string;
 }

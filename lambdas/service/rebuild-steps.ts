@@ -187,7 +187,7 @@ export function rebuildSteps(label: string, kind: OperationKind) {
         return { state: 'restart', busy: true };
       }
       if (status.wipeRefused) throw new RebuildFailedError(`refusing the full copy into dbid ${it.item.dbid}'s data directory: ${status.message ?? 'it is not a data directory of this content, nor empty'}; nothing was deleted`);
-      if (status.exitCode === undefined && (it.startRebuild?.starts ?? 1) < MAX_REBUILD_STARTS) {
+      if (status.lost && (it.startRebuild?.starts ?? 1) < MAX_REBUILD_STARTS) {
         deps.telemetry.warn(`the rebuild of dbid ${it.item.dbid} ended without an exit status (${status.message ?? 'process lost'}): starting it again`, fields);
         return { state: 'restart', message: status.message };
       }

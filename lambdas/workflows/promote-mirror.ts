@@ -63,8 +63,9 @@ export const PROMOTE_MIRROR_SPEC: WorkflowSpec<PromoteMirrorInput> = {
   input: promoteMirrorInputSchema,
   executionName: promotionExecutionName,
   executionTimeoutSeconds: 15 * 60,
-  // `promote` waits up to 30 s for pg_promote.
-  stepTimeoutSeconds: 60,
+  // `promote` waits up to 30 s for pg_promote; the fence has its own 30 s budget.
+  stepTimeoutSeconds: 90,
+  hostOperationSeconds: 40,
   start: 'ValidateInput',
   states: {
     ValidateInput: { type: 'task', step: 'validate', next: 'ConfirmFailure', catch: [{ errors: [ValidationError], next: 'InvalidInput' }] },

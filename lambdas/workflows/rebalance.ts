@@ -57,7 +57,9 @@ export const REBALANCE_SPEC: WorkflowSpec<RebalanceInput> = {
   input: rebalanceInputSchema,
   executionName: (i) => executionNameOf('rebalance', i.clusterId, `v${i.catalogVersion ?? 0}-${requestDigest(i)}`),
   executionTimeoutSeconds: 24 * 3600,
-  stepTimeoutSeconds: 120,
+  // SwitchOver: checkpoint, stop, wait, flip, promote, verify, mirror config (or the restart): about 240 s at worst.
+  stepTimeoutSeconds: 300,
+  hostOperationSeconds: 60,
   start: 'Plan',
   states: {
     Plan: { type: 'task', step: 'plan', next: 'SwitchEach', retry: [CONFLICT_RETRY], catch: [{ errors: [ValidationError, ContentBusyError], next: 'InvalidInput' }, { errors: ['States.ALL'], next: 'Summarize' }] },

@@ -75,7 +75,9 @@ export const RECOVER_SEGMENTS_SPEC: WorkflowSpec<RecoverSegmentsInput> = {
   executionName: (i) => executionNameOf('recoverseg', i.clusterId, `v${i.catalogVersion ?? 0}-${requestDigest(i)}`),
   // A full copy of a large segment takes hours; Step Functions allows a year.
   executionTimeoutSeconds: 7 * 24 * 3600,
-  stepTimeoutSeconds: 120,
+  // A step makes at most two host calls (a fence, the start of a copy), each within hostOperationSeconds.
+  stepTimeoutSeconds: 300,
+  hostOperationSeconds: 60,
   start: 'Plan',
   states: {
     Plan: { type: 'task', step: 'plan', next: 'RecoverEach', retry: [CONFLICT_RETRY], catch: [{ errors: [ValidationError, ContentBusyError], next: 'InvalidInput' }, { errors: ['States.ALL'], next: 'Summarize' }] },

@@ -115,6 +115,12 @@ export interface WorkflowSpec<I = unknown> {
   executionTimeoutSeconds: number;
   /** Seconds a step's Lambda may run. */
   stepTimeoutSeconds: number;
+  /**
+   * Seconds one host operation (stop, start, mirror config through SSM) may take inside a
+   * step before it is cancelled: well below `stepTimeoutSeconds`, so a hung host ends as an
+   * error the step handles (a switchover undone), never as a Lambda killed half-way.
+   */
+  hostOperationSeconds: number;
   start: string;
   states: Readonly<Record<string, StateSpec>>;
 }
@@ -214,6 +220,9 @@ export function checkSpec(spec: WorkflowSpec, steps?: readonly string[]): void {
   const duplicates = names.filter((n, i) => names.indexOf(n) !== i);
   if (duplicates.length) problems.push(`state names used twice: ${[...new Set(duplicates)].join(', ')}`);
   if (steps) for (const step of taskSteps(spec)) if (!steps.includes(step)) problems.push(`step ${step} has no handler`);
+  if (!(spec.hostOperationSeconds >= 30 && spec.hostOperationSeconds * 2 < spec.stepTimeoutSeconds)) {
+    problems.push(`hostOperationSeconds (${spec.hostOperationSeconds}) must be at least 30 and less than half of stepTimeoutSeconds (${spec.stepTimeoutSeconds})`);
+  }
   if (problems.length) throw new Error(`workflow spec ${spec.kind} is broken: ${problems.join('; ')}`);
 }
 

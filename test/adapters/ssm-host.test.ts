@@ -340,6 +340,20 @@ describe('SsmSegmentHost: polling', () => {
     }
   });
 
+  it('operationBudgetSeconds: a start that hangs is cancelled within the budget, below the calling Lambda\'s timeout', async () => {
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-b' } });
+    ssm.on(GetCommandInvocationCommand).resolves({ Status: 'InProgress', ResponseCode: -1 });
+    ssm.on(CancelCommandCommand).resolves({});
+    let clock = 0;
+    const budgeted = new SsmSegmentHost({ client: new SSMClient({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } }), pollIntervalMs: 0, operationBudgetSeconds: 45, now: () => (clock += 1000) });
+    const err = (await budgeted.start(primary).catch((e: unknown) => e)) as HostCommandError;
+    expect(err).toBeInstanceOf(HostCommandError);
+    expect(err.message).toMatch(/no result from command cmd-b within 45 s/);
+    expect(ssm.commandCalls(SendCommandCommand)[0].args[0].input.Parameters?.executionTimeout).toEqual(['45']);
+    expect(ssm.commandCalls(CancelCommandCommand)).toHaveLength(1);
+    expect(() => new SsmSegmentHost({ operationBudgetSeconds: 10 })).toThrow(/operationBudgetSeconds must be an integer from 30 to 900/);
+  });
+
   it('gives up at the deadline, cancels the command and throws HostCommandError', async () => {
     ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-3' } });
     ssm.on(GetCommandInvocationCommand).resolves({ Status: 'InProgress', ResponseCode: -1 });
@@ -729,6 +743,17 @@ describe('SsmSegmentHost: background rebuild (startRebuild, jobStatus, cancelJob
     expect(status.state).toBe('failed');
     expect(status.exitCode).toBeUndefined();
     expect(status.message).toMatch(message);
+    // Only a command the agent or the host lost is worth starting again; a timeout or a cancel is final.
+    expect(Boolean(status.lost)).toBe(Status === 'Failed');
+  });
+
+  it.each(['TimedOut', 'Cancelled', 'Cancelling'])('%s with the agent\'s 137: not reported as the script\'s exit code', async (Status) => {
+    ssm.on(GetCommandInvocationCommand).resolves({ Status: Status as 'TimedOut', StatusDetails: Status, ResponseCode: 137 });
+    const status = await host().jobStatus(job);
+    expect(status).toMatchObject({ state: 'failed' });
+    expect(status.exitCode).toBeUndefined();
+    expect(status.lost).toBeUndefined();
+    expect(status.message).not.toMatch(/exit code 137/);
   });
 
   it('an SSM error other than a missing invocation is thrown (the workflow retries); a foreign id is refused', async () => {

@@ -122,7 +122,7 @@ describe('prober', () => {
 
   test('a slower schedule: each invocation probes one whole period, the timeout covers it and the last round (no gaps)', () => {
     const s = new FtsStack(newApp(), 'S', baseProps);
-    const vpc = ec2.Vpc.fromVpcAttributes(s, 'V', { vpcId: 'vpc-1', availabilityZones: ['us-east-1a'], privateSubnetIds: ['subnet-1'] });
+    const vpc = ec2.Vpc.fromVpcAttributes(s, 'V', { vpcId: 'vpc-0123456789abcdef0', availabilityZones: ['us-east-1a'], privateSubnetIds: ['subnet-0123456789abcdef0'] });
     const tables = new CatalogTables(s, 'T');
     const prober = new Prober(s, 'Slow', { clusterId: 'x', tables, vpc, promoteStateMachine: s.promoteMirror.stateMachine, scheduleRate: Duration.minutes(5) });
     const fn = Template.fromStack(s).findResources('AWS::Lambda::Function')[s.getLogicalId(prober.function.node.defaultChild as never)] as {
@@ -217,11 +217,11 @@ describe('PromoteMirror workflow', () => {
     expect(text).toContain(promoteFn);
   });
 
-  test('the step function: Node 22, 60 s, in the VPC, table and secret env, notification topic', () => {
+  test('the step function: Node 22, 90 s, in the VPC, table and secret env, notification topic', () => {
     template.hasResourceProperties('AWS::Lambda::Function', {
       Runtime: 'nodejs22.x',
       Architectures: ['arm64'],
-      Timeout: 60,
+      Timeout: 90,
       VpcConfig: Match.objectLike({ SubnetIds: ['subnet-0123456789abcdef0', 'subnet-0123456789abcdef1'] }),
       Environment: {
         Variables: Match.objectLike({
@@ -258,8 +258,9 @@ describe('operator workflows (RecoverSegments, Rebalance)', () => {
     const fn = id(workflow.function);
     template.hasResourceProperties('AWS::Lambda::Function', {
       Runtime: 'nodejs22.x',
-      Timeout: 120,
-      Environment: { Variables: Match.objectLike({ FTS_CLUSTER_ID: 'prod-1', POWERTOOLS_SERVICE_NAME: service }) },
+      Timeout: 300,
+      // A host operation gets at most this much of the step's 300 s: a hung host is an error the step handles.
+      Environment: { Variables: Match.objectLike({ FTS_CLUSTER_ID: 'prod-1', POWERTOOLS_SERVICE_NAME: service, FTS_HOST_OPERATION_SECONDS: '60' }) },
     });
     const role = id(workflow.stateMachine.role as never);
     const invoke = statementsOf(role).filter((st) => actionsOf(st).includes('lambda:InvokeFunction'));
@@ -377,7 +378,7 @@ describe('props validation', () => {
 
   test('constructs validate their own props', () => {
     const s = new FtsStack(newApp(), 'S', baseProps);
-    const vpc = ec2.Vpc.fromVpcAttributes(s, 'V', { vpcId: 'vpc-1', availabilityZones: ['us-east-1a'], privateSubnetIds: ['subnet-1'] });
+    const vpc = ec2.Vpc.fromVpcAttributes(s, 'V', { vpcId: 'vpc-0123456789abcdef0', availabilityZones: ['us-east-1a'], privateSubnetIds: ['subnet-0123456789abcdef0'] });
     const tables = new CatalogTables(s, 'T');
     expect(() => new Prober(s, 'P1', { clusterId: '', tables, vpc, promoteStateMachine: s.promoteMirror.stateMachine })).toThrow(/Prober: clusterId/);
     expect(

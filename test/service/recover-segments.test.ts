@@ -504,7 +504,7 @@ describe('poll-rebuild', () => {
   });
 
   test(`a lost process is started again, ${MAX_REBUILD_STARTS} starts in all, then RebuildFailedError is recorded and the content released`, async () => {
-    const lost: HostJobStatus = { state: 'failed', message: 'the rebuild process is gone (host restarted)' };
+    const lost: HostJobStatus = { state: 'failed', lost: true, message: 'the rebuild process is gone (host restarted)' };
     const s = await setup(mirrorDown(0));
     for (let i = 0; i < MAX_REBUILD_STARTS; i++) s.world.scriptedJobs.push(lost);
     const outer = await s.planned();
@@ -521,9 +521,17 @@ describe('poll-rebuild', () => {
     expect(await s.rowState(6)).toBe('m/d/n');
   });
 
+  test('a job that failed without an exit status but was not lost (timed out, cancelled) is not started again', async () => {
+    const s = await setup(mirrorDown(0));
+    const outer = await s.planned();
+    s.world.scriptedJobs.push({ state: 'failed', message: 'TimedOut after its executionTimeout' });
+    const { visited } = await s.iterate(outer, outer.plan.recoveries[0]);
+    expect(visited).toEqual(['StartRebuild', 'WaitForRebuild', 'PollRebuild', 'RecordContentFailure']);
+  });
+
   test('a lost process started again that then succeeds: the mirror is marked recovered', async () => {
     const s = await setup(mirrorDown(0));
-    s.world.scriptedJobs.push({ state: 'failed', message: 'process lost' });
+    s.world.scriptedJobs.push({ state: 'failed', lost: true, message: 'process lost' });
     const outer = await s.planned();
     const { doc, visited } = await s.iterate(outer, outer.plan.recoveries[0]);
     expect(visited).toEqual(['StartRebuild', 'WaitForRebuild', 'PollRebuild', 'RebuildDone', 'StartRebuild', 'WaitForRebuild', 'PollRebuild', 'RebuildDone', 'MarkRecovered']);

@@ -209,7 +209,7 @@ export interface ShellOptions {
    * the copy takes: no `PROGRESS` line on stdout while copying, and the tools' own
    * progress lines (one a second) are not copied to stderr; when a tool ends, its last
    * `PROGRESS` line is printed on stdout once. SSM's GetCommandInvocation returns only the
-   * first 24,000 characters of each stream: a line a second would fill them in minutes,
+   * first 24,000 characters of stdout and 8,000 of stderr: a line a second would fill them in minutes,
    * hiding both the current progress and the error at the end of stderr.
    */
   progressFile?: string;

@@ -105,6 +105,12 @@ export interface SsmSegmentHostOptions {
   progressReadSeconds?: number;
   /** Who starts and stops instances on the hosts: pg_ctl (default) or systemd units (see ./shell's ServiceManager). */
   serviceManager?: ServiceManager;
+  /**
+   * Seconds a whole start, stop, mirror config or identity operation may take, delivery
+   * included, before its command is cancelled and it fails (30..900). Set it below the
+   * calling Lambda's timeout. Default: delivery and execution timeouts plus a grace.
+   */
+  operationBudgetSeconds?: number;
 }
 
 /** What one SSM command is about, for comments, messages and errors. */
@@ -141,6 +147,7 @@ export class SsmSegmentHost implements SegmentHost {
   private readonly control?: Pick<SegmentControl, 'ensureSlot'>;
   private readonly rebuildTimeoutSeconds: number;
   private readonly progressReadSeconds: number;
+  private readonly operationBudgetSeconds?: number;
 
   /** Validates the options; throws ValidationError. */
   constructor(options: SsmSegmentHostOptions = {}) {
@@ -153,7 +160,11 @@ export class SsmSegmentHost implements SegmentHost {
     this.control = options.control;
     this.rebuildTimeoutSeconds = options.rebuildTimeoutSeconds ?? MAX_EXECUTION_TIMEOUT_SECONDS;
     this.progressReadSeconds = options.progressReadSeconds ?? DEFAULT_PROGRESS_READ_SECONDS;
+    this.operationBudgetSeconds = options.operationBudgetSeconds;
     const issues: string[] = [];
+    if (this.operationBudgetSeconds !== undefined && (!Number.isInteger(this.operationBudgetSeconds) || this.operationBudgetSeconds < 30 || this.operationBudgetSeconds > 900)) {
+      issues.push(`operationBudgetSeconds must be an integer from 30 to 900, not ${this.operationBudgetSeconds}`);
+    }
     // Limits of AWS-RunShellScript's executionTimeout and of SendCommand's TimeoutSeconds.
     if (!Number.isInteger(this.timeoutSeconds) || this.timeoutSeconds < 1 || this.timeoutSeconds > 172800) {
       issues.push(`timeoutSeconds must be an integer from 1 to 172800, not ${this.timeoutSeconds}`);
@@ -219,7 +230,7 @@ export class SsmSegmentHost implements SegmentHost {
    * sends the rebuild script with `executionTimeout` = `rebuildTimeoutSeconds` and returns
    * once SSM accepted it. The script keeps its latest PROGRESS line in a file beside the
    * data directory (./shell's rebuildStateFiles) and its output short, because
-   * GetCommandInvocation returns only the first 24,000 characters of each stream: a
+   * GetCommandInvocation returns only the first 24,000 characters of stdout and 8,000 of stderr: a
    * progress line a second would fill them within minutes of a copy of hours.
    */
   async startRebuild(mirror: SegmentRow, primary: SegmentRow, method: RebuildMethod): Promise<HostJob> {
@@ -253,7 +264,7 @@ export class SsmSegmentHost implements SegmentHost {
         // Normal right after SendCommand; long after it, SSM has no such command (expired, or another account/region).
         const age = this.now() - Date.parse(job.startedAt);
         if (!(age > (this.deliveryTimeoutSeconds * 1000 + DEADLINE_GRACE_MS))) return { state: 'running' };
-        return { state: 'failed', message: `${what}: SSM has no invocation of the command ${Math.round(age / 1000)} s after it was sent; start the rebuild again` };
+        return { state: 'failed', lost: true, message: `${what}: SSM has no invocation of the command ${Math.round(age / 1000)} s after it was sent; start the rebuild again` };
       }
       throw new HostCommandError(`${what}: GetCommandInvocation failed: ${describe(err)}`);
     }
@@ -264,8 +275,10 @@ export class SsmSegmentHost implements SegmentHost {
     }
     const stdout = inv.StandardOutputContent ?? '';
     const stderr = inv.StandardErrorContent ?? '';
-    // ResponseCode is -1 when the script never exited (timeout, cancel, not delivered).
-    const exitCode = inv.ResponseCode !== undefined && inv.ResponseCode >= 0 ? inv.ResponseCode : undefined;
+    // ResponseCode is -1 when the script never exited (not delivered), and the agent reports
+    // 137 for a script it stopped itself (timeout, cancel): neither is the script's own status.
+    const stopped = status === 'TimedOut' || status === 'Cancelled' || status === 'Cancelling';
+    const exitCode = !stopped && inv.ResponseCode !== undefined && inv.ResponseCode >= 0 ? inv.ResponseCode : undefined;
     const outcome = rebuildOutcome(exitCode, stdout, stderr);
     if (status === 'Success') return { state: 'succeeded', exitCode: exitCode ?? 0, ...outcome };
     const detail = inv.StatusDetails && inv.StatusDetails !== status ? ` (${inv.StatusDetails})` : '';
@@ -275,6 +288,8 @@ export class SsmSegmentHost implements SegmentHost {
     return {
       state: 'failed',
       ...(exitCode !== undefined ? { exitCode } : {}),
+      // Failed without the script's status: the agent or the host lost it.
+      ...(status === 'Failed' && exitCode === undefined ? { lost: true } : {}),
       ...outcome,
       message: `${what}: ${why}${timeout}${exitCode !== undefined ? `, exit code ${exitCode}` : ''}${tailText ? `: ${tailText}` : ''}`,
     };
@@ -383,7 +398,8 @@ export class SsmSegmentHost implements SegmentHost {
   }
 
   /** Sends the script, then polls until it ends; throws HostCommandError unless it succeeded. */
-  private async run(op: Operation): Promise<GetCommandInvocationCommandOutput> {
+  private async run(operation: Operation): Promise<GetCommandInvocationCommandOutput> {
+    const op: Operation = { ...operation, budgetSeconds: operation.budgetSeconds ?? this.operationBudgetSeconds };
     const instanceId = op.segment.instanceId as string;
     const what = `${op.name} of dbid ${op.segment.dbid} (content ${op.segment.content}) on ${instanceId}`;
     const commandId = await this.send(
@@ -418,8 +434,8 @@ export class SsmSegmentHost implements SegmentHost {
       const status = last.Status ?? 'Pending';
       if (status === 'Success') return last;
       if (FAILED_STATUSES.has(status)) {
-        // ResponseCode is -1 when the script never exited (timeout, cancel, not delivered).
-        const code = last.ResponseCode !== undefined && last.ResponseCode >= 0 ? last.ResponseCode : undefined;
+        // ResponseCode is -1 when the script never exited (not delivered); 137 when the agent stopped it.
+        const code = last.Status === 'TimedOut' || last.Status === 'Cancelled' || last.Status === 'Cancelling' ? undefined : last.ResponseCode !== undefined && last.ResponseCode >= 0 ? last.ResponseCode : undefined;
         const stderr = tail(last.StandardErrorContent);
         const detail = last.StatusDetails && last.StatusDetails !== status ? ` (${last.StatusDetails})` : '';
         throw new HostCommandError(

@@ -246,7 +246,7 @@ export class LocalSegmentHost implements SegmentHost {
     const why = files.cancelled
       ? 'was cancelled'
       : `ended without an exit code: its process${files.pid !== undefined ? ` group ${files.pid}` : ''} is gone (killed, e.g. kill -9 or the OOM killer, or the machine restarted); start the rebuild again, the script is idempotent`;
-    return { state: 'failed', ...outcome, message: `${name} ${why}${tailText ? `; its stderr ends with: ${tailText}` : ''}` };
+    return { state: 'failed', ...outcome, ...(files.cancelled ? {} : { lost: true }), message: `${name} ${why}${tailText ? `; its stderr ends with: ${tailText}` : ''}` };
   }
 
   /**
