@@ -180,11 +180,13 @@ export async function startLocalSsm(options: LocalSsmOptions = {}): Promise<Loca
     inv.child = child;
     Object.assign(inv, { status: 'InProgress', statusDetails: 'InProgress', startedAt: new Date() });
     // Only the first characters are ever returned; a chatty script must not fill this process's memory.
-    child.stdout.on('data', (d: Buffer) => {
-      if (out.length <= MAX_STDOUT_CHARS) out += d.toString();
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stdout.on('data', (d: string) => {
+      if (out.length <= MAX_STDOUT_CHARS) out += d;
     });
-    child.stderr.on('data', (d: Buffer) => {
-      if (err.length <= MAX_STDERR_CHARS) err += d.toString();
+    child.stderr.on('data', (d: string) => {
+      if (err.length <= MAX_STDERR_CHARS) err += d;
     });
     child.once('error', (e) => finish(inv, 'Failed', 'Failed', 1, out, `${err}${e.message}\n`));
     // The agent waits for the script's exit and the end of its output pipes, or stops waiting when it kills the script.
@@ -199,8 +201,8 @@ export async function startLocalSsm(options: LocalSsmOptions = {}): Promise<Loca
         inv.timedOut = true;
         killGroup(inv);
         // A process that left the group may hold the pipes: the agent does not wait for them.
-        inv.timers.push(setTimeout(() => finish(inv, 'TimedOut', 'ExecutionTimedOut', STOPPED_PREEMPTIVELY_EXIT_CODE, out, err), 1000));
-      }, inv.executionTimeoutSeconds * 1000),
+        inv.timers.push(setTimeout(() => finish(inv, 'TimedOut', 'ExecutionTimedOut', STOPPED_PREEMPTIVELY_EXIT_CODE, out, err), 1000).unref());
+      }, inv.executionTimeoutSeconds * 1000).unref(),
     );
   };
 
@@ -235,7 +237,7 @@ export async function startLocalSsm(options: LocalSsmOptions = {}): Promise<Loca
       byCommand.set(commandId, invocations);
       all.push(...invocations);
       for (const inv of invocations) {
-        if (registrationDelayMs > 0) inv.timers.push(setTimeout(() => start(inv), registrationDelayMs));
+        if (registrationDelayMs > 0) inv.timers.push(setTimeout(() => start(inv), registrationDelayMs).unref());
         else start(inv);
       }
       const parametersOut: Record<string, string[]> = { commands, executionTimeout: [String(executionTimeout)] };
@@ -366,7 +368,12 @@ export async function startLocalSsm(options: LocalSsmOptions = {}): Promise<Loca
       }
       // A killed group's pipes close at once; a process that left the group is not waited for long.
       await Promise.race([Promise.all(all.map((i) => i.ended)), new Promise((r) => setTimeout(r, 5000).unref())]);
-      for (const inv of all) finish(inv, 'Cancelled', 'Cancelled', STOPPED_PREEMPTIVELY_EXIT_CODE);
+      for (const inv of all) {
+        finish(inv, 'Cancelled', 'Cancelled', STOPPED_PREEMPTIVELY_EXIT_CODE);
+        // Pipes a process outside the group still holds would keep this process alive.
+        inv.child?.stdout?.destroy();
+        inv.child?.stderr?.destroy();
+      }
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       rmSync(root, { recursive: true, force: true });
