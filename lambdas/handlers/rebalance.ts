@@ -1,21 +1,6 @@
-/**
- * The Rebalance step function: every Task state of the workflow invokes it with
- * `{"step", "input": <state document>, "execution": <execution name>}` (lambdas/workflows/rebalance.ts).
- */
-import { powertoolsTelemetry } from '../adapters/aws/powertools-telemetry';
+/** The Rebalance step function (lambdas/workflows/rebalance.ts). */
 import { runRebalanceStepEvent } from '../service/rebalance';
-import { segmentDeps } from './deps';
-import { handlerEnvironment } from './environment';
-
-const env = handlerEnvironment();
-const deps = segmentDeps(env);
-const telemetry = powertoolsTelemetry(env.FTS_CLUSTER_ID);
+import { workflowStepHandler } from './workflow-handler';
 
 /** Runs the named step on the state document. */
-export async function handler(event: { step?: unknown; input?: unknown; execution?: unknown }): Promise<Record<string, unknown>> {
-  try {
-    return await runRebalanceStepEvent({ ...deps, telemetry, now: () => new Date() }, event);
-  } finally {
-    telemetry.flush();
-  }
-}
+export const handler = workflowStepHandler(runRebalanceStepEvent);

@@ -14,7 +14,8 @@ import { z } from 'zod';
 import { ContentBusyError, ValidationError } from '../core/errors';
 import { clusterIdSchema } from './promote-mirror';
 import { DEFAULT_POLL_SECONDS, DEFAULT_RECOVERY_PARALLEL, requestDigest } from './recover-segments';
-import { CONFLICT_RETRY, executionNameOf, TRANSIENT_RETRY, type WorkflowSpec } from './spec';
+import { rebuildLoop } from './rebuild-loop';
+import { CONFLICT_RETRY, executionNameOf, type WorkflowSpec } from './spec';
 
 /** Seconds a mirror gets, by default, to show it received the stopped primary's shutdown checkpoint. */
 export const DEFAULT_RECEIVE_SECONDS = 10;
@@ -75,19 +76,7 @@ export const REBALANCE_SPEC: WorkflowSpec<RebalanceInput> = {
       states: {
         // No retry: a switchover that failed half-way is undone or recorded by its catch, never replayed blind.
         SwitchOver: { type: 'task', step: 'switch-over', next: 'StartRewind', catch: [{ errors: ['States.ALL'], next: 'RecordContentFailure' }] },
-        StartRewind: { type: 'task', step: 'start-rebuild', next: 'WaitForRewind', retry: [TRANSIENT_RETRY], catch: [{ errors: ['States.ALL'], next: 'RecordContentFailure' }] },
-        WaitForRewind: { type: 'wait', secondsPath: '$.pollSeconds', next: 'PollRewind' },
-        PollRewind: { type: 'task', step: 'poll-rebuild', next: 'RewindDone', retry: [TRANSIENT_RETRY], catch: [{ errors: ['States.ALL'], next: 'RecordContentFailure' }] },
-        RewindDone: {
-          type: 'choice',
-          when: [
-            { path: '$.pollRebuild.state', equals: 'running', next: 'WaitForRewind' },
-            { path: '$.pollRebuild.state', equals: 'restart', next: 'StartRewind' },
-          ],
-          otherwise: 'MarkRewound',
-        },
-        MarkRewound: { type: 'task', step: 'mark-recovered', retry: [TRANSIENT_RETRY], catch: [{ errors: ['States.ALL'], next: 'RecordContentFailure' }] },
-        RecordContentFailure: { type: 'task', step: 'record-content-failure', retry: [CONFLICT_RETRY] },
+        ...rebuildLoop({ start: 'StartRewind', wait: 'WaitForRewind', poll: 'PollRewind', done: 'RewindDone', mark: 'MarkRewound' }),
       },
     },
     Summarize: { type: 'task', step: 'summarize', next: 'Complete', retry: [CONFLICT_RETRY] },

@@ -16,7 +16,8 @@
 import { z } from 'zod';
 import { ContentBusyError, ValidationError } from '../core/errors';
 import { clusterIdSchema } from './promote-mirror';
-import { CONFLICT_RETRY, executionNameOf, TRANSIENT_RETRY, type WorkflowSpec } from './spec';
+import { rebuildLoop } from './rebuild-loop';
+import { CONFLICT_RETRY, executionNameOf, type WorkflowSpec } from './spec';
 import { createHash } from 'node:crypto';
 
 /** Greenplum's default `-B`: contents rebuilt at once. */
@@ -91,19 +92,7 @@ export const RECOVER_SEGMENTS_SPEC: WorkflowSpec<RecoverSegmentsInput> = {
       catch: [{ errors: ['States.ALL'], next: 'Summarize' }],
       start: 'StartRebuild',
       states: {
-        StartRebuild: { type: 'task', step: 'start-rebuild', next: 'WaitForRebuild', retry: [TRANSIENT_RETRY], catch: [{ errors: ['States.ALL'], next: 'RecordContentFailure' }] },
-        WaitForRebuild: { type: 'wait', secondsPath: '$.pollSeconds', next: 'PollRebuild' },
-        PollRebuild: { type: 'task', step: 'poll-rebuild', next: 'RebuildDone', retry: [TRANSIENT_RETRY], catch: [{ errors: ['States.ALL'], next: 'RecordContentFailure' }] },
-        RebuildDone: {
-          type: 'choice',
-          when: [
-            { path: '$.pollRebuild.state', equals: 'running', next: 'WaitForRebuild' },
-            { path: '$.pollRebuild.state', equals: 'restart', next: 'StartRebuild' },
-          ],
-          otherwise: 'MarkRecovered',
-        },
-        MarkRecovered: { type: 'task', step: 'mark-recovered', retry: [TRANSIENT_RETRY], catch: [{ errors: ['States.ALL'], next: 'RecordContentFailure' }] },
-        RecordContentFailure: { type: 'task', step: 'record-content-failure', retry: [CONFLICT_RETRY] },
+        ...rebuildLoop({ start: 'StartRebuild', wait: 'WaitForRebuild', poll: 'PollRebuild', done: 'RebuildDone', mark: 'MarkRecovered' }),
       },
     },
     Summarize: { type: 'task', step: 'summarize', next: 'Complete', retry: [CONFLICT_RETRY] },
