@@ -490,6 +490,10 @@ function clashes(after: readonly SegmentRow[], targets: readonly SegmentRow[]): 
       }
       const sameHost = other.hostname === t.hostname || other.address === t.address;
       const [a, b] = [normalizePath(t.datadir), normalizePath(other.datadir)];
+      // Two hostnames at one address are one machine: the same directory there is one directory.
+      if (sameHost && a === b && other.hostname !== t.hostname) {
+        issues.push(`dbid ${t.dbid} would use data directory ${a} at ${t.address}, the data directory of dbid ${other.dbid} (${other.hostname}, same address)`);
+      }
       if (sameHost && a !== b && (a.startsWith(`${b}/`) || b.startsWith(`${a}/`))) {
         issues.push(`dbid ${t.dbid} would use data directory ${a} on host ${t.hostname}, ${a.startsWith(`${b}/`) ? 'inside' : 'around'} the data directory ${b} of dbid ${other.dbid}`);
       }

@@ -152,8 +152,12 @@ export interface SegmentHost {
    * frozen postmaster and its backends). Idempotent; succeeds on a stopped instance.
    */
   fence(segment: SegmentRow, newPrimary: SegmentRow | undefined): Promise<FenceReport>;
-  /** Starts the instance and waits until it accepts connections (or is a streaming standby). */
-  start(segment: SegmentRow): Promise<void>;
+  /**
+   * Starts the instance and waits until it accepts connections (or is a streaming standby).
+   * `asPrimary` first removes `standby.signal`, so it comes up writable: only for undoing a
+   * planned switchover before its catalog flip (the catalog still names it primary).
+   */
+  start(segment: SegmentRow, options?: { asPrimary?: boolean }): Promise<void>;
   /**
    * Stops it: `fast` (clean) or `immediate` (crash-like). No error if already stopped.
    * Reports whether it ran, and the checkpoint and state `pg_controldata` shows afterwards.

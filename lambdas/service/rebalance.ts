@@ -29,6 +29,7 @@ interface PlanResult extends Record<string, unknown> {
   upToDate: number[];
   parallel: number;
   pollSeconds: number;
+  stallSeconds: number;
   receiveSeconds: number;
 }
 
@@ -63,7 +64,7 @@ async function plan(deps: WorkflowDeps, doc: unknown, execution: string): Promis
       if (unknown.length) throw new ValidationError(`content ${unknown.join(', ')} is not in the catalog of cluster ${snapshot.clusterId}`);
     }
     const again = plannedBefore(snapshot, execution, switchItemSchema);
-    if (again) return { switches: again, skipped: [], upToDate: [], parallel: input.parallel, pollSeconds: input.pollSeconds, receiveSeconds: input.receiveSeconds };
+    if (again) return { switches: again, skipped: [], upToDate: [], parallel: input.parallel, pollSeconds: input.pollSeconds, stallSeconds: input.stallSeconds, receiveSeconds: input.receiveSeconds };
     const now = deps.now();
     const lags = await replayLags(deps, snapshot, input.contents);
     const planned = rebalancePlan(snapshot, { ...(maxReplayLagBytes !== null ? { maxReplayLagBytes } : {}), lags }, { now, execution });
@@ -77,6 +78,7 @@ async function plan(deps: WorkflowDeps, doc: unknown, execution: string): Promis
       upToDate,
       parallel: input.parallel,
       pollSeconds: input.pollSeconds,
+      stallSeconds: input.stallSeconds,
       receiveSeconds: input.receiveSeconds,
     };
     if (!switches.length) return result;
@@ -106,11 +108,11 @@ const switchDocSchema = z.object({
  * A planned switchover of one pair, losing no commit: with the pair in sync every
  * acknowledged commit is on the mirror; a CHECKPOINT while the primary still serves
  * shortens its stop; a fast stop ends with the shutdown checkpoint, which the mirror must
- * have received; then catalog first (old primary `m/d/n`, fence owed until it is a
- * standby; mirror `p/u/n`, written against a fresh read and only if the content is still
- * held by this execution and both rows are as they were), promote, check it writes, and
- * make the old primary's next start a standby. Anything that goes wrong after the stop
- * and before the flip is written starts the old primary again and throws
+ * have received; the old primary is fenced (its next start is a standby; nothing of it
+ * may run); then catalog first (old primary `m/d/n`, mirror `p/u/n`, written against a
+ * fresh read and only if the content is still held by this execution and both rows are as
+ * they were), promote, check it writes. Anything that goes wrong after the stop and
+ * before the flip is written starts the old primary again as the primary and throws
  * SwitchoverAbortedError: nothing changed. Re-run after the flip, it completes the
  * promotion without stopping anything again.
  */
@@ -164,11 +166,18 @@ async function switchOver(deps: WorkflowDeps, doc: unknown, execution: string): 
       if (received && compareLsn(received, checkpointLsn) > 0) break;
       if (clock() > deadline) throw new SwitchoverAbortedError(`mirror dbid ${mirror.dbid} received WAL up to ${received ?? 'nothing'}, not past the shutdown checkpoint ${checkpointLsn} of dbid ${old.dbid}, within ${receiveSeconds} s`);
     }
+    // Its next start must be a standby of the new primary, and nothing may run in its
+    // directory now: a start by hand since the stop could have taken commits the mirror
+    // lacks (then it serves on as the primary). The fence does both, and says which.
+    const fenced = await deps.host.fence(old, mirror);
+    if (fenced.wasRunning) throw new SwitchoverAbortedError(`dbid ${old.dbid} was started again during the switchover (it may hold commits its mirror lacks)`);
     const lsn = checkpointLsn;
     await applyFresh(deps.catalog, clusterId, (s) => {
       const now = deps.now();
-      checkHeld(s, item.content, execution, now);
       const [o, m] = [rowOf(s, old.dbid), rowOf(s, mirror.dbid)];
+      // Written by an earlier try of this very write whose answer was lost.
+      if (o && m && sameRow(o, demoted) && sameRow(m, promoted)) return null;
+      checkHeld(s, item.content, execution, now);
       if (!o || !m || !sameRow(o, old) || !sameRow(m, mirror)) throw new SwitchoverAbortedError(`the rows of content ${item.content} changed during the switchover: not flipped`);
       const after = s.segments.map((r) => (r.dbid === demoted.dbid ? demoted : r.dbid === promoted.dbid ? promoted : r));
       return {
@@ -178,8 +187,6 @@ async function switchOver(deps: WorkflowDeps, doc: unknown, execution: string): 
           { time: now.toISOString(), dbid: promoted.dbid, description: historyText(promoted, 'gprecoverseg -r: back to its preferred role of primary') },
         ],
         status: clusterStatusOf(after),
-        // Until its standby config is written, a restart of the old primary would be writable.
-        setFences: [{ dbid: demoted.dbid, content: item.content, newPrimaryDbid: promoted.dbid, since: now.toISOString(), reason: 'planned switchover: stopped, standby config not yet written' }],
       };
     });
     flipped = true;
@@ -188,7 +195,7 @@ async function switchOver(deps: WorkflowDeps, doc: unknown, execution: string): 
     // Not flipped: the catalog still names the old primary, so it must serve again.
     const why = e instanceof SwitchoverAbortedError ? e.message : `${(e as Error).name}: ${(e as Error).message}`;
     try {
-      await deps.host.start(old);
+      await deps.host.start(old, { asPrimary: true });
     } catch (startError) {
       throw new SwitchoverAbortedError(`${why}; starting dbid ${old.dbid} again FAILED (${(startError as Error).message}): the content has no running primary until it is started or failed over`);
     }
@@ -198,7 +205,6 @@ async function switchOver(deps: WorkflowDeps, doc: unknown, execution: string): 
   await deps.control.promote(promoted, PROMOTE_TIMEOUT_MS);
   await deps.control.verifyWritable(promoted, VERIFY_WRITE_TIMEOUT_MS);
   const writableAt = clock();
-  await deps.host.writeMirrorConfig(demoted, promoted);
   deps.telemetry.info(`gprecoverseg -r: dbid ${promoted.dbid} is the acting primary of content ${item.content} again`, { content: item.content, writeGapMs: writableAt - stoppedAt });
   return { checkpointLsn, receivedLsn: received, replayLagBytes: lag, writeGapMs: writableAt - stoppedAt, flipMs: flippedAt - stoppedAt };
 }

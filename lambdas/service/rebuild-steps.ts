@@ -5,16 +5,22 @@
  * checks the content is still held by this execution, so a retried or re-run step does
  * the right thing, and no step waits for a long copy.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { clusterStatusOf, historyText } from '../core/decide';
 import { ContentBusyError, RebuildFailedError, ValidationError } from '../core/errors';
 import type { ClusterSnapshot, OperationKind, PendingOperation, SegmentRow } from '../core/model';
 import { liveOperation } from '../core/operations';
 import type { HostJob } from '../ports/segments';
+import { DEFAULT_STALL_SECONDS } from '../workflows/recover-segments';
 import { applyFresh, errorCause, type WorkflowDeps } from './steps';
 
-/** How many times a rebuild whose process vanished (killed, host restarted) is started again. */
+/** How many starts a rebuild gets in all when its process vanishes (killed, host restarted). */
 export const MAX_REBUILD_STARTS = 3;
+/** Seconds a rebuilt instance may take to stream from its primary before it counts as not recovered. */
+export const STREAM_WAIT_SECONDS = 60;
+/** Pause between two looks at a rebuilt instance's WAL receiver. */
+const STREAM_POLL_MS = 500;
 
 /** Where an instance was before a recovery moved it (`-i`, `-p`). */
 const locationSchema = z.object({ hostname: z.string(), address: z.string(), port: z.number().int(), datadir: z.string(), instanceId: z.string().optional() }).strict();
@@ -38,9 +44,11 @@ export type RebuildItem = z.output<typeof rebuildItemSchema>;
 const iterationSchema = z.object({
   clusterId: z.string().min(1),
   pollSeconds: z.number().int().min(1),
+  /** Seconds a running copy may go without progress before it is cancelled as stuck. */
+  stallSeconds: z.number().min(1).default(DEFAULT_STALL_SECONDS),
   item: rebuildItemSchema,
   startRebuild: z.object({ job: z.object({ id: z.string(), dbid: z.number(), startedAt: z.string() }).nullable(), starts: z.number().int() }).partial().optional(),
-  pollRebuild: z.object({ busy: z.boolean() }).partial().optional(),
+  pollRebuild: z.object({ busy: z.boolean(), watch: z.object({ bytes: z.number(), at: z.string() }) }).partial().optional(),
 });
 
 /** The iteration document: clusterId, pollSeconds, the item, and what earlier steps returned. */
@@ -174,8 +182,18 @@ export function rebuildSteps(label: string, kind: OperationKind) {
       const status = await deps.host.jobStatus(job);
       const fields = { content: it.item.content, dbid: it.item.dbid, ...(status.progress ?? {}) };
       if (status.state === 'running') {
+        // A copy whose bytes do not grow for stallSeconds (a frozen host or tool) would keep its content held for good.
+        const now = deps.now();
+        const before = it.pollRebuild?.watch ?? { bytes: -1, at: job.startedAt };
+        const bytes = status.progress?.bytes ?? -1;
+        const watch = bytes > before.bytes ? { bytes, at: now.toISOString() } : before;
+        const stalled = (now.getTime() - Date.parse(watch.at)) / 1000;
+        if (stalled > it.stallSeconds) {
+          await deps.host.cancelJob(job);
+          throw new RebuildFailedError(`the rebuild of dbid ${it.item.dbid} of content ${it.item.content} made no progress for ${Math.round(stalled)} s (stallSeconds ${it.stallSeconds}): cancelled`);
+        }
         deps.telemetry.info('rebuild progress', fields);
-        return { state: 'running', ...(status.progress ? { progress: status.progress } : {}) };
+        return { state: 'running', watch, ...(status.progress ? { progress: status.progress } : {}) };
       }
       if (status.state === 'succeeded') return { state: 'succeeded', ...(status.progress ? { progress: status.progress } : {}) };
       if (status.incrementalImpossible) {
@@ -205,7 +223,17 @@ export function rebuildSteps(label: string, kind: OperationKind) {
         if (current.status !== 'u' && holder && holder.execution !== execution) checkHeld(s, item.content, execution, deps.now());
       };
       busy(snapshot, row);
-      const receiver = await deps.control.walReceiver(row); // checks its identity too
+      // A standby that cannot stream (its WAL does not follow its primary's) is not recovered, whatever it says.
+      let receiver = await deps.control.walReceiver(row); // checks its identity too
+      for (const deadline = deps.now().getTime() + STREAM_WAIT_SECONDS * 1000; receiver.inRecovery && receiver.state !== 'streaming'; ) {
+        if (deps.now().getTime() > deadline) {
+          throw new RebuildFailedError(
+            `dbid ${row.dbid} runs as a standby but does not stream from dbid ${item.sourceDbid} (its WAL receiver is ${receiver.state}) ${STREAM_WAIT_SECONDS} s after its rebuild; run a full recovery (mode "full", gprecoverseg -F)`,
+          );
+        }
+        await (deps.sleep ?? sleep)(STREAM_POLL_MS);
+        receiver = await deps.control.walReceiver(row);
+      }
       if (!receiver.inRecovery) throw new RebuildFailedError(`dbid ${row.dbid} answers but is not a standby after its rebuild; leaving it down`);
       const now = deps.now();
       const version = await applyFresh(deps.catalog, it.clusterId, (s) => {

@@ -19,6 +19,7 @@ interface PlanResult extends Record<string, unknown> {
   warnings: string[];
   parallel: number;
   pollSeconds: number;
+  stallSeconds: number;
 }
 
 /**
@@ -43,7 +44,7 @@ async function plan(deps: WorkflowDeps, doc: unknown, execution: string): Promis
     const again = plannedBefore(snapshot, execution, rebuildItemSchema);
     if (again) {
       const warning = 'planned again after a retried step: the contents this execution holds, as first planned; contents it left alone then are not listed again';
-      return { recoveries: again, skipped: [], upToDate: [], warnings: [warning], parallel: input.parallel, pollSeconds: input.pollSeconds };
+      return { recoveries: again, skipped: [], upToDate: [], warnings: [warning], parallel: input.parallel, pollSeconds: input.pollSeconds, stallSeconds: input.stallSeconds };
     }
     const now = deps.now();
     const planned: RecoveryPlan = planRecovery(snapshot, request, { now, execution });
@@ -70,6 +71,7 @@ async function plan(deps: WorkflowDeps, doc: unknown, execution: string): Promis
       warnings: planned.warnings,
       parallel: input.parallel,
       pollSeconds: input.pollSeconds,
+      stallSeconds: input.stallSeconds,
     };
     if (!planned.recoveries.length) return result;
     const relocation = relocationChange(snapshot, planned, now);

@@ -13,7 +13,7 @@
 import { z } from 'zod';
 import { ContentBusyError, ValidationError } from '../core/errors';
 import { clusterIdSchema } from './promote-mirror';
-import { DEFAULT_POLL_SECONDS, DEFAULT_RECOVERY_PARALLEL, requestDigest } from './recover-segments';
+import { DEFAULT_POLL_SECONDS, DEFAULT_RECOVERY_PARALLEL, DEFAULT_STALL_SECONDS, requestDigest } from './recover-segments';
 import { rebuildLoop } from './rebuild-loop';
 import { CONFLICT_RETRY, executionNameOf, type WorkflowSpec } from './spec';
 
@@ -39,6 +39,8 @@ export const rebalanceInputSchema = z
     parallel: z.number().int().min(1).max(64).default(DEFAULT_RECOVERY_PARALLEL),
     /** Seconds between two looks at a running rewind. */
     pollSeconds: z.number().int().min(1).max(300).default(DEFAULT_POLL_SECONDS),
+    /** Seconds a running rewind may go without progress before it is cancelled and the content reported failed. */
+    stallSeconds: z.number().int().min(10).max(86_400).default(DEFAULT_STALL_SECONDS),
     /** Seconds the mirror may take, after the primary's clean stop, to show it received everything; past them the switch is undone. */
     receiveSeconds: z.number().min(0.1).max(300).default(DEFAULT_RECEIVE_SECONDS),
     /** Catalog version the request was made on (names the execution; newer than the catalog is refused). */
@@ -68,7 +70,7 @@ export const REBALANCE_SPEC: WorkflowSpec<RebalanceInput> = {
       type: 'map',
       itemsPath: '$.plan.switches',
       maxConcurrencyPath: '$.plan.parallel',
-      itemSelector: { clusterId: '$.clusterId', pollSeconds: '$.plan.pollSeconds', receiveSeconds: '$.plan.receiveSeconds', item: '$$.Map.Item.Value' },
+      itemSelector: { clusterId: '$.clusterId', pollSeconds: '$.plan.pollSeconds', stallSeconds: '$.plan.stallSeconds', receiveSeconds: '$.plan.receiveSeconds', item: '$$.Map.Item.Value' },
       resultPath: '$.results',
       next: 'Summarize',
       catch: [{ errors: ['States.ALL'], next: 'Summarize' }],

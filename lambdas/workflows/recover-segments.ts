@@ -24,6 +24,8 @@ import { createHash } from 'node:crypto';
 export const DEFAULT_RECOVERY_PARALLEL = 16;
 /** Seconds between two looks at a running rebuild. */
 export const DEFAULT_POLL_SECONDS = 10;
+/** Seconds a running copy may go without progress before it is cancelled as stuck. */
+export const DEFAULT_STALL_SECONDS = 900;
 
 /** A host to recover onto (`gprecoverseg -p`). */
 export const spareHostInputSchema = z
@@ -53,6 +55,8 @@ export const recoverSegmentsInputSchema = z
     parallel: z.number().int().min(1).max(64).default(DEFAULT_RECOVERY_PARALLEL),
     /** Seconds between two looks at a running rebuild. */
     pollSeconds: z.number().int().min(1).max(300).default(DEFAULT_POLL_SECONDS),
+    /** Seconds a running copy may go without progress (a frozen host or tool) before it is cancelled and the content reported failed. */
+    stallSeconds: z.number().int().min(10).max(86_400).default(DEFAULT_STALL_SECONDS),
     /** Catalog version the request was made on (names the execution; newer than the catalog is refused). */
     catalogVersion: z.number().int().min(1).optional(),
   })
@@ -86,7 +90,7 @@ export const RECOVER_SEGMENTS_SPEC: WorkflowSpec<RecoverSegmentsInput> = {
       type: 'map',
       itemsPath: '$.plan.recoveries',
       maxConcurrencyPath: '$.plan.parallel',
-      itemSelector: { clusterId: '$.clusterId', pollSeconds: '$.plan.pollSeconds', item: '$$.Map.Item.Value' },
+      itemSelector: { clusterId: '$.clusterId', pollSeconds: '$.plan.pollSeconds', stallSeconds: '$.plan.stallSeconds', item: '$$.Map.Item.Value' },
       resultPath: '$.results',
       next: 'Summarize',
       catch: [{ errors: ['States.ALL'], next: 'Summarize' }],

@@ -31,6 +31,7 @@ describe.each(['RecoverSegments', 'Rebalance'] as const)('%s definition', (kind)
     expect(map.ItemSelector).toEqual({
       'clusterId.$': '$.clusterId',
       'pollSeconds.$': '$.plan.pollSeconds',
+      'stallSeconds.$': '$.plan.stallSeconds',
       'item.$': '$$.Map.Item.Value',
       // The switchover's wait for the mirror to receive everything is the run's setting.
       ...(kind === 'Rebalance' ? { 'receiveSeconds.$': '$.plan.receiveSeconds' } : {}),
@@ -53,7 +54,7 @@ describe('RecoverSegments runs per content, polls, restarts a lost rebuild, reco
       if (content !== undefined && failAt?.content === content && failAt.step === event.step) throw named('RebuildFailedError', `content ${content} broke`);
       switch (event.step) {
         case 'plan':
-          return { recoveries: [0, 1, 2].map((c) => ({ content: c, dbid: 10 + c, sourceDbid: 20 + c, method: 'rewind' })), skipped: [], warnings: [], parallel: 2, pollSeconds: 1 };
+          return { recoveries: [0, 1, 2].map((c) => ({ content: c, dbid: 10 + c, sourceDbid: 20 + c, method: 'rewind' })), skipped: [], warnings: [], parallel: 2, pollSeconds: 1, stallSeconds: 900 };
         case 'start-rebuild':
           running.add(content as number);
           maxRunning = Math.max(maxRunning, running.size);

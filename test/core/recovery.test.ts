@@ -228,6 +228,12 @@ describe('planRecovery with a recover config (-i)', () => {
     expect(plan.recoveries[0].target).toMatchObject({ hostname: 'sdw2', address: '127.0.0.1', port: 7100, datadir: '/data2/mirror/gpseg0', partitionNumber: 2 });
   });
 
+  it('refuses the data directory of another instance at the same address (hosts sharing one machine)', () => {
+    const shared = threeHosts({ 2: { mode: 'n', address: '127.0.0.1' }, 3: { address: '127.0.0.1' }, 5: { status: 'd', mode: 'n', address: '127.0.0.1' } });
+    const error = validationError(() => planRecovery(shared, { mode: 'full', config: parseRecoverConfig('127.0.0.1|7000|/data/mirror/gpseg0 127.0.0.1|7100|/data/primary/gpseg0') }));
+    expect(error.message).toMatch(/dbid 5 would use data directory \/data\/primary\/gpseg0 at 127.0.0.1, the data directory of dbid 2 \(sdw1, same address\)/);
+  });
+
   it('a line with two groups is a full recovery even to the same place', () => {
     const plan = planRecovery(mirror5Down(), { mode: 'incremental', config: parseRecoverConfig('10.0.0.2|7000|/data/mirror/gpseg0 10.0.0.2|7000|/data/mirror/gpseg0') });
     expect(plan.recoveries.map((r) => [r.method, r.moved])).toEqual([['basebackup', false]]);

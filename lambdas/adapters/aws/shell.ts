@@ -369,10 +369,18 @@ export function primaryConninfo(mirror: SegmentRow, primary: SegmentRow, replica
  * server log to stderr. With systemd: `systemctl enable` and `start` of the instance's
  * unit, see {@link ServiceManager}.
  */
-export function startScript(segment: SegmentRow, options: ShellOptions = {}): string {
+export function startScript(segment: SegmentRow, options: ShellOptions = {}, start: StartOptions = {}): string {
   const o = resolve(options);
   checkSegment(segment);
-  return script(o, [`# start dbid ${segment.dbid} (content ${segment.content})`, ...processFunctions(o), ...serviceFunctions(o), ...startLines(o, segment)]);
+  // Back as a primary (a switchover undone): the standby config written for its next start must go first.
+  const asPrimary = start.asPrimary ? [`${asUser(o)} rm -f -- ${shellQuote(`${segment.datadir}/standby.signal`)}`] : [];
+  return script(o, [`# start dbid ${segment.dbid} (content ${segment.content})${start.asPrimary ? ' as a primary' : ''}`, ...processFunctions(o), ...serviceFunctions(o), ...asPrimary, ...startLines(o, segment)]);
+}
+
+/** How {@link startScript} starts an instance. */
+export interface StartOptions {
+  /** Remove `standby.signal` first: the instance comes up writable (a planned switchover undone before its flip). */
+  asPrimary?: boolean;
 }
 
 /**
@@ -659,6 +667,13 @@ export function rebuildAsMirrorScript(mirror: SegmentRow, primary: SegmentRow, m
     const rewind = `${asUser(o)} ${shellQuote(bin(o, 'pg_rewind'))} --target-pgdata=${d} --source-server=${shellQuote(source)} --progress`;
     functions = toolOutputFunctions(o, true);
     rebuild = [
+      // A mirror that stopped or crashed as a standby has no WAL of its own: there is
+      // nothing to rewind, and pg_rewind's crash recovery (run as a primary's, see below)
+      // would write checkpoints of its own that no primary has: it could never stream again.
+      `fts_state=$({ LC_ALL=C ${asUser(o)} ${shellQuote(bin(o, 'pg_controldata'))} -D ${d} 2>/dev/null || true; } | sed -n 's/^Database cluster state: *//p')`,
+      'case "$fts_state" in',
+      `  'in archive recovery'|'shut down in recovery') echo ${shellQuote(`dbid ${mirror.dbid} stopped as a standby`)}" ($fts_state): nothing to rewind" ;;`,
+      '  *)',
       `echo ${shellQuote(`pg_rewind of ${datadir} from ${primary.address}:${primary.port}`)}`,
       // pg_rewind (PostgreSQL 13+) finishes an unclean shutdown with crash recovery in
       // single-user mode, which a standby cannot run; the mirror config writes it back.
@@ -683,6 +698,8 @@ export function rebuildAsMirrorScript(mirror: SegmentRow, primary: SegmentRow, m
       // Slots this instance may keep from its time as a primary would pin WAL on the
       // mirror forever; a mirror serves none.
       `if ${asUser(o)} test -d ${slots}; then ${asUser(o)} find ${slots} -mindepth 1 -delete; fi`,
+      '  ;;',
+      'esac',
     ];
   } else if (method === 'basebackup') {
     const label = `fts rebuild of content ${mirror.content}`;
@@ -730,6 +747,15 @@ export function rebuildAsMirrorScript(mirror: SegmentRow, primary: SegmentRow, m
     `  echo ${shellQuote(`flock (util-linux) is missing: rebuilding ${datadir} without its lock`)} >&2`,
     'fi',
     ...(o.progressFile !== undefined ? [`rm -f -- ${shellQuote(o.progressFile)}`] : []),
+    // Never stop or empty another instance: a directory whose identity names another dbid is not this mirror's.
+    'fts_owner=',
+    `if ${asUser(o)} test -f ${shellQuote(`${datadir}/postgresql.auto.conf`)}; then`,
+    `  fts_owner=$({ ${asUser(o)} sed -n "s/^[[:space:]]*${DBID_SETTING.replace('.', '\\.')}[[:space:]]*=[[:space:]]*'\\{0,1\\}\\([0-9]*\\)'\\{0,1\\}.*/\\1/p" ${shellQuote(`${datadir}/postgresql.auto.conf`)} || true; } | tail -n 1)`,
+    'fi',
+    `if [ -n "$fts_owner" ] && [ "$fts_owner" != ${shellQuote(String(mirror.dbid))} ]; then`,
+    `  echo "refusing to rebuild ${datadir.replace(/["$`\\]/g, '\\$&')}: it is the data directory of dbid $fts_owner, not of dbid ${mirror.dbid}; nothing was done" >&2`,
+    `  exit ${WIPE_REFUSED_EXIT_CODE}`,
+    'fi',
     ...stopLines(o, mirror, 'fast'),
     ...rebuild,
     ...mirrorConfigLines(o, mirror, primary),

@@ -33,6 +33,7 @@ import {
   type RunAs,
   type ServiceManager,
   type ShellOptions,
+  type StartOptions,
 } from './shell';
 
 /** SSM document that runs a list of shell commands on Linux. */
@@ -198,9 +199,9 @@ export class SsmSegmentHost implements SegmentHost {
   }
 
   /** Starts the instance with `pg_ctl start -w`; a running instance is left alone. */
-  async start(segment: SegmentRow): Promise<void> {
+  async start(segment: SegmentRow, start: StartOptions = {}): Promise<void> {
     requireInstance(segment);
-    await this.run({ name: 'start', segment, script: startScript(segment, this.shell) });
+    await this.run({ name: 'start', segment, script: startScript(segment, this.shell, start) });
   }
 
   /**

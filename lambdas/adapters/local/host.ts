@@ -29,6 +29,7 @@ import {
   writeIdentityScript,
   writeMirrorConfigScript,
   type ShellOptions,
+  type StartOptions,
 } from '../aws/shell';
 import { trustCredentials, type PgCredentialsProvider } from '../postgres/connection';
 import { PgSegmentControl } from '../postgres/control';
@@ -101,9 +102,9 @@ export class LocalSegmentHost implements SegmentHost {
    * removing a stale postmaster.pid. A no-op if it runs. Throws HostCommandError with the
    * server log's tail on failure.
    */
-  async start(segment: SegmentRow): Promise<void> {
+  async start(segment: SegmentRow, start: StartOptions = {}): Promise<void> {
     const { options, env } = await this.shellOptions(segment);
-    await this.run(`start of dbid ${segment.dbid}`, startScript(segment, options), env, this.pgCtlMs());
+    await this.run(`start of dbid ${segment.dbid}`, startScript(segment, options, start), env, this.pgCtlMs());
   }
 
   /**
