@@ -100,7 +100,7 @@ const switchItemSchema = rebuildItemSchema.extend({ maxReplayLagBytes: z.number(
 const switchDocSchema = z.object({
   clusterId: z.string().min(1),
   /** Seconds the mirror may take to show it received the shutdown checkpoint. */
-  receiveSeconds: z.number().min(0.1).max(300),
+  receiveSeconds: z.number().min(0.1).max(60),
   item: switchItemSchema,
 });
 
@@ -170,7 +170,7 @@ async function switchOver(deps: WorkflowDeps, doc: unknown, execution: string): 
     // directory now: a start by hand since the stop could have taken commits the mirror
     // lacks (then it serves on as the primary). The fence does both, and says which.
     const fenced = await deps.host.fence(old, mirror);
-    if (fenced.wasRunning) throw new SwitchoverAbortedError(`dbid ${old.dbid} was started again during the switchover (it may hold commits its mirror lacks)`);
+    if (fenced.wasRunning) throw new SwitchoverAbortedError(`dbid ${old.dbid} ran again during the switchover, started by someone else (it may hold commits its mirror lacks)`);
     const lsn = checkpointLsn;
     await applyFresh(deps.catalog, clusterId, (s) => {
       const now = deps.now();

@@ -17,6 +17,14 @@ import { applyFresh, errorCause, type WorkflowDeps } from './steps';
 
 /** How many starts a rebuild gets in all when its process vanishes (killed, host restarted). */
 export const MAX_REBUILD_STARTS = 3;
+/** How many times a start refused because an earlier copy still holds the directory's lock is tried again. */
+export const MAX_BUSY_STARTS = 60;
+/**
+ * Phases that report no copied bytes (before the tool's first report: the stop, a wipe,
+ * pg_rewind's crash recovery; after the copy: the start and its replay) get this many
+ * times `stallSeconds` before they count as stuck.
+ */
+export const UNMEASURED_PHASE_FACTOR = 4;
 /** Seconds a rebuilt instance may take to stream from its primary before it counts as not recovered. */
 export const STREAM_WAIT_SECONDS = 60;
 /** Pause between two looks at a rebuilt instance's WAL receiver. */
@@ -47,7 +55,7 @@ const iterationSchema = z.object({
   /** Seconds a running copy may go without progress before it is cancelled as stuck. */
   stallSeconds: z.number().min(1).default(DEFAULT_STALL_SECONDS),
   item: rebuildItemSchema,
-  startRebuild: z.object({ job: z.object({ id: z.string(), dbid: z.number(), startedAt: z.string() }).nullable(), starts: z.number().int() }).partial().optional(),
+  startRebuild: z.object({ job: z.object({ id: z.string(), dbid: z.number(), startedAt: z.string() }).nullable(), starts: z.number().int(), busyStarts: z.number().int() }).partial().optional(),
   pollRebuild: z.object({ busy: z.boolean(), watch: z.object({ bytes: z.number(), at: z.string() }) }).partial().optional(),
 });
 
@@ -148,7 +156,11 @@ export function rebuildSteps(label: string, kind: OperationKind) {
       const source = rowOf(snapshot, item.sourceDbid, item.content);
       // A start refused because another rebuild of the directory still ran (a retried step) did nothing: it does not count.
       const starts = (it.startRebuild?.starts ?? 0) + (it.pollRebuild?.busy ? 0 : 1);
-      if (row.role === 'm' && row.status === 'u') return { job: null, starts, already: true };
+      const busyStarts = (it.startRebuild?.busyStarts ?? 0) + (it.pollRebuild?.busy ? 1 : 0);
+      if (busyStarts > MAX_BUSY_STARTS) {
+        throw new RebuildFailedError(`an earlier rebuild of dbid ${item.dbid}'s data directory still holds its lock after ${MAX_BUSY_STARTS} tries: stop it on the host, then run the recovery again`);
+      }
+      if (row.role === 'm' && row.status === 'u') return { job: null, starts, busyStarts, already: true };
       if (row.role !== 'm' || source.role !== 'p' || source.status !== 'u') {
         throw new RebuildFailedError(`content ${item.content} changed: dbid ${row.dbid} is ${row.role}/${row.status} and dbid ${source.dbid} is ${source.role}/${source.status}; a mirror is rebuilt only from an acting primary that is up`);
       }
@@ -169,7 +181,7 @@ export function rebuildSteps(label: string, kind: OperationKind) {
       }
       const job = await deps.host.startRebuild(row, source, item.method);
       deps.telemetry.info(`${label}: rebuild of dbid ${row.dbid} by ${item.method} started`, { content: item.content, dbid: row.dbid, job: job.id, starts });
-      return { job, starts };
+      return { job, starts, busyStarts };
     },
 
     /** Looks at the rebuild once: running, succeeded, lost (start again), or failed (RebuildFailedError). */
@@ -188,9 +200,17 @@ export function rebuildSteps(label: string, kind: OperationKind) {
         const bytes = status.progress?.bytes ?? -1;
         const watch = bytes > before.bytes ? { bytes, at: now.toISOString() } : before;
         const stalled = (now.getTime() - Date.parse(watch.at)) / 1000;
-        if (stalled > it.stallSeconds) {
-          await deps.host.cancelJob(job);
-          throw new RebuildFailedError(`the rebuild of dbid ${it.item.dbid} of content ${it.item.content} made no progress for ${Math.round(stalled)} s (stallSeconds ${it.stallSeconds}): cancelled`);
+        // Copying (bytes reported, not all of them yet): stallSeconds; the phases that report no bytes get longer.
+        const copying = watch.bytes >= 0 && (status.progress === undefined || status.progress.bytes < status.progress.total);
+        const limit = copying ? it.stallSeconds : UNMEASURED_PHASE_FACTOR * it.stallSeconds;
+        if (stalled > limit) {
+          const why = `the rebuild of dbid ${it.item.dbid} of content ${it.item.content} made no progress for ${Math.round(stalled)} s (limit ${limit} s from stallSeconds ${it.stallSeconds})`;
+          try {
+            await deps.host.cancelJob(job);
+          } catch (e) {
+            throw new RebuildFailedError(`${why}; cancelling it failed (${(e as Error).message}): stop it on the host`);
+          }
+          throw new RebuildFailedError(`${why}: cancelled`);
         }
         deps.telemetry.info('rebuild progress', fields);
         return { state: 'running', watch, ...(status.progress ? { progress: status.progress } : {}) };

@@ -42,11 +42,12 @@ export const rebalanceInputSchema = z
     /** Seconds a running rewind may go without progress before it is cancelled and the content reported failed. */
     stallSeconds: z.number().int().min(10).max(86_400).default(DEFAULT_STALL_SECONDS),
     /** Seconds the mirror may take, after the primary's clean stop, to show it received everything; past them the switch is undone. */
-    receiveSeconds: z.number().min(0.1).max(300).default(DEFAULT_RECEIVE_SECONDS),
+    receiveSeconds: z.number().min(0.1).max(60).default(DEFAULT_RECEIVE_SECONDS),
     /** Catalog version the request was made on (names the execution; newer than the catalog is refused). */
     catalogVersion: z.number().int().min(1).optional(),
   })
-  .strict();
+  .strict()
+  .refine((i) => i.stallSeconds > 2 * i.pollSeconds, 'stallSeconds must be more than twice pollSeconds: a poll or two without news is not a stall');
 
 /** Rebalance input, defaults filled in. */
 export type RebalanceInput = z.output<typeof rebalanceInputSchema>;
@@ -60,7 +61,8 @@ export const REBALANCE_SPEC: WorkflowSpec<RebalanceInput> = {
   input: rebalanceInputSchema,
   executionName: (i) => executionNameOf('rebalance', i.clusterId, `v${i.catalogVersion ?? 0}-${requestDigest(i)}`),
   executionTimeoutSeconds: 24 * 3600,
-  // SwitchOver: checkpoint, stop, wait, flip, promote, verify, mirror config (or the restart): about 240 s at worst.
+  // SwitchOver at worst: probe, checkpoint (60), stop (60), receive (up to 60), fence (60), flip, promote (30), verify (10);
+  // undone instead: the restart (60) after at most stop + receive + fence. Both fit in 300 s.
   stepTimeoutSeconds: 300,
   hostOperationSeconds: 60,
   start: 'Plan',

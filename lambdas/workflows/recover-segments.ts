@@ -62,7 +62,8 @@ export const recoverSegmentsInputSchema = z
   })
   .strict()
   .refine((i) => !(i.recoverConfig && i.spareHost), 'recoverConfig and spareHost exclude each other (gprecoverseg -i or -p, not both)')
-  .refine((i) => !(i.recoverConfig && i.contents), 'recoverConfig and contents exclude each other: the config names what to recover');
+  .refine((i) => !(i.recoverConfig && i.contents), 'recoverConfig and contents exclude each other: the config names what to recover')
+  .refine((i) => i.stallSeconds > 2 * i.pollSeconds, 'stallSeconds must be more than twice pollSeconds: a poll or two without news is not a stall');
 
 /** RecoverSegments input, defaults filled in. */
 export type RecoverSegmentsInput = z.output<typeof recoverSegmentsInputSchema>;

@@ -2,9 +2,11 @@
  * The Rebalance steps (gprecoverseg -r) on the in-memory fakes: no PostgreSQL, no
  * DynamoDB, milliseconds per test. Each step runs through `runRebalanceStepEvent` with a
  * state document built as the state machine builds it: the input, the plan at `$.plan`,
- * Map iterations of `{ clusterId, pollSeconds, item }` that accumulate each step's result
- * under its camelCase name, a Catch's `{ Error, Cause }` at `$.error`. The order of what
- * a switchover does (to the segments and the catalog) is recorded in `world.calls`.
+ * Map iterations of `{ clusterId, pollSeconds, stallSeconds, receiveSeconds, item }` that
+ * accumulate each step's result under its camelCase name, a Catch's `{ Error, Cause }` at
+ * `$.error`. The order of what a switchover does (to the segments and the catalog) is
+ * recorded in `world.calls`. Time is the test's clock: pauses inside a step and Wait
+ * states move it on and take no real time.
  */
 import { performance } from 'node:perf_hooks';
 import { planFailover } from '../../lambdas/core/decide';
@@ -31,7 +33,7 @@ const MB = 1024 * 1024;
 const DEFAULT_LIMIT = 10 * 1024 * MB;
 
 type Doc = Record<string, unknown>;
-type Plan = { switches: (Doc & { content: number })[]; skipped: { content: number; reason: string }[]; upToDate: number[]; parallel: number; pollSeconds: number; receiveSeconds: number };
+type Plan = { switches: (Doc & { content: number })[]; skipped: { content: number; reason: string }[]; upToDate: number[]; parallel: number; pollSeconds: number; stallSeconds: number; receiveSeconds: number };
 
 /**
  * Coordinator 1; content c (0-3): dbid 2+c, a primary by preference, on sdw(c%3+1) port
@@ -113,7 +115,7 @@ async function setup(prepare?: (write: (change: CatalogChange) => Promise<number
     world.calls.splice(0);
     return iterationDoc(outer, item);
   };
-  /** One Map iteration through the spec's states (Waits do not wait; Retry rules are not replayed). */
+  /** One Map iteration through the spec's states (a Wait moves the test clock on by its seconds; Retry rules are not replayed). */
   const iterate = async (outer: Doc, item: unknown, execution = EXEC) => {
     const doc = iterationDoc(outer, item);
     const visited: string[] = [];
@@ -135,6 +137,9 @@ async function setup(prepare?: (write: (change: CatalogChange) => Promise<number
       } else if (state.type === 'choice') {
         name = state.when.find((w) => at(doc, w.path) === w.equals)?.next ?? state.otherwise;
       } else if (state.type === 'wait') {
+        const seconds = at(doc, state.secondsPath);
+        if (typeof seconds !== 'number') throw new Error(`wait state ${name}: no seconds at ${state.secondsPath}`);
+        clock = new Date(clock.getTime() + seconds * 1000);
         name = state.next;
       } else {
         throw new Error(`state ${name} (${state.type}) cannot be in this Map iteration`);
@@ -161,6 +166,7 @@ describe('plan', () => {
       upToDate: [],
       parallel: 16,
       pollSeconds: 10,
+      stallSeconds: 900,
       receiveSeconds: 10,
     });
     const snapshot = await load();
@@ -212,6 +218,7 @@ describe('plan', () => {
       upToDate: [2],
       parallel: 16,
       pollSeconds: 10,
+      stallSeconds: 900,
       receiveSeconds: 10,
     });
     expect((await load()).pendingOperations).toEqual([held(SWITCH_1)]);
@@ -227,7 +234,7 @@ describe('plan', () => {
     // Only a content in its preferred roles: nothing probed, nothing held, nothing written.
     world.calls.splice(0);
     const version = (await load()).version;
-    expect(await step('plan', { clusterId: CLUSTER, contents: [2] }, OTHER_REBALANCE)).toEqual({ switches: [], skipped: [], upToDate: [2], parallel: 16, pollSeconds: 10, receiveSeconds: 10 });
+    expect(await step('plan', { clusterId: CLUSTER, contents: [2] }, OTHER_REBALANCE)).toEqual({ switches: [], skipped: [], upToDate: [2], parallel: 16, pollSeconds: 10, stallSeconds: 900, receiveSeconds: 10 });
     expect(world.calls).toEqual([]);
     expect((await load()).version).toBe(version);
   });
@@ -286,24 +293,25 @@ describe('plan', () => {
 });
 
 describe('switch-over', () => {
-  test('checkpoint, fast stop, mirror past the shutdown checkpoint, catalog flip, promote, writable, standby config: in that order', async () => {
+  test('checkpoint, fast stop, mirror past the shutdown checkpoint, fence of the old primary, catalog flip, promote, writable: in that order; no fence owed', async () => {
     const { switchDoc, step, world, load, history, states } = await setup();
     const doc = await switchDoc(0);
     const version = (await load()).version;
     const result = await step('switch-over', doc);
-    expect(world.calls).toEqual(['probe 6', 'checkpoint 6', 'stop 6', 'wal-receiver 2', `catalog v${version + 1}`, 'promote 2', 'verify-writable 2', 'write-mirror-config 6 -> 2']);
+    expect(world.calls).toEqual(['probe 6', 'checkpoint 6', 'stop 6', 'wal-receiver 2', 'fence 6', `catalog v${version + 1}`, 'promote 2', 'verify-writable 2']);
     expect(result).toEqual({ checkpointLsn: '0/3000000', receivedLsn: '0/3000028', replayLagBytes: 0, writeGapMs: expect.any(Number), flipMs: expect.any(Number) });
 
     expect(await states(0)).toEqual(['2 p/u/n', '6 m/d/n']);
     const snapshot = await load();
     expect(snapshot).toMatchObject({ version: version + 1, status: 'degraded', pendingOperations: [hold(0, EXEC), hold(1, EXEC)] });
-    expect(snapshot.pendingFences).toEqual([{ dbid: 6, content: 0, newPrimaryDbid: 2, since: NOW.toISOString(), reason: 'planned switchover: stopped, standby config not yet written' }]);
+    // Fenced before the flip (its standby config is written): nothing is owed to it.
+    expect(snapshot.pendingFences).toEqual([]);
     expect((await history()).slice(-2)).toEqual([
       'FTS: update role, status, and mode for dbid 6 with contentid 0 to m, d, and n: gprecoverseg -r: stopped cleanly for a planned switchover (shutdown checkpoint 0/3000000, received by dbid 2)',
       'FTS: update role, status, and mode for dbid 2 with contentid 0 to p, u, and n: gprecoverseg -r: back to its preferred role of primary',
     ]);
     expect(world.instance(2)).toMatchObject({ running: true, inRecovery: false });
-    expect(world.instance(6)).toMatchObject({ running: false, inRecovery: true, upstreamDbid: 2 });
+    expect(world.instance(6)).toMatchObject({ running: false, fenced: true, inRecovery: true, upstreamDbid: 2 });
   });
 
   /** Runs a switchover expected to abort before the flip; checks nothing changed and returns the error. */
@@ -325,7 +333,7 @@ describe('switch-over', () => {
     const error = await aborted(s, doc);
     expect(error).toBeInstanceOf(SwitchoverAbortedError);
     expect(error.message).toBe('dbid 6 did not shut down cleanly (in production); dbid 6 was started again as the acting primary: nothing changed');
-    expect(s.world.calls).toEqual(['probe 6', 'checkpoint 6', 'stop 6', 'start 6']);
+    expect(s.world.calls).toEqual(['probe 6', 'checkpoint 6', 'stop 6', 'start 6 as primary']);
   });
 
   test('abort: a mirror that never receives past the shutdown checkpoint within receiveSeconds (on the deps clock) starts the old primary again', async () => {
@@ -342,7 +350,7 @@ describe('switch-over', () => {
     const polls = s.world.calls.slice(3, -1);
     expect(polls.every((c) => c === 'wal-receiver 2')).toBe(true);
     expect(polls.length).toBeGreaterThan(3000 / 20 - 2); // every 20 ms for 3 s
-    expect(s.world.calls.at(-1)).toBe('start 6');
+    expect(s.world.calls.at(-1)).toBe('start 6 as primary');
   });
 
   test('abort before the stop: a pair no longer in sync', async () => {
@@ -435,9 +443,9 @@ describe('switch-over', () => {
     expect(await s.load()).toEqual(flipped);
   });
 
-  // A run that died between the flip and writeMirrorConfig leaves the old primary with no
-  // standby config (a restart of it would be writable, and the prober does not carry out
-  // fences of a held content): the re-run writes it before it promotes the mirror.
+  // The fence before the flip wrote the old primary's standby config already; a re-run
+  // after the flip writes it once more (an earlier version flipped first and wrote it
+  // last), before it promotes the mirror.
   test("a re-run after the flip writes the old primary's standby config before promoting", async () => {
     const s = await setup();
     const doc = await s.switchDoc(0);
@@ -491,13 +499,128 @@ describe('switch-over', () => {
     expect(error.message).not.toMatch(/was started again/);
     expect(error.message).toBe('dbid 6 did not shut down cleanly (in production); starting dbid 6 again FAILED (pg_ctl start failed): the content has no running primary until it is started or failed over');
   });
+
+  // Between the fast stop and the flip, someone (an operator, systemd, a reboot) starts the
+  // old primary again: it may take commits its mirror never gets. The fence finds it
+  // running (wasRunning): the switch is undone, it serves on as the primary, and the
+  // catalog is not touched.
+  test('a start by hand between the stop and the fence: the switch is undone, the old primary serves on as the primary, the catalog unchanged', async () => {
+    const s = await setup();
+    const doc = await s.switchDoc(0);
+    const old = (await s.load()).segments.find((r) => r.dbid === 6)!;
+    const walReceiver = s.world.walReceiver.bind(s.world);
+    jest.spyOn(s.world, 'walReceiver').mockImplementationOnce(async (row) => {
+      await s.world.start(old); // by hand, while the step waits for the mirror
+      s.world.instance(6).lsn += 100; // and it takes commits
+      return walReceiver(row);
+    });
+    const error = await aborted(s, doc);
+    expect(error).toBeInstanceOf(SwitchoverAbortedError);
+    expect(error.message).toBe('dbid 6 ran again during the switchover, started by someone else (it may hold commits its mirror lacks); dbid 6 was started again as the acting primary: nothing changed');
+    expect(s.world.calls).toEqual(['probe 6', 'checkpoint 6', 'stop 6', 'start 6', 'wal-receiver 2', 'fence 6', 'start 6 as primary']);
+    // The pair is as it was: the mirror streams from it synchronously, and it commits.
+    const mirror = (await s.load()).segments.find((r) => r.dbid === 2)!;
+    expect(await s.world.probe(old, DEFAULT_SETTINGS, mirror)).toMatchObject({ ok: true, inRecovery: false, mirror: { state: 'streaming', syncState: 'sync' } });
+    await expect(s.world.verifyWritable(old)).resolves.toBeUndefined();
+    expect(s.world.instance(2)).toMatchObject({ running: true, inRecovery: true, upstreamDbid: 6 });
+  });
+
+  test('the whole iteration of a switch undone by a start by hand: recorded as failed, the hold released, the rows as they were', async () => {
+    const s = await setup();
+    const outer = await s.planned({ contents: [0] });
+    const old = (await s.load()).segments.find((r) => r.dbid === 6)!;
+    const fence = s.world.fence.bind(s.world);
+    jest.spyOn(s.world, 'fence').mockImplementationOnce(async (row, newPrimary) => {
+      await s.world.start(old); // right before the fence
+      return fence(row, newPrimary);
+    });
+    const { doc, visited } = await s.iterate(outer, outer.plan.switches[0]);
+    expect(visited).toEqual(['SwitchOver', 'RecordContentFailure']);
+    expect(doc.recordContentFailure).toMatchObject({ cause: expect.stringMatching(/^SwitchoverAbortedError: dbid 6 ran again during the switchover, started by someone else/) });
+    expect(await s.states(0)).toEqual(['2 m/u/s', '6 p/u/s']);
+    expect(await s.load()).toMatchObject({ pendingOperations: [], pendingFences: [] });
+    expect(s.world.instance(6)).toMatchObject({ running: true, inRecovery: false, fenced: false });
+  });
+
+  test('a fence that fails undoes the switch: the old primary is started again as the primary', async () => {
+    const s = await setup();
+    const doc = await s.switchDoc(0);
+    jest.spyOn(s.world, 'fence').mockRejectedValueOnce(new HostCommandError('fence of dbid 6: No space left on device', 1));
+    const error = await aborted(s, doc);
+    expect(error.message).toBe('HostCommandError: fence of dbid 6: No space left on device; dbid 6 was started again as the acting primary: nothing changed');
+    expect(s.world.calls).toEqual(['probe 6', 'checkpoint 6', 'stop 6', 'wal-receiver 2', 'start 6 as primary']);
+  });
+
+  // After the fence, the old primary's next start is a standby; when the flip is then
+  // refused, the undo must start it as the primary the catalog still names.
+  test('a flip refused after the fence (the hold was taken away): started again as a writable primary, not as the standby the fence made it', async () => {
+    const s = await setup();
+    const doc = await s.switchDoc(0);
+    const fence = s.world.fence.bind(s.world);
+    jest.spyOn(s.world, 'fence').mockImplementationOnce(async (row, newPrimary) => {
+      const report = await fence(row, newPrimary);
+      await s.write({ rows: [], history: [], clearOperations: [{ content: 0, execution: EXEC }] });
+      return report;
+    });
+    const error = (await s.step('switch-over', doc).catch((e: unknown) => e)) as Error;
+    expect(error).toBeInstanceOf(SwitchoverAbortedError);
+    expect(error.message).toBe(`ContentBusyError: content 0 is no longer held by execution ${EXEC}: not touching it; dbid 6 was started again as the acting primary: nothing changed`);
+    expect(s.world.calls.filter((c) => !c.startsWith('catalog'))).toEqual(['probe 6', 'checkpoint 6', 'stop 6', 'wal-receiver 2', 'fence 6', 'start 6 as primary']);
+    expect(await s.states(0)).toEqual(['2 m/u/s', '6 p/u/s']);
+    expect(s.world.instance(6)).toMatchObject({ running: true, inRecovery: false });
+    await expect(s.world.verifyWritable((await s.load()).segments.find((r) => r.dbid === 6)!)).resolves.toBeUndefined();
+  });
+
+  // The flip's write commits, but its answer is lost (the SDK retries the committed
+  // transaction and its version condition fails: CatalogConflictError). The re-read finds
+  // the rows flipped as intended: that is its own write, not a change by someone else.
+  test('a flip whose write committed but whose answer was lost: flipped once, promoted, the old primary not started again', async () => {
+    const s = await setup();
+    const doc = await s.switchDoc(0);
+    const version = (await s.load()).version;
+    const rows = (await s.history()).length;
+    s.catalog.loseAnswerOnce((change) => change.rows.some((r) => r.dbid === 2 && r.role === 'p'));
+    const result = await s.step('switch-over', doc);
+    expect(result).toMatchObject({ checkpointLsn: '0/3000000', receivedLsn: '0/3000028' });
+    // The lost write is not in the log (its answer never came); nothing else was written.
+    expect(s.world.calls).toEqual(['probe 6', 'checkpoint 6', 'stop 6', 'wal-receiver 2', 'fence 6', 'promote 2', 'verify-writable 2']);
+    expect(s.catalog.afterApply).toBeUndefined(); // the answer was lost, once
+    const snapshot = await s.load();
+    expect(snapshot).toMatchObject({ version: version + 1, pendingFences: [], pendingOperations: [hold(0, EXEC), hold(1, EXEC)] });
+    expect(await s.states(0)).toEqual(['2 p/u/n', '6 m/d/n']);
+    expect((await s.history()).slice(rows)).toEqual([
+      'FTS: update role, status, and mode for dbid 6 with contentid 0 to m, d, and n: gprecoverseg -r: stopped cleanly for a planned switchover (shutdown checkpoint 0/3000000, received by dbid 2)',
+      'FTS: update role, status, and mode for dbid 2 with contentid 0 to p, u, and n: gprecoverseg -r: back to its preferred role of primary',
+    ]);
+    expect(s.world.instance(2)).toMatchObject({ running: true, inRecovery: false });
+    expect(s.world.instance(6)).toMatchObject({ running: false, inRecovery: true, upstreamDbid: 2 });
+  });
+
+  // Its own committed flip is recognised before the hold is checked: once flipped, starting
+  // the old primary again would give the content two writable primaries.
+  test('a lost answer of the flip, and the hold gone by the time it is read again: still its own flip, completed, the old primary not started', async () => {
+    const s = await setup();
+    const doc = await s.switchDoc(0);
+    s.catalog.afterApply = (id, version, change) => {
+      if (!change.rows.some((r) => r.dbid === 2 && r.role === 'p')) return;
+      s.catalog.afterApply = undefined;
+      void s.catalog.apply(id, version, { rows: [], history: [], clearOperations: [{ content: 0, execution: EXEC }] }); // commits at once
+      throw new CatalogConflictError(id, version - 1);
+    };
+    await s.step('switch-over', doc);
+    expect(s.world.calls.filter((c) => !c.startsWith('catalog'))).toEqual(['probe 6', 'checkpoint 6', 'stop 6', 'wal-receiver 2', 'fence 6', 'promote 2', 'verify-writable 2']);
+    expect(await s.states(0)).toEqual(['2 p/u/n', '6 m/d/n']);
+    expect(s.world.instance(6)).toMatchObject({ running: false, inRecovery: true });
+  });
 });
 
 describe('a whole switch of one pair, and the run', () => {
-  test('switch-over, rewind of the old primary, mark-recovered: m/u/n, fence cleared, hold released; the summary is complete', async () => {
+  test('switch-over, rewind of the old primary, mark-recovered: m/u/n, no fence ever owed, hold released; the summary is complete', async () => {
     const s = await setup();
     const outer = await s.planned({ contents: [0, 1] });
     s.world.calls.splice(0);
+    const fencesOwed: unknown[] = [];
+    s.catalog.afterApply = (_id, _version, change) => void fencesOwed.push(...(change.setFences ?? []));
     const started = performance.now();
     const results: Doc[] = [];
     for (const item of outer.plan.switches) {
@@ -506,11 +629,13 @@ describe('a whole switch of one pair, and the run', () => {
       results.push(doc);
     }
     expect(s.world.calls.filter((c) => !c.startsWith('catalog') && !c.startsWith('job-status'))).toEqual([
-      'probe 6', 'checkpoint 6', 'stop 6', 'wal-receiver 2', 'promote 2', 'verify-writable 2', 'write-mirror-config 6 -> 2',
+      'probe 6', 'checkpoint 6', 'stop 6', 'wal-receiver 2', 'fence 6', 'promote 2', 'verify-writable 2',
       'probe 6', 'rebuild 6 from 2 (rewind)', 'wal-receiver 6',
-      'probe 7', 'checkpoint 7', 'stop 7', 'wal-receiver 3', 'promote 3', 'verify-writable 3', 'write-mirror-config 7 -> 3',
+      'probe 7', 'checkpoint 7', 'stop 7', 'wal-receiver 3', 'fence 7', 'promote 3', 'verify-writable 3',
       'probe 7', 'rebuild 7 from 3 (rewind)', 'wal-receiver 7',
     ]);
+    // No write of the whole switch records a fence: the old primaries were fenced before their flips.
+    expect(fencesOwed).toEqual([]);
     expect(results.map((r) => r.markRecovered)).toEqual([
       { content: 0, dbid: 6, recovered: true, method: 'rewind', receiver: 'streaming', version: expect.any(Number) },
       { content: 1, dbid: 7, recovered: true, method: 'rewind', receiver: 'streaming', version: expect.any(Number) },
@@ -550,6 +675,24 @@ describe('a whole switch of one pair, and the run', () => {
       message: `1 content(s) switched back to their preferred roles (1); content 0 failed: ${cause}; content 3 left alone: primary dbid 9 is p/u/n and mirror dbid 5 is m/u/n: a pair is switched only when both are up and in sync (recover it, let it catch up)`,
     });
     expect((await s.load()).pendingOperations).toEqual([]);
+  });
+
+  test('a rewind of the old primary that makes no progress for stallSeconds (passed to each iteration) is cancelled; the content fails and is released, the new primary serves on', async () => {
+    const s = await setup();
+    const outer = await s.planned({ contents: [0], pollSeconds: 5, stallSeconds: 20 });
+    expect(outer.plan).toMatchObject({ pollSeconds: 5, stallSeconds: 20 });
+    s.world.scriptedJobs.push({ state: 'running', progress: { bytes: 0, total: 8192, tool: 'pg_rewind' } });
+    const { doc, visited } = await s.iterate(outer, outer.plan.switches[0]);
+    expect(doc.stallSeconds).toBe(20);
+    // The rewind starts right after the switch; polls at 5 s (0 bytes first seen), 10, 15, 20, 25 (20 s: not more), 30: cancelled.
+    const loop = ['WaitForRewind', 'PollRewind', 'RewindDone'];
+    expect(visited).toEqual(['SwitchOver', 'StartRewind', ...Array.from({ length: 5 }, () => loop).flat(), 'WaitForRewind', 'PollRewind', 'RecordContentFailure']);
+    const cause = 'RebuildFailedError: the rebuild of dbid 6 of content 0 made no progress for 25 s (limit 20 s from stallSeconds 20): cancelled';
+    expect(doc.recordContentFailure).toEqual({ content: 0, dbid: 6, failed: true, cause });
+    expect(s.world.calls.filter((c) => c.startsWith('cancel-job'))).toEqual(['cancel-job job-1-dbid-6', 'cancel-job job-1-dbid-6']);
+    expect(await s.states(0)).toEqual(['2 p/u/n', '6 m/d/n']);
+    expect(await s.load()).toMatchObject({ pendingOperations: [], pendingFences: [] });
+    expect(s.world.instance(2)).toMatchObject({ running: true, inRecovery: false });
   });
 
   test('contents in their preferred roles are up to date: the run is complete, and its summary says "nothing to do"', async () => {

@@ -2,10 +2,11 @@
  * The RecoverSegments steps (gprecoverseg) on the in-memory fakes: no PostgreSQL, no
  * DynamoDB, milliseconds per test. Each step runs through `runRecoverSegmentsStepEvent`
  * with a state document built as the state machine builds it: the input, the plan at
- * `$.plan`, Map iterations of `{ clusterId, pollSeconds, item }` that accumulate each
- * step's result under its camelCase name, a Catch's `{ Error, Cause }` at `$.error`, and
- * the iterations' final documents at `$.results`. The same steps run on real PostgreSQL
- * in test/e2e.
+ * `$.plan`, Map iterations of `{ clusterId, pollSeconds, stallSeconds, item }` that
+ * accumulate each step's result under its camelCase name, a Catch's `{ Error, Cause }` at
+ * `$.error`, and the iterations' final documents at `$.results`. Time is the test's clock:
+ * pauses inside a step (`deps.sleep`) and Wait states move it on and take no real time.
+ * The same steps run on real PostgreSQL in test/e2e.
  */
 import { performance } from 'node:perf_hooks';
 import { planFailover } from '../../lambdas/core/decide';
@@ -14,10 +15,10 @@ import type { CatalogChange, PendingOperation, SegmentRow } from '../../lambdas/
 import { DEFAULT_SETTINGS } from '../../lambdas/core/settings';
 import type { HostJobStatus } from '../../lambdas/ports/segments';
 import type { Telemetry } from '../../lambdas/ports/telemetry';
-import { HOLD_TTL_SECONDS, MAX_REBUILD_STARTS } from '../../lambdas/service/rebuild-steps';
+import { HOLD_TTL_SECONDS, MAX_BUSY_STARTS, MAX_REBUILD_STARTS, STREAM_WAIT_SECONDS, UNMEASURED_PHASE_FACTOR } from '../../lambdas/service/rebuild-steps';
 import { runRecoverSegmentsStepEvent } from '../../lambdas/service/recover-segments';
 import type { WorkflowDeps } from '../../lambdas/service/steps';
-import { RECOVER_SEGMENTS_SPEC } from '../../lambdas/workflows/recover-segments';
+import { DEFAULT_STALL_SECONDS, RECOVER_SEGMENTS_SPEC } from '../../lambdas/workflows/recover-segments';
 import { errorName, stepResultKey, type MapSpec, type StateSpec } from '../../lambdas/workflows/spec';
 import { FakeCatalog, FakeSegments } from '../support/fakes';
 
@@ -92,7 +93,11 @@ async function setup(shape: (rows: SegmentRow[]) => SegmentRow[] = (r) => r, pre
   const warnings: string[] = [];
   const errors: string[] = [];
   const telemetry: Telemetry = { info() {}, warn: (m) => void warnings.push(m), error: (m) => void errors.push(m), metric() {}, flush() {} };
-  const deps: WorkflowDeps = { catalog, probe: world, control: world, host: world, telemetry, now: () => clock };
+  // Pauses inside a step advance the test's clock: a wait of seconds takes no time.
+  const sleep = async (ms: number) => {
+    clock = new Date(clock.getTime() + ms);
+  };
+  const deps: WorkflowDeps = { catalog, probe: world, control: world, host: world, telemetry, now: () => clock, sleep };
   const step = (name: string, input: unknown, execution = EXEC) => runRecoverSegmentsStepEvent(deps, { step: name, input, execution });
   const load = () => catalog.load(CLUSTER);
   const history = async () => (await catalog.history(CLUSTER)).map((h) => h.description);
@@ -104,7 +109,7 @@ async function setup(shape: (rows: SegmentRow[]) => SegmentRow[] = (r) => r, pre
     clock = to;
   };
   /** Runs `plan` and returns the outer state document with its result at `$.plan`. */
-  const planned = async (input: Doc = {}, execution = EXEC): Promise<Doc & { plan: { recoveries: Doc[]; skipped: Doc[]; upToDate: number[]; warnings: string[]; pollSeconds: number } }> => {
+  const planned = async (input: Doc = {}, execution = EXEC): Promise<Doc & { plan: { recoveries: Doc[]; skipped: Doc[]; upToDate: number[]; warnings: string[]; pollSeconds: number; stallSeconds: number } }> => {
     const doc: Doc = { clusterId: CLUSTER, ...input };
     return { ...doc, plan: (await step('plan', doc, execution)) as never };
   };
@@ -113,14 +118,15 @@ async function setup(shape: (rows: SegmentRow[]) => SegmentRow[] = (r) => r, pre
     Object.fromEntries(Object.entries(MAP.itemSelector).map(([key, path]) => [key, path === '$$.Map.Item.Value' ? item : at(outer, path)]));
   /**
    * One Map iteration through the spec's states: Task results at `$.<stepKey>`, a Catch
-   * puts `{ Error, Cause }` at `$.error`, Choice rules read the document, Wait states do
-   * not wait. Retry rules are not replayed: a step that throws goes to its Catch.
+   * puts `{ Error, Cause }` at `$.error`, Choice rules read the document, a Wait state
+   * moves the test clock on by its seconds (no real wait). Retry rules are not replayed:
+   * a step that throws goes to its Catch.
    */
   const iterate = async (outer: Doc, item: unknown, execution = EXEC) => {
     const doc = iterationDoc(outer, item);
     const visited: string[] = [];
     for (let name: string | undefined = MAP.start; name !== undefined; ) {
-      if (visited.length > 100) throw new Error(`the iteration does not end: ${visited.join(' ')}`);
+      if (visited.length > 1000) throw new Error(`the iteration does not end: ${visited.join(' ')}`);
       visited.push(name);
       const state: StateSpec = MAP.states[name];
       if (state.type === 'task') {
@@ -137,6 +143,9 @@ async function setup(shape: (rows: SegmentRow[]) => SegmentRow[] = (r) => r, pre
       } else if (state.type === 'choice') {
         name = state.when.find((w) => at(doc, w.path) === w.equals)?.next ?? state.otherwise;
       } else if (state.type === 'wait') {
+        const seconds = at(doc, state.secondsPath);
+        if (typeof seconds !== 'number') throw new Error(`wait state ${name}: no seconds at ${state.secondsPath}`);
+        clock = new Date(clock.getTime() + seconds * 1000);
         name = state.next;
       } else {
         throw new Error(`state ${name} (${state.type}) cannot be in this Map iteration`);
@@ -178,7 +187,9 @@ describe('plan', () => {
       warnings: [],
       parallel: 16,
       pollSeconds: 10,
+      stallSeconds: DEFAULT_STALL_SECONDS,
     });
+    expect(DEFAULT_STALL_SECONDS).toBe(900);
     const snapshot = await load();
     expect(snapshot.version).toBe(2);
     // Each hold records, as JSON text, the item planned for its content.
@@ -192,11 +203,32 @@ describe('plan', () => {
     expect(world.calls).toEqual([]);
   });
 
-  test('full mode copies by basebackup; contents, parallel and pollSeconds are taken as given', async () => {
+  test('full mode copies by basebackup; contents, parallel, pollSeconds and stallSeconds are taken as given', async () => {
     const { step, load } = await setup(mirrorDown(0, 3));
-    const plan = await step('plan', { clusterId: CLUSTER, mode: 'full', contents: [3], parallel: 2, pollSeconds: 1 });
-    expect(plan).toEqual({ recoveries: [{ content: 3, dbid: 9, sourceDbid: 5, method: 'basebackup' }], skipped: [], upToDate: [], warnings: [], parallel: 2, pollSeconds: 1 });
+    const plan = await step('plan', { clusterId: CLUSTER, mode: 'full', contents: [3], parallel: 2, pollSeconds: 1, stallSeconds: 120 });
+    expect(plan).toEqual({ recoveries: [{ content: 3, dbid: 9, sourceDbid: 5, method: 'basebackup' }], skipped: [], upToDate: [], warnings: [], parallel: 2, pollSeconds: 1, stallSeconds: 120 });
     expect((await load()).pendingOperations).toEqual([held({ ...REWIND_3, method: 'basebackup' })]);
+  });
+
+  test('stallSeconds reaches every iteration through the Map item selector, and a re-planned execution keeps it', async () => {
+    const { planned, iterationDoc } = await setup(mirrorDown(0, 3));
+    const outer = await planned({ stallSeconds: 45 });
+    expect(outer.plan.recoveries.map((item) => iterationDoc(outer, item))).toEqual([
+      { clusterId: CLUSTER, pollSeconds: 10, stallSeconds: 45, item: REWIND_0 },
+      { clusterId: CLUSTER, pollSeconds: 10, stallSeconds: 45, item: REWIND_3 },
+    ]);
+    expect((await planned({ stallSeconds: 45 })).plan).toMatchObject({ warnings: [PLANNED_AGAIN], stallSeconds: 45 });
+  });
+
+  test.each<[string, Doc, RegExp]>([
+    ['below 10 s', { stallSeconds: 9 }, /stallSeconds/],
+    ['over a day', { stallSeconds: 86_401 }, /stallSeconds/],
+    ['not whole seconds', { stallSeconds: 30.5 }, /stallSeconds/],
+  ])('refuses a stallSeconds %s with ValidationError', async (_name, over, message) => {
+    const { step, load } = await setup(mirrorDown(0));
+    await expect(step('plan', { clusterId: CLUSTER, ...over })).rejects.toThrow(ValidationError);
+    await expect(step('plan', { clusterId: CLUSTER, ...over })).rejects.toThrow(message);
+    expect((await load()).version).toBe(1);
   });
 
   test('-i with a new location: the row is moved first, in the same write as the hold, and the item names its old place', async () => {
@@ -366,12 +398,13 @@ describe('plan', () => {
       warnings: [],
       parallel: 16,
       pollSeconds: 10,
+      stallSeconds: 900,
     });
     expect((await load()).pendingOperations).toEqual([held(REWIND_0)]);
 
     // Only contents that need nothing: nothing to hold, nothing written.
     const version = (await load()).version;
-    expect(await step('plan', { clusterId: CLUSTER, contents: [2, 3] }, THIRD)).toEqual({ recoveries: [], skipped: [], upToDate: [2, 3], warnings: [], parallel: 16, pollSeconds: 10 });
+    expect(await step('plan', { clusterId: CLUSTER, contents: [2, 3] }, THIRD)).toEqual({ recoveries: [], skipped: [], upToDate: [2, 3], warnings: [], parallel: 16, pollSeconds: 10, stallSeconds: 900 });
     expect((await load()).version).toBe(version);
   });
 
@@ -430,7 +463,7 @@ describe('start-rebuild', () => {
     Object.assign(world.instance(6), { running: true, inRecovery: false, upstreamDbid: undefined }); // restarted without its standby config
     const outer = await planned();
     const result = await step('start-rebuild', iterationDoc(outer, outer.plan.recoveries[0]));
-    expect(result).toEqual({ job: { id: 'job-1-dbid-6', dbid: 6, startedAt: NOW.toISOString() }, starts: 1 });
+    expect(result).toEqual({ job: { id: 'job-1-dbid-6', dbid: 6, startedAt: NOW.toISOString() }, starts: 1, busyStarts: 0 });
     expect(world.calls).toEqual(['probe 6', 'fence 6', 'rebuild 6 from 2 (rewind)']);
     expect(world.jobsStarted).toHaveLength(1);
     expect(warnings).toEqual(['dbid 6 answered at sdw2.internal:7000 before its rebuild: fenced']);
@@ -476,7 +509,7 @@ describe('start-rebuild', () => {
     await write({ rows: [{ ...row, status: 'u' }], history: [{ time: NOW.toISOString(), dbid: 6, description: 'up meanwhile' }] });
     const doc = iterationDoc(outer, outer.plan.recoveries[0]);
     doc.startRebuild = await step('start-rebuild', doc);
-    expect(doc.startRebuild).toEqual({ job: null, starts: 1, already: true });
+    expect(doc.startRebuild).toEqual({ job: null, starts: 1, busyStarts: 0, already: true });
     expect(await step('poll-rebuild', doc)).toEqual({ state: 'succeeded' });
     expect(world.calls).toEqual([]);
     expect(world.jobsStarted).toEqual([]);
@@ -484,20 +517,20 @@ describe('start-rebuild', () => {
 });
 
 describe('poll-rebuild', () => {
-  /** Plans content 0 and starts its rebuild with the job scripted to report `status`. */
-  async function started(status?: HostJobStatus) {
+  /** Plans content 0 (with `input`) and starts its rebuild at NOW with the job scripted to report `status`. */
+  async function started(status?: HostJobStatus, input: Doc = {}) {
     const s = await setup(mirrorDown(0));
     if (status) s.world.scriptedJobs.push(status);
-    const outer = await s.planned();
+    const outer = await s.planned(input);
     const doc = s.iterationDoc(outer, outer.plan.recoveries[0]);
     doc.startRebuild = await s.step('start-rebuild', doc);
     return { ...s, doc };
   }
   const progress = { bytes: 1024, total: 4096, tool: 'pg_basebackup' };
 
-  test('running, with its progress; then succeeded', async () => {
+  test('running, with its progress and the watch on its bytes; then succeeded', async () => {
     const { doc, step, world } = await started({ state: 'running', progress });
-    expect(await step('poll-rebuild', doc)).toEqual({ state: 'running', progress });
+    expect(await step('poll-rebuild', doc)).toEqual({ state: 'running', watch: { bytes: 1024, at: NOW.toISOString() }, progress });
     world.setJobStatus(world.jobsStarted[0].id, { state: 'succeeded', exitCode: 0, progress: { ...progress, bytes: 4096 } });
     expect(await step('poll-rebuild', doc)).toEqual({ state: 'succeeded', progress: { ...progress, bytes: 4096 } });
     expect(world.calls.filter((c) => c.startsWith('job-status'))).toEqual(['job-status job-1-dbid-6', 'job-status job-1-dbid-6']);
@@ -548,12 +581,13 @@ describe('poll-rebuild', () => {
     const version = (await s.load()).version;
 
     s.setClock(new Date(NOW.getTime() + (HOLD_TTL_SECONDS / 2 - 1) * 1000));
-    expect(await s.step('poll-rebuild', doc)).toEqual({ state: 'running' });
+    const watch = { bytes: -1, at: NOW.toISOString() }; // no progress report: watched from the job's start
+    expect(await s.step('poll-rebuild', doc)).toEqual({ state: 'running', watch });
     expect((await s.load()).version).toBe(version); // more than half left: nothing written
 
     const later = new Date(NOW.getTime() + (HOLD_TTL_SECONDS / 2 + 1) * 1000);
     s.setClock(later);
-    expect(await s.step('poll-rebuild', doc)).toEqual({ state: 'running' });
+    expect(await s.step('poll-rebuild', doc)).toEqual({ state: 'running', watch });
     const renewed = iso(later.getTime() + HOLD_TTL_SECONDS * 1000);
     expect(await s.load()).toMatchObject({ version: version + 1, pendingOperations: [held(REWIND_0, EXEC, { expiresAt: renewed }), hold(1, OTHER), held(REWIND_3, EXEC, { expiresAt: renewed })] });
   });
@@ -574,6 +608,127 @@ describe('poll-rebuild', () => {
     expect(await s.step('record-content-failure', doc)).toMatchObject({ failed: true, cause: `ContentBusyError: ${error.message}` });
     expect(s.world.calls.at(-1)).toBe('cancel-job job-1-dbid-6');
     expect((await s.load()).pendingOperations).toEqual([theirs]);
+  });
+
+  // A copy whose bytes stop growing (a frozen host, a SIGSTOPped tool, a dead peer) must
+  // not keep its content held for good: past stallSeconds without growth on the deps
+  // clock it is cancelled and the content fails. The watch is { bytes, at }: the most
+  // bytes seen and when they were first seen; a job starts with { -1, its start }.
+  describe('stallSeconds', () => {
+    const STALL = 60;
+    const after = (seconds: number) => new Date(NOW.getTime() + seconds * 1000);
+    /** One poll at `seconds` after NOW, its result kept in the document as the state machine keeps it. */
+    const pollAt = async (s: Awaited<ReturnType<typeof started>>, seconds: number) => {
+      s.setClock(after(seconds));
+      s.doc.pollRebuild = await s.step('poll-rebuild', s.doc);
+      return s.doc.pollRebuild;
+    };
+    const report = (bytes: number): HostJobStatus => ({ state: 'running', progress: { ...progress, bytes } });
+
+    test('bytes that grow move the watch on: a copy that takes far longer than stallSeconds is never cancelled while it progresses', async () => {
+      const s = await started(report(0), { stallSeconds: STALL });
+      const id = s.world.jobsStarted[0].id;
+      expect(await pollAt(s, 10)).toEqual({ state: 'running', watch: { bytes: 0, at: after(10).toISOString() }, progress: { ...progress, bytes: 0 } });
+      s.world.setJobStatus(id, report(1024));
+      expect(await pollAt(s, 10 + STALL)).toMatchObject({ state: 'running', watch: { bytes: 1024, at: after(10 + STALL).toISOString() } });
+      s.world.setJobStatus(id, report(2048));
+      expect(await pollAt(s, 10 + 2 * STALL)).toMatchObject({ state: 'running', watch: { bytes: 2048, at: after(10 + 2 * STALL).toISOString() } });
+      // Exactly stallSeconds without growth is not yet more than stallSeconds.
+      expect(await pollAt(s, 10 + 3 * STALL)).toMatchObject({ state: 'running', watch: { bytes: 2048, at: after(10 + 2 * STALL).toISOString() } });
+      s.world.setJobStatus(id, { state: 'succeeded', exitCode: 0, progress: { ...progress, bytes: 4096 } });
+      expect(await pollAt(s, 10 + 4 * STALL)).toEqual({ state: 'succeeded', progress: { ...progress, bytes: 4096 } });
+      expect(s.world.calls.filter((c) => c.startsWith('cancel-job'))).toEqual([]);
+    });
+
+    test('a poll without a progress report (its read timed out) or with fewer bytes keeps the watch as it was', async () => {
+      const s = await started(report(2048), { stallSeconds: STALL });
+      const id = s.world.jobsStarted[0].id;
+      const watch = { bytes: 2048, at: after(10).toISOString() };
+      expect(await pollAt(s, 10)).toMatchObject({ watch });
+      s.world.setJobStatus(id, { state: 'running' });
+      expect(await pollAt(s, 20)).toEqual({ state: 'running', watch });
+      s.world.setJobStatus(id, report(1024));
+      expect(await pollAt(s, 30)).toMatchObject({ state: 'running', watch });
+      s.world.setJobStatus(id, { state: 'running' });
+      const error = await pollAt(s, 11 + STALL).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(RebuildFailedError);
+      expect((error as Error).message).toBe(`the rebuild of dbid 6 of content 0 made no progress for ${STALL + 1} s (limit ${STALL} s from stallSeconds ${STALL}): cancelled`);
+    });
+
+    test('bytes that do not grow for more than stallSeconds: the job is cancelled, and the step fails with RebuildFailedError', async () => {
+      const s = await started(report(1024), { stallSeconds: STALL });
+      await pollAt(s, 10);
+      await pollAt(s, 10 + STALL);
+      const before = await s.load();
+      s.world.calls.splice(0);
+      const error = await pollAt(s, 10 + STALL + 1).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(RebuildFailedError);
+      expect((error as Error).message).toBe(`the rebuild of dbid 6 of content 0 made no progress for ${STALL + 1} s (limit ${STALL} s from stallSeconds ${STALL}): cancelled`);
+      expect(s.world.calls).toEqual(['job-status job-1-dbid-6', 'cancel-job job-1-dbid-6']);
+      expect(await s.load()).toEqual(before); // the failure step records it
+    });
+
+    test('a job that never reports progress is watched from its start, not from its first poll, with the longer limit of phases that report no bytes', async () => {
+      const limit = UNMEASURED_PHASE_FACTOR * STALL;
+      const s = await started({ state: 'running' }, { stallSeconds: STALL });
+      expect(s.world.jobsStarted[0].startedAt).toBe(NOW.toISOString());
+      expect(await pollAt(s, limit)).toEqual({ state: 'running', watch: { bytes: -1, at: NOW.toISOString() } });
+      const fresh = await started({ state: 'running' }, { stallSeconds: STALL });
+      const error = await pollAt(fresh, limit + 1).catch((e: unknown) => e); // its first poll
+      expect(error).toBeInstanceOf(RebuildFailedError);
+      expect((error as Error).message).toBe(`the rebuild of dbid 6 of content 0 made no progress for ${limit + 1} s (limit ${limit} s from stallSeconds ${STALL}): cancelled`);
+      expect(fresh.world.calls.at(-1)).toBe('cancel-job job-1-dbid-6');
+    });
+
+    test('without stallSeconds in the document (an execution of an earlier version) the default of 900 s applies', async () => {
+      const s = await started({ state: 'running' });
+      delete s.doc.stallSeconds;
+      const limit = UNMEASURED_PHASE_FACTOR * DEFAULT_STALL_SECONDS; // it never reported bytes
+      expect(await pollAt(s, limit)).toMatchObject({ state: 'running' });
+      await expect(pollAt(s, limit + 1)).rejects.toThrow(`made no progress for ${limit + 1} s (limit ${limit} s from stallSeconds ${DEFAULT_STALL_SECONDS}): cancelled`);
+    });
+
+    test('the whole loop on the Wait states\' clock: polled until stalled, cancelled, recorded as failed, the content released, not started again', async () => {
+      const s = await setup(mirrorDown(0, 3));
+      s.world.scriptedJobs.push(report(1024));
+      const outer = await s.planned({ pollSeconds: 10, stallSeconds: 30 });
+      const { doc, visited } = await s.iterate(outer, outer.plan.recoveries[0]);
+      // Polls at 10 s (1024 bytes first seen), 20, 30, 40 (30 s without growth: not more), 50: cancelled.
+      const loop = ['WaitForRebuild', 'PollRebuild', 'RebuildDone'];
+      expect(visited).toEqual(['StartRebuild', ...loop, ...loop, ...loop, ...loop, 'WaitForRebuild', 'PollRebuild', 'RecordContentFailure']);
+      const cause = 'RebuildFailedError: the rebuild of dbid 6 of content 0 made no progress for 40 s (limit 30 s from stallSeconds 30): cancelled';
+      expect(doc.recordContentFailure).toEqual({ content: 0, dbid: 6, failed: true, cause });
+      expect(s.world.jobsStarted).toHaveLength(1);
+      // Cancelled by the poll, and again (best effort) by the failure step.
+      expect(s.world.calls.filter((c) => c.startsWith('cancel-job'))).toEqual(['cancel-job job-1-dbid-6', 'cancel-job job-1-dbid-6']);
+      expect((await s.history()).at(-1)).toBe(`FTS: gprecoverseg of dbid 6 with contentid 0 failed: ${cause}`);
+      expect((await s.load()).pendingOperations).toEqual([held(REWIND_3, EXEC)]); // content 0 released, content 3 still held
+      expect(await s.rowState(6)).toBe('m/d/n');
+    });
+
+    test('a lost job started again is watched from its own start', async () => {
+      const s = await setup(mirrorDown(0));
+      s.world.scriptedJobs.push({ state: 'failed', lost: true, message: 'process lost' }, { state: 'running' });
+      const outer = await s.planned({ pollSeconds: 10, stallSeconds: 30 });
+      const { doc } = await s.iterate(outer, outer.plan.recoveries[0]);
+      // The second job started at 10 s and never reports bytes: 4 x 30 s, first over it at the poll 130 s after its start.
+      expect(s.world.jobsStarted.map((j) => j.startedAt)).toEqual([NOW.toISOString(), after(10).toISOString()]);
+      expect(doc.recordContentFailure).toMatchObject({ cause: 'RebuildFailedError: the rebuild of dbid 6 of content 0 made no progress for 130 s (limit 120 s from stallSeconds 30): cancelled' });
+    });
+  });
+
+  test(`a start refused because an earlier copy holds the directory's lock is tried again, at most ${MAX_BUSY_STARTS} times`, async () => {
+    const s = await setup(mirrorDown(0));
+    const outer = await s.planned();
+    for (let i = 0; i <= MAX_BUSY_STARTS + 1; i++) s.world.scriptedJobs.push({ state: 'failed', exitCode: 12, busy: true, message: 'another rebuild is running' });
+    const { doc, visited } = await s.iterate(outer, outer.plan.recoveries[0]);
+    expect(visited.filter((v) => v === 'StartRebuild')).toHaveLength(MAX_BUSY_STARTS + 2); // the first start, the tries again, and the one that gives up
+    expect(doc.recordContentFailure).toMatchObject({ cause: `RebuildFailedError: an earlier rebuild of dbid 6's data directory still holds its lock after ${MAX_BUSY_STARTS} tries: stop it on the host, then run the recovery again` });
+  });
+
+  test('stallSeconds must be more than twice pollSeconds', async () => {
+    const { step } = await setup(mirrorDown(0));
+    await expect(step('plan', { clusterId: CLUSTER, pollSeconds: 60, stallSeconds: 100 })).rejects.toThrow(/stallSeconds must be more than twice pollSeconds/);
   });
 
   test('pg_rewind cannot work: RebuildFailedError that says to run a full recovery, no restart', async () => {
@@ -633,6 +788,61 @@ describe('mark-recovered', () => {
     expect(error).toBeInstanceOf(RebuildFailedError);
     expect((error as Error).message).toBe('dbid 6 answers but is not a standby after its rebuild; leaving it down');
     expect(await load()).toEqual(before);
+  });
+
+  // A rebuilt standby must stream from its primary before it counts as recovered: the
+  // step polls its WAL receiver every 500 ms on the deps clock (deps.sleep) for up to
+  // STREAM_WAIT_SECONDS.
+  test('waits, polling every 500 ms, until the rebuilt instance streams; then marks it up', async () => {
+    const { doc, step, world, deps, rowState } = await rebuilt();
+    Object.assign(world.instance(6), { stuckReceiver: 'startup', stuckReceiverPolls: 3 });
+    world.calls.splice(0);
+    const started = deps.now().getTime();
+    expect(await step('mark-recovered', doc)).toMatchObject({ content: 0, dbid: 6, recovered: true, receiver: 'streaming' });
+    expect(world.calls).toEqual(['wal-receiver 6', 'wal-receiver 6', 'wal-receiver 6', 'wal-receiver 6']);
+    expect(deps.now().getTime() - started).toBe(3 * 500);
+    expect(await rowState(6)).toBe('m/u/n');
+  });
+
+  test(`a standby that does not stream within STREAM_WAIT_SECONDS: RebuildFailedError that says to run a full recovery, nothing written, in no real time`, async () => {
+    const { doc, step, world, deps, load, history } = await rebuilt();
+    world.instance(6).stuckReceiver = 'waiting';
+    const before = await load();
+    const rows = (await history()).length;
+    world.calls.splice(0);
+    const started = deps.now().getTime();
+    const real = performance.now();
+    const error = await step('mark-recovered', doc).catch((e: unknown) => e);
+    expect(performance.now() - real).toBeLessThan(1000);
+    expect(error).toBeInstanceOf(RebuildFailedError);
+    expect((error as Error).message).toBe(
+      `dbid 6 runs as a standby but does not stream from dbid 2 (its WAL receiver is waiting) ${STREAM_WAIT_SECONDS} s after its rebuild; run a full recovery (mode "full", gprecoverseg -F)`,
+    );
+    // A look at once, then one every 500 ms until STREAM_WAIT_SECONDS have passed.
+    const waited = deps.now().getTime() - started;
+    expect(waited).toBeGreaterThan(STREAM_WAIT_SECONDS * 1000);
+    expect(waited).toBeLessThanOrEqual(STREAM_WAIT_SECONDS * 1000 + 500);
+    expect(world.calls).toEqual(Array.from({ length: waited / 500 + 1 }, () => 'wal-receiver 6'));
+    expect(await load()).toEqual(before);
+    expect(await history()).toHaveLength(rows);
+  });
+
+  test('a rewound mirror that never streams: the content fails and is released; the full recovery the error asks for then recovers it', async () => {
+    const s = await setup(mirrorDown(0));
+    s.world.instance(6).stuckReceiver = 'startup'; // its WAL does not follow its primary's; a rewind keeps it so
+    const first = await s.execute({ contents: [0] });
+    expect(first.status).toBe('RecoveryIncomplete');
+    expect((first.doc.results as Doc[])[0]).toMatchObject({
+      recordContentFailure: { content: 0, dbid: 6, failed: true, cause: expect.stringMatching(/^RebuildFailedError: dbid 6 runs as a standby but does not stream from dbid 2 \(its WAL receiver is startup\).*run a full recovery/) },
+    });
+    expect(await s.load()).toMatchObject({ pendingOperations: [], pendingFences: [] });
+    expect(await s.rowState(6)).toBe('m/d/n');
+
+    const full = await s.execute({ contents: [0], mode: 'full' }, THIRD);
+    expect(full.status).toBe('Recovered');
+    expect(await s.rowState(6)).toBe('m/u/n');
+    expect(s.world.instance(6)).toMatchObject({ running: true, inRecovery: true, upstreamDbid: 2 });
+    expect(s.world.instance(6).stuckReceiver).toBeUndefined();
   });
 
   test('is idempotent: run again, it writes nothing', async () => {

@@ -56,6 +56,11 @@ export class FakeCatalog implements Catalog {
   private readonly clusters = new Map<string, StoredCluster>();
   /** Called at the start of every `apply`, before the version is checked: a test can write in between (a concurrent writer). */
   beforeApply?: (clusterId: string) => void;
+  /**
+   * Called once an `apply` has committed, with the version it wrote and the change: a
+   * test that throws here loses the answer of a write that stays (see {@link loseAnswerOnce}).
+   */
+  afterApply?: (clusterId: string, version: number, change: CatalogChange) => void;
   /** Number of successful `apply` calls, for tests that count writes. */
   writes = 0;
   /** The time `apply` validates at (operations lapse by it); the real clock unless a test sets it. */
@@ -142,7 +147,22 @@ export class FakeCatalog implements Catalog {
     c.history.push(...clone(parsed.history));
     c.version = expectedVersion + 1;
     this.writes += 1;
+    this.afterApply?.(clusterId, c.version, clone(change));
     return c.version;
+  }
+
+  /**
+   * The next `apply` whose change `matches` commits, and then throws CatalogConflictError
+   * instead of returning, as DynamoDB's answer to a committed transaction that the SDK
+   * retried (its version condition fails the second time): the caller does not know its
+   * write is in. Once only.
+   */
+  loseAnswerOnce(matches: (change: CatalogChange) => boolean = () => true): void {
+    this.afterApply = (clusterId, version, change) => {
+      if (!matches(change)) return;
+      this.afterApply = undefined;
+      throw new CatalogConflictError(clusterId, version - 1);
+    };
   }
 
   /** History oldest first: the newest `limit` rows (all when omitted). */
@@ -253,6 +273,14 @@ export interface FakeInstance {
   receiveStalled?: boolean;
   /** A fast stop does not end cleanly (a backend crashed during the shutdown checkpoint): the control file says `in production`. */
   uncleanStop?: boolean;
+  /**
+   * Its WAL receiver never gets to `streaming` (a standby whose WAL does not follow its
+   * primary's, a receiver that keeps restarting): `walReceiver` reports this state, and
+   * it streams from nothing. A full copy (a new instance) does not inherit it; a rewind does.
+   */
+  stuckReceiver?: 'startup' | 'waiting';
+  /** With `stuckReceiver`: the number of `walReceiver` calls it still answers so; then it streams. Unset: for good. */
+  stuckReceiverPolls?: number;
 }
 
 /** Options of {@link FakeSegments}. */
@@ -370,7 +398,7 @@ export class FakeSegments implements SegmentProbe, SegmentControl, SegmentHost {
   /** True when `mirror` streams from the primary it names: both run, the upstream is a primary, the mirror has not diverged. */
   streaming(mirror: FakeInstance): boolean {
     const upstream = mirror.upstreamDbid === undefined ? undefined : this.instances.get(mirror.upstreamDbid);
-    return mirror.running && !mirror.frozen && mirror.inRecovery && !mirror.needsRewind
+    return mirror.running && !mirror.frozen && mirror.inRecovery && !mirror.needsRewind && mirror.stuckReceiver === undefined
       && upstream !== undefined && upstream.running && !upstream.frozen && !upstream.inRecovery;
   }
 
@@ -444,6 +472,14 @@ export class FakeSegments implements SegmentProbe, SegmentControl, SegmentHost {
   async walReceiver(segment: SegmentRow): Promise<WalReceiverStatus> {
     this.calls.push(`wal-receiver ${segment.dbid}`);
     const inst = this.reach(segment);
+    if (inst.stuckReceiver !== undefined && inst.inRecovery) {
+      const state = inst.stuckReceiver;
+      if (inst.stuckReceiverPolls !== undefined && --inst.stuckReceiverPolls <= 0) {
+        delete inst.stuckReceiver;
+        delete inst.stuckReceiverPolls;
+      }
+      return { inRecovery: true, state };
+    }
     if (!this.streaming(inst)) {
       return { inRecovery: inst.inRecovery, state: inst.inRecovery ? 'waiting' : 'absent', ...(inst.inRecovery && inst.receivedLsn !== undefined ? { receivedLsn: formatLsn(inst.receivedLsn) } : {}) };
     }
@@ -479,18 +515,27 @@ export class FakeSegments implements SegmentProbe, SegmentControl, SegmentHost {
     if (!inst.inRecovery) inst.needsRewind = true;
     inst.inRecovery = true;
     if (newPrimary) inst.upstreamDbid = newPrimary.dbid;
-    delete inst.syncStandbyDbid;
+    // Its synchronous_standby_names stays (the fence script writes only the standby config):
+    // it matters again only if it is started as a primary (a switchover undone).
     inst.fenced = true;
     inst.running = false;
     inst.frozen = false;
     return report;
   }
 
-  async start(segment: SegmentRow): Promise<void> {
-    this.calls.push(`start ${segment.dbid}`);
+  async start(segment: SegmentRow, options: { asPrimary?: boolean } = {}): Promise<void> {
+    this.calls.push(`start ${segment.dbid}${options.asPrimary ? ' as primary' : ''}`);
     this.host(segment);
     const inst = this.onHost(segment);
     if (!inst) throw new HostCommandError(`no data directory ${segment.datadir} on ${segment.hostname}`, 1);
+    // As the start script does: without standby.signal the instance comes up writable.
+    if (options.asPrimary) {
+      inst.inRecovery = false;
+      delete inst.upstreamDbid;
+      // A fence's standby config is gone with standby.signal; it is the primary it was.
+      inst.fenced = false;
+      inst.needsRewind = false;
+    }
     if (!inst.running) {
       inst.running = true;
       inst.startedAt = this.now().toISOString();
