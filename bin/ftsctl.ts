@@ -21,6 +21,7 @@ import { ValidationError } from '../lambdas/core/errors';
 import type { Catalog } from '../lambdas/ports/catalog';
 import type { Telemetry } from '../lambdas/ports/telemetry';
 import type { WorkflowDeps } from '../lambdas/service/steps';
+import { executionNameFor } from '../lambdas/ports/workflows';
 import { STEP_EVENT_RUNNERS } from '../lambdas/service/workflows';
 import { WORKFLOW_KINDS, workflowKind, type WorkflowKind } from '../lambdas/workflows/spec';
 import { localWorkflows } from '../lib/local-definition';
@@ -480,6 +481,8 @@ export function buildProgram(): Command {
       const catalog = catalogFor(o.cluster, o.dir);
       const snapshot = await catalog.load(o.cluster);
       const { kind, input } = recoversegRequest(o.cluster, snapshot.version, { ...options, poll: options.poll ?? (o.stateMachineArn ? undefined : 2) });
+      // The spec's name: the same request on the same catalog version is one execution, however often it is started.
+      const executionName = executionNameFor(kind, input);
       const shown = new Map<number, number>();
       const showProgress = (p: RebuildProgress): void => {
         if (o.json || Date.now() - (shown.get(p.content) ?? 0) < 1000) return;
@@ -491,14 +494,15 @@ export function buildProgram(): Command {
         const client = new SFNClient({ maxAttempts: 5 });
         if (o.wait === false) {
           if (!STATE_MACHINE_ARN_PATTERN.test(o.stateMachineArn)) throw new ValidationError(`--state-machine-arn must be a state machine ARN, got ${JSON.stringify(o.stateMachineArn)}`);
-          const started = await client.send(new StartExecutionCommand({ stateMachineArn: o.stateMachineArn, name: newExecutionName(), input: JSON.stringify(input) }));
+          const started = await client.send(new StartExecutionCommand({ stateMachineArn: o.stateMachineArn, name: executionName, input: JSON.stringify(input) }));
           print(o.json ? JSON.stringify({ stateMachine: kind, executionArn: started.executionArn, input }, null, 2) : `${kind} started: ${started.executionArn}`);
           return;
         }
-        result = await runWorkflowInAws(client, o.stateMachineArn, kind, JSON.stringify(input), { pollMs: 5000, onProgress: showProgress });
+        result = await runWorkflowInAws(client, o.stateMachineArn, kind, JSON.stringify(input), { executionName, pollMs: 5000, onProgress: showProgress });
       } else {
         const dir = o.dir ?? localClusterDir(o.cluster);
         result = await runWorkflowLocally(openLocalCluster(dir), kind, input, {
+          executionName,
           onLog: (e) => {
             if (e.message !== 'rebuild progress' || typeof e.content !== 'number' || typeof e.bytes !== 'number' || typeof e.total !== 'number') return;
             showProgress({ content: e.content, bytes: e.bytes, total: e.total, tool: String(e.tool ?? '') });
