@@ -93,7 +93,7 @@ export function segmentHostsEnvironment(hosts: SegmentHostsProps | undefined): R
     try {
       parseServiceManager(hosts.serviceManager);
     } catch (e) {
-      throw new Error(`FtsStack: segmentHosts.serviceManager: ${(e as Error).message}`);
+      throw new Error(`FtsStack: segmentHosts.serviceManager: ${(e as Error).message}`, { cause: e });
     }
     env.FTS_PG_SERVICE_MANAGER = hosts.serviceManager;
   }
