@@ -195,7 +195,8 @@ describe('background rebuilds', () => {
     mkdirSync(join(other, 'base', '1'), { recursive: true });
     writeFileSync(join(other, 'PG_VERSION'), '15\n');
     writeFileSync(join(other, 'base', '1', '1259'), 'relation');
-    writeFileSync(join(other, 'postgresql.auto.conf'), "fts.dbid = '9'\nfts.content = '5'\n");
+    // Its fts.dbid is the rebuilt row's (so the owner check lets it through); its content is another.
+    writeFileSync(join(other, 'postgresql.auto.conf'), "fts.dbid = '7'\nfts.content = '5'\n");
     const files = join(pair.root, 'not-a-datadir');
     mkdirSync(join(files, 'sub'), { recursive: true });
     writeFileSync(join(files, 'notes.txt'), 'keep me');
@@ -224,7 +225,26 @@ describe('background rebuilds', () => {
   test('kill -9 of the job mid-copy: failed, saying so; started again, the copy completes and the mirror streams', async () => {
     const marker = rebuildStateFiles(M.datadir).wipeMarkerFile;
     const job = await startRebuild(M, P, 'basebackup');
-    const stop = throttle(await backupSender(P));
+    // Both ends of the copy slowed down, so that it is caught in its middle even on a busy machine.
+    const client = await waitFor(
+      'pg_basebackup in the job',
+      async () =>
+        groupMembers(jobPid(job)).find((pid) => {
+          try {
+            return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0].endsWith('pg_basebackup');
+          } catch {
+            return false;
+          }
+        }),
+      30_000,
+      5,
+    );
+    const stopClient = throttle(client);
+    const stopSender = throttle(await backupSender(P));
+    const stop = async (): Promise<void> => {
+      await stopClient();
+      await stopSender();
+    };
     let seen: HostJobStatus;
     try {
       seen = await waitFor(
@@ -267,7 +287,26 @@ describe('background rebuilds', () => {
 
   test('cancelJob stops the copy and its tools; a second rebuild meanwhile is refused; a cancelled copy is rebuilt afterwards', async () => {
     const job = await startRebuild(M, P, 'basebackup');
-    const stop = throttle(await backupSender(P));
+    // Both ends of the copy slowed down, so that it is caught in its middle even on a busy machine.
+    const client = await waitFor(
+      'pg_basebackup in the job',
+      async () =>
+        groupMembers(jobPid(job)).find((pid) => {
+          try {
+            return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0].endsWith('pg_basebackup');
+          } catch {
+            return false;
+          }
+        }),
+      30_000,
+      5,
+    );
+    const stopClient = throttle(client);
+    const stopSender = throttle(await backupSender(P));
+    const stop = async (): Promise<void> => {
+      await stopClient();
+      await stopSender();
+    };
     try {
       // The same directory again while it copies: the lock refuses it, nothing is touched.
       const second = await startRebuild(M, P, 'basebackup');

@@ -137,7 +137,7 @@ describe('SsmSegmentHost: what it sends', () => {
       checkpoint,
       rewind,
       dropSlots,
-      'postgresql.auto.conf',
+      'primary_conninfo',
       "touch -- '/data/mirror/gpseg0/standby.signal'",
       "pg_ctl' start",
     ].map((step) => script.indexOf(step));

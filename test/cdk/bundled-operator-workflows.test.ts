@@ -381,7 +381,8 @@ describe('the bundled RecoverSegments and Rebalance, end to end on a local clust
     const sdw2 = instanceIdOf('sdw2');
     expect(commandsFor(M0, since).filter((line) => !line.startsWith('fts progress'))).toEqual([
       `fts stop -m fast dbid ${M0} content 0 @ ${sdw2} Success`,
-      `fts mirror config dbid ${M0} content 0 @ ${sdw2} Success`,
+      // Fenced before the flip: its standby config written, nothing of it running.
+      `fts fence dbid ${M0} content 0 @ ${sdw2} Success`,
       `fts start rebuild by rewind dbid ${M0} content 0 @ ${sdw2} Success`,
     ]);
     expect(failedCommands()).toEqual([]);

@@ -732,7 +732,8 @@ describe('faults during rebuilds, aborts, hung copies and bad input', () => {
     const execution = start(cluster, 'RecoverSegments', { contents: [0], mode: 'full', stallSeconds: 10 }, { host });
     try {
       const timer = new AbortController();
-      const outcome = await Promise.race([execution.done, sleep(25_000, undefined, { signal: timer.signal }).then(() => undefined, () => undefined)]);
+      // 10 s without growing bytes while copying; 40 s if it froze before its first report.
+      const outcome = await Promise.race([execution.done, sleep(75_000, undefined, { signal: timer.signal }).then(() => undefined, () => undefined)]);
       timer.abort();
       expect(frozen).toBeDefined();
       expect({ ended: outcome !== undefined, held: (await cluster.catalog.load(cluster.clusterId)).pendingOperations.map((op) => op.execution) }).toEqual({ ended: true, held: [] });

@@ -753,7 +753,7 @@ export function rebuildAsMirrorScript(mirror: SegmentRow, primary: SegmentRow, m
     `  fts_owner=$({ ${asUser(o)} sed -n "s/^[[:space:]]*${DBID_SETTING.replace('.', '\\.')}[[:space:]]*=[[:space:]]*'\\{0,1\\}\\([0-9]*\\)'\\{0,1\\}.*/\\1/p" ${shellQuote(`${datadir}/postgresql.auto.conf`)} || true; } | tail -n 1)`,
     'fi',
     `if [ -n "$fts_owner" ] && [ "$fts_owner" != ${shellQuote(String(mirror.dbid))} ]; then`,
-    `  echo "refusing to rebuild ${datadir.replace(/["$`\\]/g, '\\$&')}: it is the data directory of dbid $fts_owner, not of dbid ${mirror.dbid}; nothing was done" >&2`,
+    `  echo ${shellQuote(`refusing to rebuild ${datadir}: it is the data directory of dbid `)}"$fts_owner"${shellQuote(`, not of dbid ${mirror.dbid}; nothing was done`)} >&2`,
     `  exit ${WIPE_REFUSED_EXIT_CODE}`,
     'fi',
     ...stopLines(o, mirror, 'fast'),
