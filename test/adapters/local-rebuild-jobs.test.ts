@@ -126,6 +126,33 @@ function throttle(pid: number): () => Promise<void> {
   return stop;
 }
 
+/**
+ * Slows both ends of a job's pg_basebackup (the client in the job's process group and the
+ * primary's walsender), so that a test catches the copy in its middle even on a busy
+ * machine; the returned function lets them run at full speed again.
+ */
+async function slowDown(job: HostJob): Promise<() => Promise<void>> {
+  const client = await waitFor(
+    'pg_basebackup in the job',
+    async () =>
+      groupMembers(jobPid(job)).find((pid) => {
+        try {
+          return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0].endsWith('pg_basebackup');
+        } catch {
+          return false;
+        }
+      }),
+    30_000,
+    5,
+  );
+  const stopClient = throttle(client);
+  const stopSender = throttle(await backupSender(P));
+  return async () => {
+    await stopClient();
+    await stopSender();
+  };
+}
+
 /** Every file under `dir`, relative, sorted. */
 function tree(dir: string, prefix = ''): string[] {
   return readdirSync(dir, { withFileTypes: true })
@@ -225,26 +252,7 @@ describe('background rebuilds', () => {
   test('kill -9 of the job mid-copy: failed, saying so; started again, the copy completes and the mirror streams', async () => {
     const marker = rebuildStateFiles(M.datadir).wipeMarkerFile;
     const job = await startRebuild(M, P, 'basebackup');
-    // Both ends of the copy slowed down, so that it is caught in its middle even on a busy machine.
-    const client = await waitFor(
-      'pg_basebackup in the job',
-      async () =>
-        groupMembers(jobPid(job)).find((pid) => {
-          try {
-            return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0].endsWith('pg_basebackup');
-          } catch {
-            return false;
-          }
-        }),
-      30_000,
-      5,
-    );
-    const stopClient = throttle(client);
-    const stopSender = throttle(await backupSender(P));
-    const stop = async (): Promise<void> => {
-      await stopClient();
-      await stopSender();
-    };
+    const stop = await slowDown(job);
     let seen: HostJobStatus;
     try {
       seen = await waitFor(
@@ -287,26 +295,7 @@ describe('background rebuilds', () => {
 
   test('cancelJob stops the copy and its tools; a second rebuild meanwhile is refused; a cancelled copy is rebuilt afterwards', async () => {
     const job = await startRebuild(M, P, 'basebackup');
-    // Both ends of the copy slowed down, so that it is caught in its middle even on a busy machine.
-    const client = await waitFor(
-      'pg_basebackup in the job',
-      async () =>
-        groupMembers(jobPid(job)).find((pid) => {
-          try {
-            return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0].endsWith('pg_basebackup');
-          } catch {
-            return false;
-          }
-        }),
-      30_000,
-      5,
-    );
-    const stopClient = throttle(client);
-    const stopSender = throttle(await backupSender(P));
-    const stop = async (): Promise<void> => {
-      await stopClient();
-      await stopSender();
-    };
+    const stop = await slowDown(job);
     try {
       // The same directory again while it copies: the lock refuses it, nothing is touched.
       const second = await startRebuild(M, P, 'basebackup');
