@@ -18,7 +18,8 @@ import { runRebalanceStepEvent } from '../../lambdas/service/rebalance';
 import { HOLD_TTL_SECONDS } from '../../lambdas/service/rebuild-steps';
 import type { WorkflowDeps } from '../../lambdas/service/steps';
 import { REBALANCE_SPEC } from '../../lambdas/workflows/rebalance';
-import { errorName, stepResultKey, type MapSpec, type StateSpec } from '../../lambdas/workflows/spec';
+import type { MapSpec } from '../../lambdas/workflows/spec';
+import { iterateMap, iterationDoc as mapIterationDoc, type Doc } from '../support/map-driver';
 import { FakeCatalog, FakeSegments } from '../support/fakes';
 
 const CLUSTER = 'c1';
@@ -32,7 +33,6 @@ const HOLD_UNTIL = new Date(NOW.getTime() + HOLD_TTL_SECONDS * 1000).toISOString
 const MB = 1024 * 1024;
 const DEFAULT_LIMIT = 10 * 1024 * MB;
 
-type Doc = Record<string, unknown>;
 type Plan = { switches: (Doc & { content: number })[]; skipped: { content: number; reason: string }[]; upToDate: number[]; parallel: number; pollSeconds: number; stallSeconds: number; receiveSeconds: number };
 
 /**
@@ -68,10 +68,7 @@ const SWITCH_1: Item = { content: 1, dbid: 7, sourceDbid: 3, method: 'rewind', m
 /** The hold `plan` takes for `item`: it records the item as the JSON text of its `plan`. */
 const held = (item: Item, execution = EXEC, over: Partial<PendingOperation> = {}): PendingOperation => hold(item.content, execution, { plan: JSON.stringify(item), ...over });
 
-const lambdaError = (e: Error) => ({ Error: e.name, Cause: JSON.stringify({ errorType: e.name, errorMessage: e.message, trace: [] }) });
 
-const at = (doc: unknown, path: string): unknown =>
-  path.replace(/^\$\.?/, '').split('.').filter(Boolean).reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Doc)[k] : undefined), doc);
 
 const MAP = REBALANCE_SPEC.states.SwitchEach as MapSpec;
 
@@ -105,8 +102,7 @@ async function setup(prepare?: (write: (change: CatalogChange) => Promise<number
     const doc: Doc = { clusterId: CLUSTER, ...input };
     return { ...doc, plan: (await step('plan', doc, execution)) as unknown as Plan };
   };
-  const iterationDoc = (outer: Doc, item: unknown): Doc =>
-    Object.fromEntries(Object.entries(MAP.itemSelector).map(([key, path]) => [key, path === '$$.Map.Item.Value' ? item : at(outer, path)]));
+  const iterationDoc = (outer: Doc, item: unknown): Doc => mapIterationDoc(MAP, outer, item);
   /** Plans, then returns the iteration document of `content`'s switch; the call log starts empty. */
   const switchDoc = async (content: number, input: Doc = {}) => {
     const outer = await planned(input);
@@ -115,38 +111,11 @@ async function setup(prepare?: (write: (change: CatalogChange) => Promise<number
     world.calls.splice(0);
     return iterationDoc(outer, item);
   };
-  /** One Map iteration through the spec's states (a Wait moves the test clock on by its seconds; Retry rules are not replayed). */
-  const iterate = async (outer: Doc, item: unknown, execution = EXEC) => {
-    const doc = iterationDoc(outer, item);
-    const visited: string[] = [];
-    for (let name: string | undefined = MAP.start; name !== undefined; ) {
-      if (visited.length > 100) throw new Error(`the iteration does not end: ${visited.join(' ')}`);
-      visited.push(name);
-      const state: StateSpec = MAP.states[name];
-      if (state.type === 'task') {
-        try {
-          doc[stepResultKey(state.step)] = await step(state.step, doc, execution);
-          name = state.next;
-        } catch (e) {
-          const error = e as Error;
-          const rule = state.catch?.find((c) => c.errors.some((ref) => errorName(ref) === 'States.ALL' || errorName(ref) === error.name));
-          if (!rule) throw e;
-          doc.error = lambdaError(error);
-          name = rule.next;
-        }
-      } else if (state.type === 'choice') {
-        name = state.when.find((w) => at(doc, w.path) === w.equals)?.next ?? state.otherwise;
-      } else if (state.type === 'wait') {
-        const seconds = at(doc, state.secondsPath);
-        if (typeof seconds !== 'number') throw new Error(`wait state ${name}: no seconds at ${state.secondsPath}`);
-        clock = new Date(clock.getTime() + seconds * 1000);
-        name = state.next;
-      } else {
-        throw new Error(`state ${name} (${state.type}) cannot be in this Map iteration`);
-      }
-    }
-    return { doc, visited };
-  };
+  /** One Map iteration through the spec's states (a Wait moves the test clock on; Retry rules are not replayed). */
+  const iterate = (outer: Doc, item: unknown, execution = EXEC) =>
+    iterateMap(MAP, iterationDoc(outer, item), (name, doc) => step(name, doc, execution), (seconds) => {
+      clock = new Date(clock.getTime() + seconds * 1000);
+    });
   const setClock = (to: Date) => {
     clock = to;
   };

@@ -19,7 +19,8 @@ import { HOLD_TTL_SECONDS, MAX_BUSY_STARTS, MAX_REBUILD_STARTS, STREAM_WAIT_SECO
 import { runRecoverSegmentsStepEvent } from '../../lambdas/service/recover-segments';
 import type { WorkflowDeps } from '../../lambdas/service/steps';
 import { DEFAULT_STALL_SECONDS, RECOVER_SEGMENTS_SPEC } from '../../lambdas/workflows/recover-segments';
-import { errorName, stepResultKey, type MapSpec, type StateSpec } from '../../lambdas/workflows/spec';
+import type { MapSpec } from '../../lambdas/workflows/spec';
+import { iterateMap, iterationDoc as mapIterationDoc, lambdaError, type Doc } from '../support/map-driver';
 import { FakeCatalog, FakeSegments } from '../support/fakes';
 
 const CLUSTER = 'c1';
@@ -32,7 +33,6 @@ const iso = (ms: number) => new Date(ms).toISOString();
 /** A hold taken at NOW lapses HOLD_TTL_SECONDS later unless a step renews it. */
 const HOLD_UNTIL = iso(NOW.getTime() + HOLD_TTL_SECONDS * 1000);
 
-type Doc = Record<string, unknown>;
 
 /**
  * Coordinator 1 on cdw; content c (0-3): primary dbid 2+c on sdw(c%3+1) port 6000+c,
@@ -73,12 +73,7 @@ const held = (item: Item, execution = EXEC, over: Partial<PendingOperation> = {}
 /** The warning of a plan run again by the same execution. */
 const PLANNED_AGAIN = 'planned again after a retried step: the contents this execution holds, as first planned; contents it left alone then are not listed again';
 
-/** Wraps each Lambda error as Step Functions puts it at `$.error`: Cause is the Lambda error JSON. */
-const lambdaError = (e: Error) => ({ Error: e.name, Cause: JSON.stringify({ errorType: e.name, errorMessage: e.message, trace: [] }) });
 
-/** A JSONPath of the simple `$.a.b` kind the specs use. */
-const at = (doc: unknown, path: string): unknown =>
-  path.replace(/^\$\.?/, '').split('.').filter(Boolean).reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Doc)[k] : undefined), doc);
 
 const MAP = RECOVER_SEGMENTS_SPEC.states.RecoverEach as MapSpec;
 
@@ -113,46 +108,12 @@ async function setup(shape: (rows: SegmentRow[]) => SegmentRow[] = (r) => r, pre
     const doc: Doc = { clusterId: CLUSTER, ...input };
     return { ...doc, plan: (await step('plan', doc, execution)) as never };
   };
-  /** A Map iteration's document, from the itemSelector of the spec. */
-  const iterationDoc = (outer: Doc, item: unknown): Doc =>
-    Object.fromEntries(Object.entries(MAP.itemSelector).map(([key, path]) => [key, path === '$$.Map.Item.Value' ? item : at(outer, path)]));
-  /**
-   * One Map iteration through the spec's states: Task results at `$.<stepKey>`, a Catch
-   * puts `{ Error, Cause }` at `$.error`, Choice rules read the document, a Wait state
-   * moves the test clock on by its seconds (no real wait). Retry rules are not replayed:
-   * a step that throws goes to its Catch.
-   */
-  const iterate = async (outer: Doc, item: unknown, execution = EXEC) => {
-    const doc = iterationDoc(outer, item);
-    const visited: string[] = [];
-    for (let name: string | undefined = MAP.start; name !== undefined; ) {
-      if (visited.length > 1000) throw new Error(`the iteration does not end: ${visited.join(' ')}`);
-      visited.push(name);
-      const state: StateSpec = MAP.states[name];
-      if (state.type === 'task') {
-        try {
-          doc[stepResultKey(state.step)] = await step(state.step, doc, execution);
-          name = state.next;
-        } catch (e) {
-          const error = e as Error;
-          const rule = state.catch?.find((c) => c.errors.some((ref) => errorName(ref) === 'States.ALL' || errorName(ref) === error.name));
-          if (!rule) throw e;
-          doc.error = lambdaError(error);
-          name = rule.next;
-        }
-      } else if (state.type === 'choice') {
-        name = state.when.find((w) => at(doc, w.path) === w.equals)?.next ?? state.otherwise;
-      } else if (state.type === 'wait') {
-        const seconds = at(doc, state.secondsPath);
-        if (typeof seconds !== 'number') throw new Error(`wait state ${name}: no seconds at ${state.secondsPath}`);
-        clock = new Date(clock.getTime() + seconds * 1000);
-        name = state.next;
-      } else {
-        throw new Error(`state ${name} (${state.type}) cannot be in this Map iteration`);
-      }
-    }
-    return { doc, visited };
-  };
+  const iterationDoc = (outer: Doc, item: unknown): Doc => mapIterationDoc(MAP, outer, item);
+  /** One Map iteration through the spec's states (a Wait moves the test clock on; Retry rules are not replayed). */
+  const iterate = (outer: Doc, item: unknown, execution = EXEC) =>
+    iterateMap(MAP, iterationDoc(outer, item), (name, doc) => step(name, doc, execution), (seconds) => {
+      clock = new Date(clock.getTime() + seconds * 1000);
+    });
   /** A whole execution: Plan (ValidationError -> InvalidInput), each item in turn (the Map), Summarize, Complete. */
   const execute = async (input: Doc, execution = EXEC) => {
     const doc: Doc = { clusterId: CLUSTER, ...input };
