@@ -3,7 +3,6 @@ import { WORKFLOW_SPECS, type WorkflowInputs } from '../workflows';
 import { parseWorkflowInput, type WorkflowKind } from '../workflows/spec';
 
 export type { PromoteMirrorInput } from '../workflows/promote-mirror';
-export { promotionExecutionName } from '../workflows/promote-mirror';
 
 /** The outcome of a start. */
 export interface StartedExecution {

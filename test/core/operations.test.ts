@@ -1,6 +1,6 @@
 /** The lock per content read from a snapshot: live operations and who holds a content. */
 import type { ClusterSnapshot, PendingOperation } from '../../lambdas/core/model';
-import { contentHold, describeOperation, isLive, liveOperation } from '../../lambdas/core/operations';
+import { describeOperation, isLive, liveOperation } from '../../lambdas/core/operations';
 import { cluster } from './fixtures';
 
 const NOW = new Date('2026-11-23T10:30:00.000Z');
@@ -22,19 +22,6 @@ describe('liveOperation', () => {
     expect(liveOperation(withOps(op(1, { expiresAt: '2000-01-02T00:00:00.000Z', since: '2000-01-01T00:00:00.000Z' })), 1)).toBeDefined();
     expect(isLive(op(0, { expiresAt: '2000-01-02T00:00:00.000Z' }))).toBe(true);
     expect(isLive(op(0, { expiresAt: '2000-01-02T00:00:00.000Z' }), NOW)).toBe(false);
-  });
-});
-
-describe('contentHold', () => {
-  it('reports a pending promotion, else a live operation, else nothing', () => {
-    const promoting = { ...withOps(op(1)), pendingPromotions: [{ content: 0, mirrorDbid: 4, failedPrimaryDbid: 2, version: 7, startedAt: '2026-11-23T10:10:00.000Z' }] };
-    expect(contentHold(promoting, 0, NOW)).toEqual({ kind: 'promotion', since: '2026-11-23T10:10:00.000Z' });
-    expect(contentHold(promoting, 1, NOW)).toEqual({ kind: 'rebalance', execution: 'rebalance-1', since: '2026-11-23T10:00:00.000Z' });
-    expect(contentHold(promoting, -1, NOW)).toBeUndefined();
-  });
-
-  it('ignores a lapsed operation', () => {
-    expect(contentHold(withOps(op(0, { expiresAt: '2026-11-23T10:29:59.999Z' })), 0, NOW)).toBeUndefined();
   });
 });
 
