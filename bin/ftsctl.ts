@@ -68,7 +68,7 @@ function catalogFor(clusterId: string, dir?: string): Catalog {
 const print = (text: string): void => void process.stdout.write(`${text}\n`);
 
 /** The adapters the workflow steps run with (a local cluster's, or a test's wrapping of them). */
-export type ClusterAdapters = Pick<WorkflowDeps, 'catalog' | 'probe' | 'control' | 'host'>;
+export type ClusterAdapters = Pick<WorkflowDeps, 'catalog' | 'probe' | 'control' | 'host' | 'endpoint'>;
 
 /** How a workflow execution ended, as `ftsctl workflow run` reports it. */
 export interface WorkflowRunResult {
@@ -98,6 +98,7 @@ export function localWorkflowDeps(cluster: ClusterAdapters, telemetry: Telemetry
     probe: cluster.probe,
     control: cluster.control,
     host: cluster.host,
+    ...(cluster.endpoint ? { endpoint: cluster.endpoint } : {}),
     telemetry,
     now: () => new Date(),
     notify: async (subject: string, message: string) => telemetry.info(subject, { notification: message }),
@@ -240,6 +241,28 @@ export function formatWorkflowRun(r: WorkflowRunResult): string {
 }
 
 
+/** The ActivateStandby input `ftsctl activatestandby` starts, as one would paste it in the console. */
+export function activateStandbyRequest(clusterId: string, catalogVersion: number, o: { force?: boolean; ignoreLag?: boolean; standbyDbid?: number }): Record<string, unknown> {
+  return {
+    clusterId,
+    catalogVersion,
+    ...(o.standbyDbid !== undefined ? { standbyDbid: o.standbyDbid } : {}),
+    ...(o.force ? { force: true } : {}),
+    ...(o.ignoreLag ? { ignoreLag: true } : {}),
+    reason: `ftsctl activatestandby${o.force ? ' -f' : ''}${o.ignoreLag ? ' --ignore-lag' : ''}`,
+  };
+}
+
+/** The text `ftsctl activatestandby` prints: what happened, in a DBA's words. */
+export function formatActivation(r: WorkflowRunResult): string {
+  const out = r.output as { finish?: { message?: string }; moveEndpoint?: { endpoint?: { address?: string; port?: number } } } | undefined;
+  if (r.status === 'SUCCEEDED') {
+    const endpoint = out?.moveEndpoint?.endpoint;
+    return [out?.finish?.message ?? 'the standby is the coordinator', ...(endpoint ? [`client endpoint ${endpoint.address}:${endpoint.port} leads to it`] : []), `(execution ${r.executionName})`].join('\n');
+  }
+  return [`activation ${r.error === 'ActivationRefused' ? 'refused' : 'failed'}: ${r.cause ?? r.error ?? r.status}`, `(execution ${r.executionName})`].join('\n');
+}
+
 /** `ftsctl recoverseg` options, as commander parses them. */
 export interface RecoversegOptions {
   F?: boolean;
@@ -357,6 +380,10 @@ export function buildProgram(): Command {
       print(`\nCluster ${cluster.state.clusterId} is up (${((Date.now() - started) / 1000).toFixed(1)} s) in ${cluster.state.dir}`);
       print(table(['dbid', 'content', 'role', 'host', 'connection'], cluster.state.rows.map((r) => [r.dbid, r.content, r.role, r.hostname, connectionString(r)])));
       print(`\nDynamoDB Local: ${cluster.state.dynamo.endpoint}${o.prober ? `   prober timeline: ${cluster.proberLog}` : ''}`);
+      if (cluster.state.endpoint) {
+        const { address, port } = cluster.state.endpoint;
+        print(`client endpoint: ${address}:${port} (follows the acting coordinator)`);
+      }
       print(`Stop it with: npm run ftsctl -- local down${o.cluster === DEFAULT_LOCAL_CLUSTER_ID ? '' : ` --cluster ${o.cluster}`}`);
     });
   local
@@ -399,7 +426,9 @@ export function buildProgram(): Command {
     .option('-f, --standby', 'coordinator and standby')
     .action(async (o) => {
       const snapshot = await catalogFor(o.cluster, o.dir).load(o.cluster);
-      if (o.json) print(JSON.stringify({ clusterId: snapshot.clusterId, status: snapshot.status, version: snapshot.version, pendingPromotions: snapshot.pendingPromotions, pendingFences: snapshot.pendingFences, pendingOperations: snapshot.pendingOperations, segments: snapshot.segments }, null, 2));
+      // With -f, also the standby's replication (content -1) as the prober last saw it (the prober's memory).
+      const replication = o.standby ? { standbyReplication: snapshot.memory.replication?.['-1'] ?? null } : {};
+      if (o.json) print(JSON.stringify({ clusterId: snapshot.clusterId, status: snapshot.status, version: snapshot.version, pendingPromotions: snapshot.pendingPromotions, pendingFences: snapshot.pendingFences, pendingOperations: snapshot.pendingOperations, segments: snapshot.segments, ...replication }, null, 2));
       else print(formatState(snapshot, { errors: o.errors, mirrors: o.mirrors, mapping: o.mapping, standby: o.standby }));
     });
 
@@ -511,6 +540,29 @@ export function buildProgram(): Command {
       }
       if (o.json) print(JSON.stringify({ ...result, log: undefined }, null, 2));
       else print(formatRecoverseg(result));
+      process.exitCode = result.status === 'SUCCEEDED' ? 0 : 1;
+    });
+
+  program
+    .command('activatestandby')
+    .description('make the standby the coordinator (gpactivatestandby): confirm the coordinator is down, fence it, promote the standby, move the client endpoint; follows the workflow to its end')
+    .addOption(clusterOption())
+    .addOption(dirOption())
+    .option('-f, --force', 'activate although the coordinator answers (it is fenced first), or although its fence cannot be confirmed')
+    .option('--ignore-lag', 'activate a standby that is not in sync, losing the commits it has not received')
+    .option('--standby-dbid <dbid>', 'the standby the caller means (refused when the catalog names another)', positiveInt('--standby-dbid'))
+    .option('--state-machine-arn <arn>', 'run it in AWS (StartExecution of the ActivateStandby state machine) instead of on the local cluster')
+    .option('--json', 'one JSON object')
+    .action(async (o) => {
+      const catalog = catalogFor(o.cluster, o.dir);
+      const snapshot = await catalog.load(o.cluster);
+      const input = activateStandbyRequest(o.cluster, snapshot.version, { force: o.force, ignoreLag: o.ignoreLag, standbyDbid: o.standbyDbid });
+      const executionName = executionNameFor('ActivateStandby', input);
+      const result = o.stateMachineArn
+        ? await runWorkflowInAws(new SFNClient({ maxAttempts: 5 }), o.stateMachineArn, 'ActivateStandby', JSON.stringify(input), { executionName, pollMs: 1000 })
+        : await runWorkflowLocally(openLocalCluster(o.dir ?? localClusterDir(o.cluster)), 'ActivateStandby', input, { executionName });
+      if (o.json) print(JSON.stringify({ ...result, log: undefined }, null, 2));
+      else print(formatActivation(result));
       process.exitCode = result.status === 'SUCCEEDED' ? 0 : 1;
     });
 

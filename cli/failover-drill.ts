@@ -26,16 +26,24 @@ export interface Ack {
 }
 
 /** The workload's long-lived connection (one insert after another, like an application's). */
-async function connect(row: SegmentRow, timeoutMs: number): Promise<Client> {
+async function connect(row: Pick<SegmentRow, 'address' | 'port'>, timeoutMs: number): Promise<Client> {
   const client = new Client({ host: row.address, port: row.port, user: LOCAL_SUPERUSER, database: 'postgres', connectionTimeoutMillis: timeoutMs, query_timeout: 15_000 });
   client.on('error', () => undefined); // a killed server surfaces on the next query
   await client.connect();
   return client;
 }
 
+/** Where a workload through a client endpoint connects (the endpoint's listen address). */
+export interface WorkloadEndpoint {
+  address: string;
+  port: number;
+}
+
 /**
  * Inserts rows one at a time into the acting primary of `content`, re-reading the
- * catalog after every failure. Counts only what the server acknowledged.
+ * catalog after every failure; or, given `endpoint`, always through that one address
+ * (a client of the coordinator's endpoint, which never reads the catalog), asking each
+ * new connection which dbid it reached. Counts only what the server acknowledged.
  */
 export class Workload {
   readonly acks: Ack[] = [];
@@ -48,6 +56,7 @@ export class Workload {
     private readonly catalog: Catalog,
     private readonly clusterId: string,
     readonly content: number,
+    private readonly endpoint?: WorkloadEndpoint,
   ) {}
 
   private async actingPrimary(): Promise<SegmentRow> {
@@ -83,9 +92,14 @@ export class Workload {
     while (!this.stopping) {
       try {
         if (!client) {
-          const row = await this.actingPrimary();
-          client = await connect(row, 1000);
-          dbid = row.dbid;
+          if (this.endpoint) {
+            client = await connect(this.endpoint, 1000);
+            dbid = Number((await client.query<{ dbid: string }>(`SELECT current_setting('fts.dbid') AS dbid`)).rows[0].dbid);
+          } else {
+            const row = await this.actingPrimary();
+            client = await connect(row, 1000);
+            dbid = row.dbid;
+          }
         }
         const id = this.nextId++; // never reused: an unacknowledged id may still have committed
         await client.query(`INSERT INTO ${WORKLOAD_TABLE} (id) VALUES ($1)`, [id]);

@@ -1,7 +1,8 @@
 /**
  * A whole cluster on one machine: real PostgreSQL instances on loopback ports (coordinator,
  * standby, primaries and mirrors with synchronous streaming replication through slots),
- * the catalog in DynamoDB Local, and optionally the prober as a background process.
+ * the catalog in DynamoDB Local, the client endpoint (a loopback forwarder that follows the
+ * acting coordinator), and optionally the prober as a background process.
  *
  * Everything `up` starts is recorded in a state file in the cluster's directory before it
  * starts, so `down` stops and removes it all, also after the CLI itself crashed; `down`
@@ -12,7 +13,7 @@ import { closeSync, existsSync, openSync, readFileSync, readdirSync, statSync } 
 import { mkdir, rm, writeFile, rename } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { z } from 'zod';
@@ -25,6 +26,8 @@ import { createCatalogTables, DEFAULT_CATALOG_TABLE_NAMES } from '../lambdas/ada
 import { startDynamoDbLocal } from '../lambdas/adapters/local/dynamodb-local';
 import { isRunning, killInstance, LocalSegmentHost } from '../lambdas/adapters/local/host';
 import { freePort } from '../lambdas/adapters/local/net';
+import { LocalClientEndpoint, LocalEndpointForwarder, readEndpointApplied } from '../lambdas/adapters/local/endpoint';
+import type { ClientEndpoint } from '../lambdas/ports/endpoint';
 import { localRecoveryProgress } from '../lambdas/adapters/local/startup-progress';
 import { chownToPgUser, initdbInstance, pgOsUser, writeInstanceConfig } from '../lambdas/adapters/local/postgres-binaries';
 import { trustCredentials, withSegmentClient } from '../lambdas/adapters/postgres/connection';
@@ -39,6 +42,7 @@ export const LOCAL_SUPERUSER = 'postgres';
 export const LOCAL_ADDRESS = '127.0.0.1';
 const STATE_FILE = 'cluster.json';
 const PROBER_LOG = 'prober.log';
+const ENDPOINT_LOG = 'endpoint.out';
 
 /** The spec `ftsctl local up` takes (flags or a JSON file). */
 export const localClusterSpecSchema = z
@@ -55,11 +59,14 @@ export const localClusterSpecSchema = z
     standby: z.boolean().default(true),
     /** Ports basePort, basePort+1, ... in dbid order; free ports picked by the system when absent. */
     basePort: z.number().int('must be a whole number').min(1024, 'must be from 1024 to 65000').max(65000, 'must be from 1024 to 65000').optional(),
+    /** Port of the client endpoint (a loopback forwarder that follows the acting coordinator); a free port when absent. */
+    endpointPort: z.number().int('must be a whole number').min(1024, 'must be from 1024 to 65000').max(65000, 'must be from 1024 to 65000').optional(),
     /** Prober settings (see lambdas/core/settings.ts); defaults when absent. */
     settings: z.record(z.string(), z.unknown()).optional(),
   })
   .strict()
-  .refine((s) => s.coordinator || !s.standby, { message: 'a standby needs a coordinator (set coordinator: true or standby: false)', path: ['standby'] });
+  .refine((s) => s.coordinator || !s.standby, { message: 'a standby needs a coordinator (set coordinator: true or standby: false)', path: ['standby'] })
+  .refine((s) => s.coordinator || s.endpointPort === undefined, { message: 'the client endpoint leads to the coordinator: set coordinator: true or leave endpointPort out', path: ['endpointPort'] });
 
 /** A validated spec. */
 export type LocalClusterSpec = z.output<typeof localClusterSpecSchema>;
@@ -116,6 +123,10 @@ export interface LocalClusterState {
   dynamo: { endpoint: string; pid?: number };
   /** The background prober, when running. */
   proberPid?: number;
+  /** Where clients connect: the loopback forwarder that follows the acting coordinator (clusters with a coordinator). */
+  endpoint?: { address: string; port: number };
+  /** The background endpoint forwarder (`cli/endpoint-daemon.ts`), when running. */
+  endpointPid?: number;
   createdAt: string;
 }
 
@@ -128,6 +139,13 @@ export interface LocalCluster {
   probe: PgSegmentProbe;
   /** JSON-lines log of the background prober (timeline events). */
   proberLog: string;
+  /** The client endpoint, which follows the acting coordinator; absent without a coordinator. */
+  endpoint?: ClientEndpoint;
+  /**
+   * Stops the endpoint forwarder this process runs for the cluster (`backgroundEndpoint:
+   * false`); a no-op otherwise (`downLocalCluster` stops the background one).
+   */
+  stopEndpoint(): Promise<void>;
 }
 
 /** Options of {@link upLocalCluster}. */
@@ -138,6 +156,12 @@ export interface UpOptions {
   dynamoEndpoint?: string;
   /** Start the prober as a background process (the CLI does; tests run it in-process). Default false. */
   backgroundProber?: boolean;
+  /**
+   * Run the client endpoint's forwarder as a background process (`cli/endpoint-daemon.ts`,
+   * stopped by `downLocalCluster`); false runs it in this process until
+   * `LocalCluster.stopEndpoint()` or `downLocalCluster` (tests). Default true.
+   */
+  backgroundEndpoint?: boolean;
   /** Progress lines. */
   onProgress?: (line: string) => void;
 }
@@ -175,7 +199,23 @@ export function readLocalState(dir: string): LocalClusterState | undefined {
 export function openLocalCluster(dir: string): LocalCluster {
   const state = readLocalState(dir);
   if (!state) throw new ValidationError(`no local cluster in ${dir} (run \`ftsctl local up\` first)`);
-  return { state, catalog: localCatalog(state.dynamo.endpoint), ...localAdapters(), proberLog: join(dir, PROBER_LOG) };
+  return { state, catalog: localCatalog(state.dynamo.endpoint), ...localAdapters(), proberLog: join(dir, PROBER_LOG), ...endpointOf(state) };
+}
+
+/** The endpoint fields of a LocalCluster. */
+function endpointOf(state: LocalClusterState): Pick<LocalCluster, 'endpoint' | 'stopEndpoint'> {
+  return { endpoint: state.endpoint ? new LocalClientEndpoint(state.dir) : undefined, stopEndpoint: () => stopInProcessEndpoint(state.dir) };
+}
+
+/**
+ * The client endpoint of a local cluster (a cluster or its directory). ValidationError
+ * when the cluster has none (no coordinator).
+ */
+export function localEndpoint(clusterOrDir: LocalCluster | string): LocalClientEndpoint {
+  const state = typeof clusterOrDir === 'string' ? readLocalState(clusterOrDir) : clusterOrDir.state;
+  if (!state) throw new ValidationError(`no local cluster in ${clusterOrDir as string} (run \`ftsctl local up\` first)`);
+  if (!state.endpoint) throw new ValidationError(`cluster ${state.clusterId} has no client endpoint: it has no coordinator`);
+  return new LocalClientEndpoint(state.dir);
 }
 
 async function writeState(state: LocalClusterState): Promise<void> {
@@ -240,7 +280,13 @@ function processMatches(pid: number | undefined, pattern: RegExp): boolean {
 export function localClusterRuns(dir: string): boolean {
   const state = readLocalState(dir);
   if (!state) return findDatadirs(dir).some(isRunning);
-  return processMatches(state.dynamo.pid, /DynamoDBLocal/) || processMatches(state.proberPid, /prober-daemon/) || state.rows.some((r) => isRunning(r.datadir));
+  return (
+    processMatches(state.dynamo.pid, /DynamoDBLocal/) ||
+    processMatches(state.proberPid, /prober-daemon/) ||
+    processMatches(state.endpointPid, /endpoint-daemon/) ||
+    inProcessForwarders.has(resolve(dir)) ||
+    state.rows.some((r) => isRunning(r.datadir))
+  );
 }
 
 /**
@@ -256,6 +302,7 @@ export async function upLocalCluster(specInput: unknown, options: UpOptions = {}
   checkReachableByPgUser(dir);
   const rows = planLocalCluster(spec, dir);
   await assignPorts(rows, spec.basePort);
+  const endpointPort = spec.coordinator ? await assignEndpointPort(rows, spec.endpointPort) : undefined;
 
   if (existsSync(dir)) await downLocalCluster(dir); // leftovers of a crashed run
   await mkdir(dir, { recursive: true });
@@ -308,12 +355,16 @@ export async function upLocalCluster(specInput: unknown, options: UpOptions = {}
       await adapters.control.setSyncRep(primary!, mirror!, true);
       await waitForSync(adapters.probe, primary!, mirror!, spec.parsedSettings);
     });
+    if (endpointPort !== undefined) {
+      progress(`starting the client endpoint on ${LOCAL_ADDRESS}:${endpointPort}`);
+      await startLocalEndpoint(state, endpointPort, options.backgroundEndpoint ?? true);
+    }
     progress('writing the catalog');
     await catalog.destroy(spec.clusterId); // a shared DynamoDB may hold a stale cluster of this id
     await catalog.initialize(spec.clusterId, rows, spec.parsedSettings, new Date().toISOString());
     state.phase = 'ready';
     await writeState(state);
-    const cluster: LocalCluster = { state, catalog, ...adapters, proberLog: join(dir, PROBER_LOG) };
+    const cluster: LocalCluster = { state, catalog, ...adapters, proberLog: join(dir, PROBER_LOG), ...endpointOf(state) };
     if (options.backgroundProber) {
       progress('starting the prober');
       await startBackgroundProber(cluster);
@@ -358,6 +409,78 @@ export async function startBackgroundProber(cluster: LocalCluster): Promise<numb
   return child.pid!;
 }
 
+/** The port of the client endpoint: `endpointPort` when free and no instance's, else a free one. */
+async function assignEndpointPort(rows: SegmentRow[], endpointPort: number | undefined): Promise<number> {
+  const taken = new Set(rows.map((r) => r.port));
+  if (endpointPort !== undefined) {
+    const row = rows.find((r) => r.port === endpointPort);
+    if (row) throw new ValidationError(`endpointPort ${endpointPort} is the port of dbid ${row.dbid}; pick another endpointPort (outside basePort and the ports after it) or leave it out`);
+    if (!(await portIsFree(endpointPort))) throw new ValidationError(`endpointPort ${endpointPort} is in use; pick another endpointPort or leave it out`);
+    return endpointPort;
+  }
+  let port: number;
+  do port = await freePort();
+  while (taken.has(port));
+  return port;
+}
+
+/** Forwarders run by this process (`backgroundEndpoint: false`), by resolved cluster directory. */
+const inProcessForwarders = new Map<string, LocalEndpointForwarder>();
+
+/** Stops the forwarder this process runs for the cluster in `dir`, if any. */
+async function stopInProcessEndpoint(dir: string): Promise<void> {
+  const key = resolve(dir);
+  const forwarder = inProcessForwarders.get(key);
+  inProcessForwarders.delete(key);
+  await forwarder?.stop();
+}
+
+/**
+ * Points the client endpoint at the coordinator and starts its forwarder on `port`:
+ * recorded in the state file first, so `down` stops it also after a crash.
+ */
+async function startLocalEndpoint(state: LocalClusterState, port: number, background: boolean): Promise<void> {
+  const coordinator = state.rows.find((r) => r.content === COORDINATOR_CONTENT && r.role === 'p');
+  if (!coordinator) throw new Error('a client endpoint needs a coordinator row');
+  state.endpoint = { address: LOCAL_ADDRESS, port };
+  await writeState(state);
+  const revision = await new LocalClientEndpoint(state.dir).configure({ listen: state.endpoint, target: { address: coordinator.address, port: coordinator.port } });
+  if (background) {
+    await startBackgroundEndpoint(state, revision);
+    return;
+  }
+  const forwarder = new LocalEndpointForwarder({ dir: state.dir });
+  inProcessForwarders.set(resolve(state.dir), forwarder);
+  try {
+    await forwarder.start();
+  } catch (e) {
+    await stopInProcessEndpoint(state.dir);
+    throw e;
+  }
+}
+
+/** Starts `cli/endpoint-daemon.ts` detached, logging to endpoint.out; resolves once it applied `revision`. */
+async function startBackgroundEndpoint(state: LocalClusterState, revision: number): Promise<number> {
+  const out = join(state.dir, ENDPOINT_LOG);
+  const log = openSync(out, 'a');
+  const child = spawn(process.execPath, [require.resolve('tsx/cli'), join(__dirname, 'endpoint-daemon.ts'), state.dir], {
+    detached: true,
+    stdio: ['ignore', log, log],
+  });
+  closeSync(log);
+  child.unref();
+  state.endpointPid = child.pid;
+  await writeState(state);
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const applied = await readEndpointApplied(state.dir).catch(() => undefined);
+    if (applied && applied.revision >= revision) return child.pid!;
+    if (child.exitCode !== null || !processMatches(child.pid, /endpoint-daemon/)) throw new Error(`the client endpoint forwarder exited at start; see ${out}`);
+    if (Date.now() > deadline) throw new Error(`the client endpoint forwarder did not start within 60 s; see ${out}`);
+    await sleep(100);
+  }
+}
+
 /** Data directories under `dir` (any folder holding a PG_VERSION file, two levels below a host). */
 function findDatadirs(dir: string): string[] {
   const found: string[] = [];
@@ -391,13 +514,15 @@ async function killProcessGroup(pid: number | undefined, pattern: RegExp): Promi
 }
 
 /**
- * Stops and removes everything of the cluster in `dir`: the prober, every instance
+ * Stops and removes everything of the cluster in `dir`: the prober, the client endpoint's forwarder, every instance
  * (crashed: the data goes anyway), DynamoDB Local when the cluster started it (else the
  * cluster's catalog items), and the directory. Safe to run twice and after a crash.
  */
 export async function downLocalCluster(dir: string): Promise<{ stopped: number }> {
   const state = readLocalState(dir);
   await killProcessGroup(state?.proberPid, /prober-daemon/);
+  await stopInProcessEndpoint(dir);
+  await killProcessGroup(state?.endpointPid, /endpoint-daemon/);
   const datadirs = new Set([...(state?.rows.map((r) => r.datadir) ?? []), ...findDatadirs(dir)]);
   let stopped = 0;
   for (const datadir of datadirs) if (await killInstance(datadir).catch(() => false)) stopped += 1;

@@ -7,12 +7,14 @@
 import { appendFileSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Catalog } from '../lambdas/ports/catalog';
+import type { ClientEndpoint } from '../lambdas/ports/endpoint';
 import type { SegmentControl, SegmentHost, SegmentProbe } from '../lambdas/ports/segments';
 import type { MetricName, Telemetry } from '../lambdas/ports/telemetry';
 import type { LocalExecutionEvent, LocalWorkflows, StepEvent } from '../lambdas/adapters/local/local-workflows';
 import { runProber, type ProberDeps, type RoundReport } from '../lambdas/service/prober';
-import { runPromoteStepEvent } from '../lambdas/service/promotion';
 import type { WorkflowDeps } from '../lambdas/service/steps';
+import { STEP_EVENT_RUNNERS } from '../lambdas/service/workflows';
+import type { WorkflowKind } from '../lambdas/workflows/spec';
 import { localWorkflows } from '../lib/local-definition';
 
 /** One line of the timeline. */
@@ -56,6 +58,8 @@ export interface LocalProberOptions {
   control: SegmentControl;
   /** Host operations (fences). */
   host: SegmentHost;
+  /** The client endpoint an automatic ActivateStandby moves; absent: none. */
+  endpoint?: ClientEndpoint;
   telemetry: Telemetry;
   /** Owner prefix of the lease; default `local-<pid>`. */
   owner?: string;
@@ -83,22 +87,23 @@ export interface LocalProber {
 /** Starts the prober loop in this process. */
 export function startLocalProber(options: LocalProberOptions): LocalProber {
   const { catalog, probe, control, host, telemetry } = options;
-  const promotionDeps: WorkflowDeps = {
+  const workflowDeps: WorkflowDeps = {
     catalog,
     probe,
     control,
     host,
+    ...(options.endpoint ? { endpoint: options.endpoint } : {}),
     telemetry,
     now: () => new Date(),
     notify: async (subject, message) => telemetry.info(subject, { notification: message }),
   };
+  // The workflows the prober starts: PromoteMirror, and ActivateStandby when autoActivateStandby is on.
+  const bind = (kind: WorkflowKind) => (event: StepEvent) => {
+    const run = (): Promise<unknown> => STEP_EVENT_RUNNERS[kind](workflowDeps, event);
+    return options.wrapStep ? options.wrapStep(event, run) : run();
+  };
   const workflows = localWorkflows(
-    {
-      PromoteMirror: (event) => {
-        const run = (): Promise<unknown> => runPromoteStepEvent(promotionDeps, event);
-        return options.wrapStep ? options.wrapStep(event, run) : run();
-      },
-    },
+    { PromoteMirror: bind('PromoteMirror'), ActivateStandby: bind('ActivateStandby') },
     {
       retryIntervalMs: options.retryIntervalMs,
       onExecution: (event) => {
@@ -148,7 +153,7 @@ export function startLocalProber(options: LocalProberOptions): LocalProber {
       await Promise.race([Promise.all(running.map((e) => workflows.wait(e.name))), limit]);
       clearTimeout(timer);
       for (const e of running) {
-        if (workflows.abort(e.name)) telemetry.warn(`PromoteMirror aborted at stop: it had not ended after ${options.stopTimeoutMs ?? 60_000} ms`, { execution: e.name });
+        if (workflows.abort(e.name)) telemetry.warn(`${e.kind} aborted at stop: it had not ended after ${options.stopTimeoutMs ?? 60_000} ms`, { execution: e.name });
       }
     },
   };

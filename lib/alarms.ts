@@ -33,6 +33,8 @@ export const PROBER_ALARM_METRICS = [
   'DiskFailure',
   'TooManyConnections',
   'ReplicationTimeoutMisconfigured',
+  'StandbyDown',
+  'StandbyLagging',
 ] as const;
 /** Metrics of the PromoteMirror steps alarmed the same way (UnreachablePrimary: a failover was aborted because the primary still answers somewhere). */
 export const PROMOTE_ALARM_METRICS = ['UnreachablePrimary', 'PromotionAborted', 'PromotionFailed', 'FencePending'] as const;
@@ -139,7 +141,9 @@ export class FtsAlarms extends Construct {
       UnreachablePrimary: 'a failover was aborted: the primary is unreachable from the prober but still alive (network partition?)',
       PromotionAborted: 'a failover was aborted because the primary proved alive; it is tried again while the primary keeps failing',
       PromotionFailed: 'a mirror promotion failed; the content may have no writable primary',
-      CoordinatorUnreachable: 'the coordinator does not answer; activating the standby is a decision for a person',
+      CoordinatorUnreachable: 'the coordinator does not answer; the standby is activated automatically only with autoActivateStandby (and a synchronous, in-sync standby), else activating it is a decision for a person',
+      StandbyDown: "the coordinator's standby is down (not streaming past the grace period): the coordinator has no standby to fail over to",
+      StandbyLagging: "the coordinator's standby lacks more WAL than standbyLagAlarmBytes (asynchronously: what an activation now would lose; see ftsctl state -f)",
       WrongInstance: 'an address in the catalog answers as another instance (DNS change, reused IP, typo); nothing is done to it',
       ZombieFenced: 'an instance marked down answered as a writable primary beside the acting one and was fenced',
       FencePending: 'an old primary could not be fenced yet (host unreachable); it is retried until it is done',
@@ -199,6 +203,10 @@ export class FtsAlarms extends Construct {
         props.promoteStateMachine.metricFailed({ period: Duration.minutes(1), statistic: cloudwatch.Stats.SUM }),
       ]),
       new cloudwatch.AlarmStatusWidget({ title: 'FTS alarms', alarms: Object.values(alarms), width: 8, height: 6 }),
+    );
+    this.dashboard.addWidgets(
+      graph('Coordinator and standby', [prober('CoordinatorUnreachable'), prober('StandbyDown'), prober('StandbyLagging'), prober('StandbyActivationsStarted')]),
+      graph('Standby lag (bytes of WAL not flushed)', [prober('StandbyLagBytes', cloudwatch.Stats.MAXIMUM).with({ label: 'maximum' })]),
     );
   }
 }

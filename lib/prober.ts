@@ -216,6 +216,12 @@ export interface ProberProps extends FtsFunctionProps {
   /** The PromoteMirror state machine; the prober may start executions of it and nothing else. */
   readonly promoteStateMachine: sfn.IStateMachine;
   /**
+   * The ActivateStandby state machine, which the prober starts only when the catalog
+   * setting `autoActivateStandby` is on.
+   * @default none: the prober never activates the standby
+   */
+  readonly activateStandbyStateMachine?: sfn.IStateMachine;
+  /**
    * How often the schedule invokes the prober (60 s to 14 min). Each invocation probes
    * for one whole period, so there is no gap whatever the rate; rounds inside it run
    * every `probeIntervalSeconds` (a catalog setting), so this is the takeover delay
@@ -269,14 +275,21 @@ export class Prober extends Construct {
       description: `FTS prober of cluster ${props.clusterId}: probe rounds under a DynamoDB lease`,
       timeout,
       serviceName: PROBER_SERVICE_NAME,
-      environment: { FTS_PROMOTE_STATE_MACHINE_ARN: props.promoteStateMachine.stateMachineArn, FTS_SCHEDULE_PERIOD_SECONDS: String(rate.toSeconds()) },
+      environment: {
+        FTS_PROMOTE_STATE_MACHINE_ARN: props.promoteStateMachine.stateMachineArn,
+        ...(props.activateStandbyStateMachine ? { FTS_ACTIVATE_STANDBY_STATE_MACHINE_ARN: props.activateStandbyStateMachine.stateMachineArn } : {}),
+        FTS_SCHEDULE_PERIOD_SECONDS: String(rate.toSeconds()),
+      },
     });
     // A failed invocation is not worth an async retry: the next scheduled one takes over.
     this.function.configureAsyncInvoke({ retryAttempts: 0, maxEventAge: Duration.minutes(1) });
 
-    // Least privilege: the three tables and the secret (createFtsFunction), this one state machine.
+    // Least privilege: the three tables and the secret (createFtsFunction), the state machines it starts.
     this.function.addToRolePolicy(
-      new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [props.promoteStateMachine.stateMachineArn] }),
+      new iam.PolicyStatement({
+        actions: ['states:StartExecution'],
+        resources: [props.promoteStateMachine.stateMachineArn, ...(props.activateStandbyStateMachine ? [props.activateStandbyStateMachine.stateMachineArn] : [])],
+      }),
     );
 
     this.schedule = new scheduler.Schedule(this, 'Schedule', {

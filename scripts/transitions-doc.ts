@@ -31,6 +31,8 @@ export const ACTORS: Record<TransitionActor, string> = {
   PromoteMirror: 'PromoteMirror: failover',
   RecoverSegments: 'RecoverSegments: gprecoverseg',
   Rebalance: 'Rebalance: gprecoverseg -r',
+  ActivateStandby: 'ActivateStandby: gpactivatestandby (content -1; the old coordinator row is removed by the same change)',
+  InitStandby: 'InitStandby: gpinitstandby (content -1; adding and removing the standby row are not transitions)',
 };
 
 /** The transitions grouped by actor, actors in order of first appearance, rows in table order. */

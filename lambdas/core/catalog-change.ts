@@ -4,8 +4,10 @@
  * passes the snapshot it read, the change, and the current time; a broken rule is a
  * ValidationError naming every problem, and nothing is written.
  *
- * The rules: rows, history rows and markers are well-formed; a change only replaces
- * existing rows and never moves an instance to another content; every changed row has a
+ * The rules: rows, history rows and markers are well-formed; a change replaces existing
+ * rows and never moves an instance to another content, and adds or removes rows only at
+ * the coordinator (a standby added or removed, the old coordinator removed by an
+ * activation); every changed row has a
  * history row; every (role, status, mode) change is a row of the transitions table
  * (./transitions.ts), and only an in-sync mirror is promoted; the catalog stays valid as
  * a whole (one acting primary per content, equal modes within a pair); pending
@@ -19,6 +21,7 @@
  */
 import { ContentBusyError, ValidationError } from './errors';
 import type { CatalogChange, ClusterSnapshot, ClusterStatus, HistoryRow, PendingFence, PendingOperation, PendingPromotion, SegmentRow } from './model';
+import { COORDINATOR_CONTENT } from './model';
 import { describeOperation, isLive } from './operations';
 import { validateHistoryRows, validateOperationReleases, validatePendingFences, validatePendingOperations, validatePendingPromotions, validateSegmentRows } from './rows';
 import { checkInvariants } from './transitions';
@@ -36,6 +39,8 @@ export interface ParsedChange {
   clearFences: number[];
   setOperations: PendingOperation[];
   clearOperations: { content: number; execution: string }[];
+  addRows: SegmentRow[];
+  removeRows: number[];
 }
 
 /** What the change leaves: pending promotions and fences by key, when it touches them. */
@@ -57,6 +62,7 @@ export function parseChange(change: CatalogChange): ParsedChange {
   const clearFences = change.clearFences ?? [];
   for (const content of clearPending) if (!Number.isInteger(content)) issues.push(`clearPending holds ${JSON.stringify(content)}, not a content id`);
   for (const dbid of clearFences) if (!Number.isInteger(dbid)) issues.push(`clearFences holds ${JSON.stringify(dbid)}, not a dbid`);
+  for (const dbid of change.removeRows ?? []) if (!Number.isInteger(dbid)) issues.push(`removeRows holds ${JSON.stringify(dbid)}, not a dbid`);
   if (change.status !== undefined && !CLUSTER_STATUSES.includes(change.status)) {
     issues.push(`cluster status must be one of ${CLUSTER_STATUSES.join('|')}, got ${JSON.stringify(change.status)}`);
   }
@@ -71,6 +77,8 @@ export function parseChange(change: CatalogChange): ParsedChange {
     clearFences,
     setOperations: validatePendingOperations(change.setOperations ?? []),
     clearOperations: validateOperationReleases(change.clearOperations ?? []),
+    addRows: validateSegmentRows(change.addRows ?? []),
+    removeRows: change.removeRows ?? [],
   };
 }
 
@@ -92,7 +100,7 @@ export const sameRow = (a: SegmentRow, b: SegmentRow): boolean => ROW_FIELDS.eve
  */
 export function validateChange(current: ClusterSnapshot, change: ParsedChange, now?: Date): ValidatedChange {
   const { clusterId } = current;
-  const { rows, history, setPending, clearPending, setFences, clearFences, setOperations, clearOperations } = change;
+  const { rows, history, setPending, clearPending, setFences, clearFences, setOperations, clearOperations, addRows, removeRows } = change;
   const fail = (issues: string[], what = `invalid change to cluster ${clusterId}`): never => {
     throw new ValidationError(`${what}: ${issues.join('; ')}`, issues);
   };
@@ -104,11 +112,14 @@ export function validateChange(current: ClusterSnapshot, change: ParsedChange, n
     else if (old.content !== row.content) issues.push(`dbid ${row.dbid} belongs to content ${old.content}, not ${row.content}; an instance never changes content`);
     else if (!sameRow(old, row) && !history.some((h) => h.dbid === row.dbid)) issues.push(`dbid ${row.dbid} changes without a history row`);
   }
-  for (const h of history) if (!stored.has(h.dbid)) issues.push(`history row names dbid ${h.dbid}, which is not in the catalog of cluster ${clusterId}`);
+  issues.push(...coordinatorPairIssues(current, change));
+  for (const h of history) {
+    if (!stored.has(h.dbid) && !addRows.some((r) => r.dbid === h.dbid)) issues.push(`history row names dbid ${h.dbid}, which is not in the catalog of cluster ${clusterId}`);
+  }
   if (issues.length) fail(issues);
 
   const changed = new Map(rows.map((r) => [r.dbid, r]));
-  const segments = current.segments.map((r) => changed.get(r.dbid) ?? r);
+  const segments = [...current.segments.filter((r) => !removeRows.includes(r.dbid)).map((r) => changed.get(r.dbid) ?? r), ...addRows];
   try {
     validateSegmentRows(segments);
   } catch (err) {
@@ -116,18 +127,19 @@ export function validateChange(current: ClusterSnapshot, change: ParsedChange, n
     fail(err.issues, `change to cluster ${clusterId} would leave an invalid catalog`);
   }
   // The transitions table, enforced in production: every state change is a listed row.
-  const broken = checkInvariants(segments, current.segments, { rows, history }).filter((v) => /transition|promoted although|without a history row/.test(v));
+  const broken = checkInvariants(segments, current.segments, { rows, history, removeRows }).filter((v) => /transition|promoted although|without a history row/.test(v));
   if (broken.length) fail(broken, `change to cluster ${clusterId} breaks the transitions table`);
 
   for (const p of setPending) {
     if (clearPending.includes(p.content)) issues.push(`content ${p.content} is both set and cleared as pending promotion`);
     const pairDbids = segments.filter((r) => r.content === p.content).map((r) => r.dbid);
     for (const dbid of [p.mirrorDbid, p.failedPrimaryDbid]) {
+      // (a removed row is gone from `segments`: a promotion marker never names it)
       if (!pairDbids.includes(dbid)) issues.push(`pending promotion of content ${p.content} names dbid ${dbid}, not a row of that content`);
     }
   }
   for (const f of setFences) {
-    const row = stored.get(f.dbid);
+    const row = removeRows.includes(f.dbid) ? undefined : stored.get(f.dbid);
     if (!row) issues.push(`pending fence names dbid ${f.dbid}, which is not in the catalog of cluster ${clusterId}`);
     else if (row.content !== f.content) issues.push(`pending fence of dbid ${f.dbid} names content ${f.content}; the row is of content ${row.content}`);
     if (clearFences.includes(f.dbid)) issues.push(`dbid ${f.dbid} is both set and cleared as pending fence`);
@@ -150,9 +162,11 @@ export function validateChange(current: ClusterSnapshot, change: ParsedChange, n
     for (const p of setPending) pending[String(p.content)] = p;
   }
   let fences: Record<string, PendingFence> | undefined;
-  if (setFences.length || clearFences.length) {
+  // A removed row owes no fence any more (the catalog no longer knows it).
+  const droppedFences = current.pendingFences.filter((f) => removeRows.includes(f.dbid)).map((f) => f.dbid);
+  if (setFences.length || clearFences.length || droppedFences.length) {
     fences = {};
-    for (const f of current.pendingFences) if (!clearFences.includes(f.dbid)) fences[String(f.dbid)] = f;
+    for (const f of current.pendingFences) if (!clearFences.includes(f.dbid) && !droppedFences.includes(f.dbid)) fences[String(f.dbid)] = f;
     for (const f of setFences) fences[String(f.dbid)] = f;
   }
   let operations: Record<string, PendingOperation> | undefined;
@@ -164,6 +178,45 @@ export function validateChange(current: ClusterSnapshot, change: ParsedChange, n
     for (const op of setOperations) operations[String(op.content)] = op;
   }
   return { pending, fences, operations, segments };
+}
+
+/**
+ * Rows come and go only at the coordinator (content -1), as gpinitstandby and
+ * gpactivatestandby make them: a standby row is added where there is none (role and
+ * preferred role `m`, not in sync, a new dbid); a standby row is removed; the
+ * coordinator row is removed only by the change that makes its standby the coordinator.
+ * Each added or removed row has a history row, and a removed row is not also updated.
+ */
+function coordinatorPairIssues(current: ClusterSnapshot, change: ParsedChange): string[] {
+  const { rows, history, addRows, removeRows } = change;
+  const issues: string[] = [];
+  const stored = new Map(current.segments.map((r) => [r.dbid, r]));
+  const coordinatorRows = current.segments.filter((r) => r.content === COORDINATOR_CONTENT && !removeRows.includes(r.dbid));
+  for (const row of addRows) {
+    const where = `added dbid ${row.dbid}`;
+    if (stored.has(row.dbid)) issues.push(`${where} is already in the catalog; a new instance takes a new dbid`);
+    else if (row.content !== COORDINATOR_CONTENT) issues.push(`${where} is of content ${row.content}; only a standby of the coordinator (content -1) is added`);
+    else if (row.role !== 'm' || row.preferredRole !== 'm' || row.mode !== 'n') issues.push(`${where} must be a standby not yet in sync (role m, preferred m, mode n: m/d/n while it is built, m/u/n once it streams), got ${row.role}/${row.status}/${row.mode} preferred ${row.preferredRole}`);
+    else if (coordinatorRows.some((r) => r.role === 'm')) issues.push(`${where}: the coordinator has a standby already (dbid ${coordinatorRows.find((r) => r.role === 'm')!.dbid}); remove it first`);
+    if (addRows.filter((r) => r.dbid === row.dbid).length > 1) issues.push(`${where} is added twice`);
+    if (!history.some((h) => h.dbid === row.dbid)) issues.push(`${where} has no history row`);
+  }
+  if (addRows.length > 1) issues.push(`a change adds at most one standby, got ${addRows.length} rows`);
+  for (const dbid of removeRows) {
+    const row = stored.get(dbid);
+    if (!row) {
+      issues.push(`removed dbid ${dbid} is not in the catalog of cluster ${current.clusterId}`);
+      continue;
+    }
+    if (row.content !== COORDINATOR_CONTENT) issues.push(`removed dbid ${dbid} is of content ${row.content}; only the coordinator's rows (content -1) are removed`);
+    if (row.role === 'p') {
+      const promoted = rows.find((r) => r.content === COORDINATOR_CONTENT && r.role === 'p' && stored.get(r.dbid)?.role === 'm');
+      if (!promoted) issues.push(`removed dbid ${dbid} is the coordinator; it is removed only by the change that makes its standby the coordinator`);
+    }
+    if (rows.some((r) => r.dbid === dbid)) issues.push(`dbid ${dbid} is both updated and removed`);
+    if (!history.some((h) => h.dbid === dbid)) issues.push(`removed dbid ${dbid} has no history row`);
+  }
+  return issues;
 }
 
 /**

@@ -11,7 +11,9 @@ import type {
   ContentPair,
   FailoverAttempt,
   HistoryRow,
+  PairReplication,
   PendingFence,
+  PendingOperation,
   PendingPromotion,
   ProberMemory,
   SegmentRow,
@@ -75,8 +77,23 @@ export type Decision =
   | (Base & { kind: 'content-unavailable'; rows: SegmentRow[]; dbid: number })
   /** An unavailable primary answers again. */
   | (Base & { kind: 'primary-back'; rows: SegmentRow[]; dbid: number })
-  /** The coordinator did not answer: alarm only; activating the standby is never automatic. */
+  /**
+   * The coordinator failed (no answer after the retries, a disk that cannot write, a reset
+   * loop) and is not activated automatically (the reason says why: `autoActivateStandby`
+   * off, an asynchronous standby, a standby not in sync, an activation already under
+   * way): alarm.
+   */
   | (Base & { kind: 'coordinator-unreachable'; dbid: number })
+  /**
+   * The coordinator failed, `autoActivateStandby` is on and its synchronous standby is in
+   * sync: start ActivateStandby, which asks the standby for a second opinion and fences
+   * the coordinator before it activates anything (and refuses otherwise).
+   */
+  | (Base & { kind: 'activate-standby'; failedCoordinatorDbid: number; standbyDbid: number; failure: FailureKind; attempt: FailoverAttempt })
+  /** The standby is marked down, or is being marked down (not streaming past the grace period): alarm, each round it lasts. */
+  | (Base & { kind: 'standby-down'; dbid: number })
+  /** The standby lacks more WAL than `standbyLagAlarmBytes`: alarm, each round it lasts. */
+  | (Base & { kind: 'standby-lagging'; dbid: number; lagBytes: number })
   /** The probe was refused for credentials: the instance is alive, the prober is misconfigured. Alarm, never fail over. */
   | (Base & { kind: 'probe-misconfigured'; dbid: number })
   /** The instance at a row's address is another instance: alarm, never act on it. */
@@ -138,8 +155,9 @@ export function decide(snapshot: ClusterSnapshot, probes: readonly ProbeResult[]
   const held = (content: number) => liveOperation(snapshot, content, now) !== undefined;
   for (const pair of pairsByContent(snapshot.segments)) {
     if (only !== undefined && pair.content !== only) continue;
-    if (held(pair.content)) {
-      forgetContent(memory, pair);
+    const operation = liveOperation(snapshot, pair.content, now);
+    if (operation) {
+      forgetContent(memory, pair, operation, now);
       continue;
     }
     const key = String(pair.content);
@@ -175,12 +193,19 @@ export function decide(snapshot: ClusterSnapshot, probes: readonly ProbeResult[]
  * and reset counts of its instances go too; the next probe after the hold starts them
  * again.
  */
-function forgetContent(memory: ProberMemory, pair: ContentPair): void {
+function forgetContent(memory: ProberMemory, pair: ContentPair, operation: PendingOperation, now: Date): void {
   const key = String(pair.content);
+  // An activation of the standby is what this prober may have started itself: it stays
+  // remembered, counted from the last round the hold was seen, so a refused or failed
+  // activation is started again only `failoverRetrySeconds` after it gave the content back.
+  const activation = operation.kind === 'activation' ? memory.failoversStarted[key] : undefined;
   delete memory.mirrorDownSince[key];
   delete memory.mirrorDrops[key];
   delete memory.syncTarget[key];
   delete memory.failoversStarted[key];
+  if (activation) memory.failoversStarted[key] = { ...activation, at: now.toISOString() };
+  // What was seen of its replication says nothing about the instances after the hold.
+  if (memory.replication) delete memory.replication[key];
   for (const row of [pair.primary, pair.mirror]) {
     if (!row) continue;
     delete memory.recoveryLsn[String(row.dbid)];
@@ -236,9 +261,89 @@ function decideAnswer(ctx: Context, probe: ProbeAnswer): Decision[] {
     const rows = [{ ...primary, status: 'u' as const }];
     return [...decisions, { kind: 'primary-back', content, dbid: primary.dbid, rows, reason: `primary dbid ${primary.dbid} of content ${content} answers again` }];
   }
-  if (!mirror) return decisions;
+  if (!mirror) {
+    if (memory.replication) delete memory.replication[String(content)];
+    return decisions;
+  }
   const replication = decideReplication(ctx as Context & { pair: { mirror: SegmentRow } }, probe);
-  return replication ? [...decisions, replication] : decisions;
+  if (replication) decisions.push(replication);
+  if (content === COORDINATOR_CONTENT) decisions.push(...observeStandby(ctx as Context & { pair: { mirror: SegmentRow } }, probe, replication));
+  return decisions;
+}
+
+/** WAL the mirror has not flushed yet (the primary's position minus the mirror's flush position), when both are known. */
+export function replicationLagBytes(probe: ProbeAnswer): number | undefined {
+  return probe.lsn && probe.mirror.flushLsn ? Math.max(0, lsnBytes(probe.mirror.flushLsn, probe.lsn)) : undefined;
+}
+
+/** The memory's entry about a pair, a fresh one when it was about other instances (a new standby, an activation). */
+function pairEntry(memory: ProberMemory, content: number, primaryDbid: number, mirrorDbid: number): PairReplication {
+  const replication = (memory.replication ??= {});
+  const key = String(content);
+  const entry = replication[key];
+  if (entry && entry.primaryDbid === primaryDbid && entry.mirrorDbid === mirrorDbid) return entry;
+  return (replication[key] = { primaryDbid, mirrorDbid });
+}
+
+/**
+ * The coordinator's view of its standby: what its walsender reports is kept in the
+ * memory (`ftsctl state -f` shows it), and the standby alarms: `standby-down` while the
+ * standby is marked down and does not stream (from the round it is marked down),
+ * `standby-lagging` while it lacks more than `standbyLagAlarmBytes` of WAL.
+ */
+function observeStandby(ctx: Context & { pair: { mirror: SegmentRow } }, probe: ProbeAnswer, replication: Decision | undefined): Decision[] {
+  const { pair, memory, settings, now } = ctx;
+  const { primary, mirror, content } = pair;
+  const rep = probe.mirror;
+  const lagBytes = replicationLagBytes(probe);
+  pairEntry(memory, content, primary.dbid, mirror.dbid).sender = {
+    at: now.toISOString(),
+    state: rep.senderState ?? rep.state,
+    syncState: rep.syncState,
+    syncRepOn: probe.syncRepOn,
+    synchronous: settings.standbySynchronous,
+    ...(probe.lsn ? { primaryLsn: probe.lsn } : {}),
+    ...(rep.sentLsn ? { sentLsn: rep.sentLsn } : {}),
+    ...(rep.writeLsn ? { writeLsn: rep.writeLsn } : {}),
+    ...(rep.flushLsn ? { flushLsn: rep.flushLsn } : {}),
+    ...(rep.replayLsn ? { replayLsn: rep.replayLsn } : {}),
+    ...(lagBytes !== undefined ? { lagBytes } : {}),
+    ...(rep.replayLagSeconds !== undefined ? { replayLagSeconds: rep.replayLagSeconds } : {}),
+  };
+  const alarms: Decision[] = [];
+  if (rep.state === 'absent' && (mirror.status === 'd' || replication?.kind === 'mark-mirror-down')) {
+    alarms.push({
+      kind: 'standby-down',
+      content,
+      dbid: mirror.dbid,
+      reason: `standby dbid ${mirror.dbid} is down: coordinator dbid ${primary.dbid} has no walsender for it${rep.senderState ? ` (only one in state ${rep.senderState})` : ''}; the coordinator has no standby to be activated until it streams again`,
+    });
+  }
+  if (rep.state !== 'absent' && lagBytes !== undefined && lagBytes > settings.standbyLagAlarmBytes) {
+    alarms.push({
+      kind: 'standby-lagging',
+      content,
+      dbid: mirror.dbid,
+      lagBytes,
+      reason: `standby dbid ${mirror.dbid} lacks ${lagBytes} bytes of coordinator dbid ${primary.dbid}'s WAL (flushed to ${rep.flushLsn}, coordinator at ${probe.lsn}), more than standbyLagAlarmBytes (${settings.standbyLagAlarmBytes})${settings.standbySynchronous ? '' : ': an activation now would lose them'}`,
+    });
+  }
+  return alarms;
+}
+
+/**
+ * Records what a read-only probe of a pair's mirror (the standby) says of its own WAL
+ * receiver, for `ftsctl state -f`; a failed probe is recorded as `unreachable` with its
+ * message. Returns the new memory (the given one is not changed).
+ */
+export function recordReceiver(memory: ProberMemory, primary: SegmentRow, mirror: SegmentRow, probe: ProbeResult, now: Date): ProberMemory {
+  const next: ProberMemory = { ...memory, replication: structuredClone(memory.replication ?? {}) };
+  const entry = pairEntry(next, mirror.content, primary.dbid, mirror.dbid);
+  const at = now.toISOString();
+  if (!probe.ok) entry.receiver = { at, state: 'unreachable', error: `${probe.kind}: ${probe.message}` };
+  else if (!probe.inRecovery) entry.receiver = { at, state: 'not in recovery', error: `dbid ${mirror.dbid} answers as a primary, not as a standby` };
+  else entry.receiver = { at, ...(probe.receiver ?? { state: 'absent' }) };
+  return next;
 }
 
 /**
@@ -260,6 +365,7 @@ function decideReplication(ctx: Context & { pair: { mirror: SegmentRow } }, prob
   }
   // The mirror is connected: whatever the grace period counted is over.
   delete memory.mirrorDownSince[key];
+  if (content === COORDINATOR_CONTENT && !settings.standbySynchronous) return decideAsynchronousStandby(ctx, probe);
   const lag = probe.lsn && rep.flushLsn ? lsnBytes(rep.flushLsn, probe.lsn) : undefined;
   const close = lag !== undefined && lag <= settings.catchUpLagBytes;
   const pairInSync = primary.mode === 's' && mirror.mode === 's' && mirror.status === 'u';
@@ -316,6 +422,38 @@ function decideReplication(ctx: Context & { pair: { mirror: SegmentRow } }, prob
     };
   }
   return catchingUp(false, '');
+}
+
+/**
+ * The coordinator's standby in asynchronous mode (`standbySynchronous` false, Greenplum's
+ * default): it is never marked `s` (it may lack acknowledged commits), sync rep stays off
+ * (turned off when found on), and a streaming standby is `u`. Down is decided as for any
+ * mirror, with the same grace period.
+ */
+function decideAsynchronousStandby(ctx: Context & { pair: { mirror: SegmentRow } }, probe: ProbeAnswer): Decision | undefined {
+  const { pair, memory } = ctx;
+  const { primary, mirror, content } = pair as PairWithPrimary & { mirror: SegmentRow };
+  delete memory.syncTarget[String(content)];
+  const rep = probe.mirror;
+  const lag = replicationLagBytes(probe);
+  const how = `(${rep.state}, ${rep.syncState}${lag !== undefined ? `, ${lag} bytes behind` : ''})`;
+  if (primary.mode === 's' || mirror.mode === 's' || mirror.status === 'd') {
+    return {
+      kind: 'mark-catching-up',
+      content,
+      primaryDbid: primary.dbid,
+      syncRepOff: probe.syncRepOn,
+      rows: [{ ...primary, mode: 'n' }, { ...mirror, status: 'u', mode: 'n' }],
+      reason: `standby dbid ${mirror.dbid} streams from coordinator dbid ${primary.dbid} asynchronously ${how}: up, not in sync (standbySynchronous is off)${probe.syncRepOn ? ', synchronous replication off' : ''}`,
+    };
+  }
+  if (!probe.syncRepOn) return undefined;
+  return {
+    kind: 'sync-rep-off',
+    content,
+    primaryDbid: primary.dbid,
+    reason: `coordinator dbid ${primary.dbid} waits for standby dbid ${mirror.dbid} but standbySynchronous is off: turning synchronous replication off`,
+  };
 }
 
 function decideMirrorAbsent(ctx: Context, probe: ProbeAnswer): Decision | undefined {
@@ -404,18 +542,53 @@ function decideFailure(ctx: Context, probe: ProbeFailure): Decision[] {
   delete memory.recoveryLsn[dbidKey];
   delete memory.recoveryProgressAt[dbidKey];
   const why = `${probe.kind} after ${probe.attempts} attempt(s): ${probe.message}`;
-  if (content === COORDINATOR_CONTENT) {
-    return [{ kind: 'coordinator-unreachable', content, dbid: primary.dbid, reason: `coordinator dbid ${primary.dbid} does not answer (${why}); standby activation is never automatic` }];
-  }
-  if (primary.status === 'd') return []; // already marked unavailable, history written once
   const failure: FailureKind = probe.kind === 'disk' ? 'disk' : resetLooping ? 'reset-loop' : 'unreachable';
+  if (content === COORDINATOR_CONTENT) return [coordinatorFailed(ctx, failure, why)];
+  if (primary.status === 'd') return []; // already marked unavailable, history written once
   return [failOver(ctx, failure, why)];
+}
+
+/**
+ * A failed coordinator: ActivateStandby is started only when `autoActivateStandby` is on,
+ * the standby replicates synchronously and the pair is in sync (`s`, standby up), and no
+ * activation this prober started is younger than `failoverRetrySeconds`; otherwise an
+ * alarm whose reason says why not. The workflow confirms the failure with the standby's
+ * second opinion and fences the coordinator before it activates anything.
+ */
+function coordinatorFailed(ctx: Context, failure: FailureKind, why: string): Decision {
+  const { pair, memory, settings, now } = ctx;
+  const { primary, mirror, content } = pair;
+  const failed = `coordinator dbid ${primary.dbid} failed (${why})`;
+  const unreachable = (because: string): Decision => ({ kind: 'coordinator-unreachable', content, dbid: primary.dbid, reason: `${failed}; ${because}` });
+  if (!settings.autoActivateStandby) return unreachable('the standby is not activated automatically (autoActivateStandby is off): activating it is a decision for a person');
+  if (!settings.standbySynchronous) return unreachable('the standby replicates asynchronously (standbySynchronous is off) and may lack acknowledged commits: it is never activated automatically');
+  if (!mirror) return unreachable('there is no standby to activate');
+  if (!(mirror.status === 'u' && mirror.mode === 's' && primary.mode === 's')) {
+    return unreachable(`standby dbid ${mirror.dbid} is ${mirror.status}/${mirror.mode}, not up and in sync (it may lack acknowledged commits): not activated automatically`);
+  }
+  const key = String(content);
+  const started = memory.failoversStarted[key];
+  if (started && started.failedPrimaryDbid === primary.dbid && seconds(started.at, now) < settings.failoverRetrySeconds) {
+    return unreachable(`an activation of standby dbid ${mirror.dbid} (attempt ${started.attempt}) started ${seconds(started.at, now).toFixed(1)} s ago is still under way`);
+  }
+  const attempt = nextAttempt(ctx, primary.dbid);
+  memory.failoversStarted[key] = attempt;
+  return {
+    kind: 'activate-standby',
+    content,
+    failedCoordinatorDbid: primary.dbid,
+    standbyDbid: mirror.dbid,
+    failure,
+    attempt,
+    reason: `${failed}; its standby dbid ${mirror.dbid} is in sync: starting ActivateStandby (autoActivateStandby; it confirms the failure and fences the coordinator first)${attempt.attempt > 1 ? ` (attempt ${attempt.attempt})` : ''}`,
+  };
 }
 
 /** A failed primary: fail over to an in-sync mirror, else the content is unavailable. */
 function failOver(ctx: Context, failure: FailureKind, why: string): Decision {
   const { pair, memory } = ctx;
   const { primary, mirror, content } = pair;
+  if (content === COORDINATOR_CONTENT) return coordinatorFailed(ctx, failure, why);
   const pending = promotionUnderWay(ctx);
   if (pending) return pending;
   if (mirror && mirror.status === 'u' && mirror.mode === 's' && primary.mode === 's') {

@@ -79,3 +79,16 @@ export class RebuildFailedError extends FtsError {}
 
 /** A planned switchover stopped before the catalog flip and put the primary back: nothing changed. */
 export class SwitchoverAbortedError extends FtsError {}
+
+/**
+ * The coordinator answers (or its standby still hears from it): the standby is not
+ * activated unless the operator forces it, and then only after the coordinator is fenced.
+ */
+export class CoordinatorAliveError extends FtsError {}
+
+/**
+ * The old coordinator could not be shown fenced (its host did not answer, the stop failed):
+ * activating its standby could leave two writable coordinators, so the activation stops
+ * unless forced.
+ */
+export class FenceUnconfirmedError extends FtsError {}

@@ -89,8 +89,12 @@ export interface PendingFence {
   reason: string;
 }
 
-/** Operator workflows that hold a content while they work on it. */
-export type OperationKind = 'recovery' | 'rebalance';
+/**
+ * Operator workflows that hold a content while they work on it: gprecoverseg's recovery
+ * and rebalance of segments, and the coordinator's standby activation and standby
+ * (re)initialization (content -1).
+ */
+export type OperationKind = 'recovery' | 'rebalance' | 'activation' | 'standby-init';
 
 /**
  * A content held by an operator workflow (RecoverSegments = gprecoverseg, Rebalance =
@@ -126,6 +130,53 @@ export interface FailoverAttempt {
 }
 
 /**
+ * What the prober last saw of a pair's replication, from both ends: the acting primary's
+ * walsender for the mirror (`sender`, at each answer of the primary) and the mirror's own
+ * WAL receiver (`receiver`, at each read-only probe of the mirror). Kept for the
+ * coordinator and its standby, so `ftsctl state -f` shows it (`gpstate -f`) without
+ * connecting to the instances. Positions are LSNs (`X/Y`); times are ISO-8601.
+ */
+export interface PairReplication {
+  /** The acting primary (the coordinator) and the mirror (the standby) the entry is about; a new pair starts a new entry. */
+  primaryDbid: number;
+  mirrorDbid: number;
+  sender?: {
+    at: string;
+    /** WAL sender state as pg_stat_replication shows it (`streaming`, `catchup`, `startup`, ...), `absent` without one. */
+    state: string;
+    /** `sync`, `async`, `potential`, `quorum`, or `none` without a walsender. */
+    syncState: string;
+    /** `synchronous_standby_names` set at the primary. */
+    syncRepOn: boolean;
+    /** The mode the prober kept the pair in: synchronous (`standbySynchronous`; always for segments) or not. */
+    synchronous: boolean;
+    /** The primary's current WAL position. */
+    primaryLsn?: string;
+    sentLsn?: string;
+    writeLsn?: string;
+    flushLsn?: string;
+    replayLsn?: string;
+    /** `primaryLsn` minus `flushLsn`: WAL the mirror has not flushed yet (what an activation now would lose, asynchronously). */
+    lagBytes?: number;
+    /** pg_stat_replication's `replay_lag`, seconds. */
+    replayLagSeconds?: number;
+  };
+  receiver?: {
+    at: string;
+    /** pg_stat_wal_receiver's status (`streaming`, `waiting`, ...), `absent` without a receiver, `unreachable` when the probe failed. */
+    state: string;
+    /** `pg_last_wal_receive_lsn()`. */
+    receivedLsn?: string;
+    /** `pg_last_wal_replay_lsn()`. */
+    replayLsn?: string;
+    /** Seconds since the last message from the primary, by the mirror's own clock. */
+    heardSecondsAgo?: number;
+    /** Why the probe failed, when it did. */
+    error?: string;
+  };
+}
+
+/**
  * What the prober remembers between rounds, stored with its lease so a prober that
  * replaces a dead one resumes with the same view.
  */
@@ -149,10 +200,16 @@ export interface ProberMemory {
   syncTarget: Record<string, string>;
   /** dbid -> crash resets of a primary's postmaster: its last initialization time and the times resets were seen. */
   resets: Record<string, { initializedAt: string; seenAt: string[] }>;
+  /**
+   * content -> what the prober last saw of the pair's replication (the coordinator's
+   * content -1 only: one small entry, whatever the number of segments). Optional: a
+   * memory stored before it existed has none.
+   */
+  replication?: Record<string, PairReplication>;
 }
 
 /** A prober memory with nothing in it. */
-export const emptyMemory = (): ProberMemory => ({ mirrorDownSince: {}, mirrorDrops: {}, recoveryLsn: {}, recoveryProgressAt: {}, failoversStarted: {}, syncTarget: {}, resets: {} });
+export const emptyMemory = (): ProberMemory => ({ mirrorDownSince: {}, mirrorDrops: {}, recoveryLsn: {}, recoveryProgressAt: {}, failoversStarted: {}, syncTarget: {}, resets: {}, replication: {} });
 
 /** A consistent read of the catalog for one cluster. */
 export interface ClusterSnapshot {
@@ -196,6 +253,17 @@ export interface CatalogChange {
    * never releases another's hold).
    */
   clearOperations?: { content: number; execution: string }[];
+  /**
+   * Rows added (a new standby of the coordinator, gpinitstandby): content -1, role `m`,
+   * a dbid the catalog does not hold, a history row each.
+   */
+  addRows?: SegmentRow[];
+  /**
+   * dbids of rows removed, each with a history row: the coordinator's standby
+   * (gpinitstandby -r), or the old coordinator when the same change makes its standby
+   * the coordinator (gpactivatestandby).
+   */
+  removeRows?: number[];
 }
 
 /** Rows of one content: its acting primary and its mirror (if any). */

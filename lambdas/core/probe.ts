@@ -33,14 +33,38 @@ export type ProbeFailureKind =
   /** Anything else. */
   | 'error';
 
-/** The mirror's replication as its primary's walsender sees it. */
+/** The mirror's replication as its primary's walsender sees it (`pg_stat_replication`). */
 export interface MirrorReplication {
   /** `streaming` (caught up or nearly), `catchup` (connected, behind), `absent` (no walsender for it). */
   state: 'streaming' | 'catchup' | 'absent';
   /** `sync` when the mirror is the synchronous standby acknowledging commits. */
   syncState: 'sync' | 'async' | 'potential' | 'quorum' | 'none';
+  /**
+   * The walsender's own state when there is one (`streaming`, `catchup`, `startup`,
+   * `backup`, `stopping`): what `gpstate -f` shows as "WAL Sender State". A walsender in
+   * `startup` or `stopping` replicates nothing and counts as `absent` above.
+   */
+  senderState?: string;
+  /** Last WAL position sent to the mirror. */
+  sentLsn?: string;
+  /** Last position the mirror wrote, flushed and replayed, as it reported them. */
+  writeLsn?: string;
   flushLsn?: string;
   replayLsn?: string;
+  /** `replay_lag` in seconds: time from a local flush to the mirror's replay of it (absent while idle). */
+  replayLagSeconds?: number;
+}
+
+/** What a standby's WAL receiver reports (`pg_stat_wal_receiver` and the recovery functions). */
+export interface WalReceiverObservation {
+  /** `streaming`, `waiting`, `starting`, `stopping`, ... or `absent` (no WAL receiver). */
+  state: string;
+  /** Last WAL position received and flushed (`pg_last_wal_receive_lsn()`). */
+  receivedLsn?: string;
+  /** Last WAL position replayed (`pg_last_wal_replay_lsn()`). */
+  replayLsn?: string;
+  /** Seconds since the last message from the sender, by the standby's own clock. */
+  heardSecondsAgo?: number;
 }
 
 /** A probe that reached the instance and ran its checks. */
@@ -51,6 +75,8 @@ export interface ProbeAnswer {
   inRecovery: boolean;
   /** The mirror's replication (meaningful when not in recovery). */
   mirror: MirrorReplication;
+  /** The instance's own WAL receiver, when it is in recovery (a mirror, a standby). */
+  receiver?: WalReceiverObservation;
   /** Whether `synchronous_standby_names` is set on the instance (as a new session reads the configuration). */
   syncRepOn: boolean;
   /**

@@ -73,7 +73,7 @@ const execution = nonEmpty.max(MAX_EXECUTION_LENGTH);
 export const pendingOperationSchema = z
   .object({
     content: z.number().int().min(-1),
-    kind: z.enum(['recovery', 'rebalance']),
+    kind: z.enum(['recovery', 'rebalance', 'activation', 'standby-init']),
     execution,
     since: z.iso.datetime({ offset: true }),
     expiresAt: z.iso.datetime({ offset: true }),

@@ -57,6 +57,23 @@ const schema = z
     resetLoopThreshold: z.number().int().min(1).max(1000).default(3),
     /** Window in which resets are counted. */
     resetLoopWindowSeconds: z.number().min(1).max(3600).default(60),
+    /**
+     * The coordinator waits for its standby to flush every commit (sync rep, with the
+     * mirror-down handling of segments), so an activation loses no acknowledged commit.
+     * `false` keeps Greenplum's asynchronous standby: sync rep stays off for the
+     * coordinator, the pair is never marked `s`, and `ftsctl state -f` shows the lag an
+     * activation would lose.
+     */
+    standbySynchronous: z.boolean().default(true),
+    /** Bytes of WAL the standby may lack (coordinator position minus its flush position) before `StandbyLagging` is raised, each round it holds. */
+    standbyLagAlarmBytes: z.number().int().min(0).max(1024 ** 4).default(16 * 1024 * 1024),
+    /**
+     * The prober starts ActivateStandby itself when the coordinator fails (after the
+     * probe's retries, like a failed primary) and its standby is in sync; the workflow
+     * asks the standby for a second opinion and fences the coordinator before it
+     * activates anything. Off by default, as in Greenplum; needs `standbySynchronous`.
+     */
+    autoActivateStandby: z.boolean().default(false),
   })
   .strict();
 
@@ -98,6 +115,11 @@ export function parseSettings(input: unknown): Settings {
       `probeRetries, probeTimeoutSeconds and probeRetryDelaySeconds allow a probe to take ${worstCaseProbeSeconds(s)} s; it must fit in ${MAX_WORST_CASE_PROBE_SECONDS} s so a round ends inside the prober's one-minute invocation`,
     );
   }
+  if (s.autoActivateStandby && !s.standbySynchronous) {
+    problems.push(
+      'autoActivateStandby needs standbySynchronous: an asynchronous standby may lack commits the coordinator acknowledged, and an automatic activation would lose them',
+    );
+  }
   if (problems.length) throw new ValidationError(`invalid settings: ${problems.join('; ')}`, problems);
   return s;
 }
@@ -112,15 +134,17 @@ function describeIssue(issue: z.core.$ZodIssue): string {
     case 'too_big':
       return `${key} must be at most ${String(issue.maximum)}${rangeOf(key)}`;
     case 'invalid_type':
-      return `${key} must be a ${issue.expected}${rangeOf(key)}`;
+      return `${key} must be ${issue.expected === 'int' ? 'a whole number' : `a ${issue.expected}`}${rangeOf(key)}`;
     default:
       return `${key}: ${issue.message}${rangeOf(key)}`;
   }
 }
 
+/** ` (allowed <min> to <max>)` for a numeric setting; nothing for the others (booleans). */
 function rangeOf(key: string): string {
-  const field = (schema.shape as Record<string, z.ZodDefault<z.ZodNumber>>)[key];
+  const field = (schema.shape as Record<string, z.ZodDefault<z.ZodType>>)[key];
   if (!field) return '';
   const inner = field.unwrap();
+  if (!(inner instanceof z.ZodNumber)) return '';
   return ` (allowed ${inner.minValue} to ${inner.maxValue})`;
 }

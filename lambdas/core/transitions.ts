@@ -5,13 +5,13 @@
  * docs are generated from the same table.
  */
 import type { CatalogChange, Mode, Role, SegmentRow, Status } from './model';
-import { pairsByContent } from './model';
+import { COORDINATOR_CONTENT, pairsByContent } from './model';
 
 /** `role/status/mode`, e.g. `p/u/s`. */
 export type RowState = `${Role}/${Status}/${Mode}`;
 
 /** Who makes a transition: the prober, or one of the workflows. */
-export type TransitionActor = 'prober' | 'PromoteMirror' | 'RecoverSegments' | 'Rebalance';
+export type TransitionActor = 'prober' | 'PromoteMirror' | 'RecoverSegments' | 'Rebalance' | 'ActivateStandby' | 'InitStandby';
 
 /**
  * One allowed transition of a segment row. The same (from, to) pair may be listed once
@@ -55,6 +55,21 @@ export const TRANSITIONS: readonly Transition[] = [
   { from: 'p/u/s', to: 'm/d/n', by: 'Rebalance', why: 'the acting primary, a mirror by preference, is stopped cleanly for a planned switchover once its in-sync mirror has received all its WAL' },
   { from: 'm/u/s', to: 'p/u/n', by: 'Rebalance', why: "the in-sync mirror, a primary by preference, becomes the acting primary again (promoted after the old primary's clean stop, no commit lost)" },
   { from: 'm/d/n', to: 'm/u/n', by: 'Rebalance', why: 'the old primary, rewound into a mirror of the new primary, streams again' },
+  // Standby activation (gpactivatestandby): content -1 only; the same change removes the old coordinator's row.
+  {
+    from: 'm/u/s',
+    to: 'p/u/n',
+    by: 'ActivateStandby',
+    why: 'the in-sync standby becomes the coordinator (preferred role p, same dbid) once the old coordinator is fenced; it runs without a standby until gpinitstandby adds one',
+  },
+  {
+    from: 'm/u/n',
+    to: 'p/u/n',
+    by: 'ActivateStandby',
+    why: 'an asynchronous (or lagging) standby becomes the coordinator only when the operator accepts losing the commits it had not received (Greenplum asynchronous mode, or --ignore-lag)',
+  },
+  // A new standby (gpinitstandby): its row is added as m/d/n before the copy, so a crash leaves it named in the catalog.
+  { from: 'm/d/n', to: 'm/u/n', by: 'InitStandby', why: 'the new standby, copied with pg_basebackup and started, streams from the coordinator; the prober marks the pair s once it has caught up' },
 ];
 
 /** `p/u/s` for a row. */
@@ -95,7 +110,9 @@ export function checkInvariants(after: readonly SegmentRow[], before?: readonly 
   for (const row of after) {
     const prev = old.get(row.dbid);
     if (!prev || rowState(prev) === rowState(row)) continue;
-    if (prev.role === 'm' && row.role === 'p' && !(prev.status === 'u' && prev.mode === 's')) {
+    // Only an activation (the coordinator's row removed in the same change) may make a standby that is not in sync the coordinator.
+    const activation = row.content === COORDINATOR_CONTENT && before.some((r) => r.content === COORDINATOR_CONTENT && r.role === 'p' && change?.removeRows?.includes(r.dbid));
+    if (prev.role === 'm' && row.role === 'p' && !(prev.status === 'u' && prev.mode === 's') && !activation) {
       violations.push(`dbid ${row.dbid} was promoted although it was ${rowState(prev)}, not an in-sync mirror`);
     }
     if (!findTransition(prev, row)) {

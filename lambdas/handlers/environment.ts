@@ -6,6 +6,8 @@ import { parseServiceManager } from '../adapters/aws/shell';
 const schema = z.object({
   FTS_CLUSTER_ID: z.string().min(1),
   FTS_PROMOTE_STATE_MACHINE_ARN: z.string().startsWith('arn:').optional(),
+  /** The ActivateStandby state machine (the prober starts it when autoActivateStandby is on). */
+  FTS_ACTIVATE_STANDBY_STATE_MACHINE_ARN: z.string().startsWith('arn:').optional(),
   FTS_PG_SECRET_ARN: z.string().startsWith('arn:').optional(),
   FTS_PG_USER: z.string().min(1).default('gpadmin'),
   FTS_NOTIFY_TOPIC_ARN: z.string().startsWith('arn:').optional(),

@@ -21,7 +21,10 @@ const env = handlerEnvironment();
 const deps = segmentDeps(env);
 const telemetry = powertoolsTelemetry(env.FTS_CLUSTER_ID);
 if (!env.FTS_PROMOTE_STATE_MACHINE_ARN) throw new ValidationError('Lambda environment is incomplete: FTS_PROMOTE_STATE_MACHINE_ARN is required by the prober');
-const workflows = new SfnWorkflows({ PromoteMirror: env.FTS_PROMOTE_STATE_MACHINE_ARN });
+const workflows = new SfnWorkflows({
+  PromoteMirror: env.FTS_PROMOTE_STATE_MACHINE_ARN,
+  ...(env.FTS_ACTIVATE_STANDBY_STATE_MACHINE_ARN ? { ActivateStandby: env.FTS_ACTIVATE_STANDBY_STATE_MACHINE_ARN } : {}),
+});
 
 /** Runs one invocation's rounds; returns how many ran (0 when another prober held the lease). */
 export async function handler(event: unknown, context: LambdaContext): Promise<{ rounds: number }> {

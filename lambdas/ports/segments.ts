@@ -73,6 +73,12 @@ export interface SegmentControl {
   setSyncRep(primary: SegmentRow, mirror: SegmentRow | undefined, on: boolean, guard?: () => boolean): Promise<void>;
   /** Creates the mirror's physical replication slot on the primary if missing. */
   ensureSlot(primary: SegmentRow, mirrorDbid: number): Promise<void>;
+  /**
+   * Drops the mirror's replication slot on the primary (a standby removed for good, so the
+   * primary no longer keeps WAL for it); no error when there is none. A slot still in use
+   * (its mirror streams) is not dropped: HostCommandError.
+   */
+  dropSlot(primary: SegmentRow, mirrorDbid: number): Promise<void>;
   /** The mirror's view of its WAL receiver. */
   walReceiver(segment: SegmentRow): Promise<WalReceiverStatus>;
   /** Runs CHECKPOINT within `timeoutMs` (before a planned stop, to shorten it). */

@@ -36,7 +36,21 @@ export type MetricName =
   /** A primary refused the prober for lack of connection slots (alive). */
   | 'TooManyConnections'
   /** A primary's wal_sender_timeout is too long (or off) for the second opinion to be sound. */
-  | 'ReplicationTimeoutMisconfigured';
+  | 'ReplicationTimeoutMisconfigured'
+  /** The coordinator's standby is marked down and does not stream (each round it lasts). */
+  | 'StandbyDown'
+  /** The standby lacks more WAL than `standbyLagAlarmBytes` (each round it lasts). */
+  | 'StandbyLagging'
+  /** Gauge: bytes of WAL the standby has not flushed (coordinator position minus its flush position), each round the coordinator answers. */
+  | 'StandbyLagBytes'
+  /** The prober started ActivateStandby itself (`autoActivateStandby`). */
+  | 'StandbyActivationsStarted'
+  /** ActivateStandby made the standby the coordinator. */
+  | 'StandbyActivated'
+  /** ActivateStandby refused (the coordinator answers, or its fence was not confirmed). */
+  | 'ActivationRefused'
+  /** ActivateStandby failed half-way (the catalog and the hold say where). */
+  | 'ActivationFailed';
 
 export interface Telemetry {
   info(message: string, fields?: Record<string, unknown>): void;

@@ -13,9 +13,9 @@ import type { MetricName, Telemetry } from '../ports/telemetry';
 import type { Workflows } from '../ports/workflows';
 import type { WorkflowInputs } from '../workflows';
 import type { ClusterSnapshot, PendingFence, ProberMemory, SegmentRow } from '../core/model';
-import { pairsByContent } from '../core/model';
+import { COORDINATOR_CONTENT, pairsByContent } from '../core/model';
 import type { Decision, RoundPlan } from '../core/decide';
-import { decide } from '../core/decide';
+import { decide, recordReceiver, replicationLagBytes } from '../core/decide';
 import type { ProbeResult } from '../core/probe';
 import type { Settings } from '../core/settings';
 import { worstCaseProbeSeconds } from '../core/settings';
@@ -67,6 +67,8 @@ const ALARM_METRICS: Partial<Record<Decision['kind'], MetricName>> = {
   'primary-reset': 'PrimaryReset',
   'reset-loop': 'PrimaryResetLoop',
   'replication-timeout-misconfigured': 'ReplicationTimeoutMisconfigured',
+  'standby-down': 'StandbyDown',
+  'standby-lagging': 'StandbyLagging',
 };
 
 /** Attempts to write one content's decision when other writers keep changing the catalog. */
@@ -102,6 +104,8 @@ class Invocation {
   lost = false;
   private writeQueue: Promise<unknown> = Promise.resolve();
   readonly inFlight = new Map<number, Promise<void>>();
+  /** The read-only probe of the coordinator's standby in flight, if any (never awaited by a content's cycle). */
+  standbyProbe: Promise<void> | undefined;
 
   constructor(
     readonly deps: ProberDeps,
@@ -172,9 +176,35 @@ class Invocation {
     });
   }
 
+  /**
+   * Starts a read-only probe of the coordinator's standby (one attempt, no write check)
+   * unless one is still in flight, and records what its WAL receiver says in the memory
+   * when it answers. The coordinator's own cycle never waits for it: a black-holed standby
+   * delays no decision (the coordinator's walsender is what decides).
+   */
+  observeStandby(): void {
+    if (this.standbyProbe) return;
+    const pair = pairsByContent(this.snapshot.segments).find((p) => p.content === COORDINATOR_CONTENT);
+    const { primary, mirror } = pair ?? {};
+    if (!primary || !mirror) return;
+    const { deps } = this;
+    this.standbyProbe = deps.probe
+      .probe(mirror, { ...this.settings, probeRetries: 0 })
+      .then((result) =>
+        this.serialized(async () => {
+          // Only while the catalog still names the same pair (an activation may have happened meanwhile).
+          const now = pairsByContent(this.snapshot.segments).find((p) => p.content === COORDINATOR_CONTENT);
+          if (now?.primary?.dbid === primary.dbid && now.mirror?.dbid === mirror.dbid) this.memory = recordReceiver(this.memory, primary, mirror, result, new Date(deps.clock()));
+        }),
+      )
+      .catch((e: unknown) => deps.telemetry.warn(`probe of standby dbid ${mirror.dbid} failed: ${(e as Error).message}`, { clusterId: this.run.clusterId, content: COORDINATOR_CONTENT }))
+      .finally(() => (this.standbyProbe = undefined));
+  }
+
   /** One content: probe, decide and write, then act. Errors are logged; the next tick tries again. */
   async cycle(content: number): Promise<void> {
     const started = this.deps.clock();
+    if (content === COORDINATOR_CONTENT) this.observeStandby();
     const probes = await this.probeContent(content);
     const { plan, snapshot, written } = await this.decideAndWrite(content, probes);
     const { telemetry } = this.deps;
@@ -183,6 +213,12 @@ class Invocation {
     telemetry.metric('ContentRoundMs', durationMs, 'Milliseconds');
     telemetry.metric('ProbesFailed', probes.filter((p) => !p.ok).length);
     telemetry.metric('Decisions', plan.decisions.length);
+    if (content === COORDINATOR_CONTENT) {
+      // The standby's lag as the coordinator reports it, each round it answers (a gauge for the dashboard).
+      const coordinator = probes.find((p) => p.ok && p.dbid === snapshot.segments.find((r) => r.content === content && r.role === 'p')?.dbid);
+      const lag = coordinator?.ok && !coordinator.inRecovery && coordinator.mirror.state !== 'absent' ? replicationLagBytes(coordinator) : undefined;
+      if (lag !== undefined) telemetry.metric('StandbyLagBytes', lag);
+    }
     if (written) await this.act(snapshot, plan);
     this.run.onDecided?.({ content, version: snapshot.version, probes, decisions: plan.decisions, written, durationMs });
   }
@@ -225,6 +261,20 @@ class Invocation {
             telemetry.warn(d.reason, { ...fields, execution: started.executionName, started: started.started });
             break;
           }
+          case 'activate-standby': {
+            telemetry.metric('CoordinatorUnreachable', 1);
+            const started = await deps.workflows.start('ActivateStandby', {
+              clusterId: snapshot.clusterId,
+              catalogVersion: d.attempt.version,
+              standbyDbid: d.standbyDbid,
+              automatic: true,
+              attempt: d.attempt.attempt,
+              reason: d.reason,
+            });
+            telemetry.metric('StandbyActivationsStarted', 1);
+            telemetry.error(d.reason, { ...fields, execution: started.executionName, started: started.started });
+            break;
+          }
           case 'promote-again': {
             const input = { content: d.content, failedPrimaryDbid: d.failedPrimaryDbid, mirrorDbid: d.dbid, attempt: d.attempt.attempt, reason: d.reason };
             const started = await startPromotion(input, d.attempt.version);
@@ -249,7 +299,9 @@ class Invocation {
               break;
             }
             telemetry.metric(alarm, 1);
-            telemetry.error(d.reason, fields);
+            // A lagging standby is a warning each round it lasts; the others need a person.
+            if (d.kind === 'standby-lagging') telemetry.warn(d.reason, fields);
+            else telemetry.error(d.reason, fields);
           }
         }
       } catch (e) {
@@ -368,7 +420,7 @@ export async function runProber(deps: ProberDeps, run: ProberRun): Promise<numbe
     deps.telemetry.warn('prober lease lost; stopping', { clusterId: run.clusterId, owner: run.owner });
   } finally {
     // Contents in flight finish (their actions check the lease) before the lease is released.
-    await Promise.all(invocation.inFlight.values());
+    await Promise.all([...invocation.inFlight.values(), invocation.standbyProbe]);
     if (!invocation.lost) {
       // The memory of the last decisions goes with the lease to the next invocation.
       await deps.catalog

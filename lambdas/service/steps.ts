@@ -6,6 +6,7 @@
 import { CatalogConflictError, ValidationError } from '../core/errors';
 import type { CatalogChange, ClusterSnapshot } from '../core/model';
 import type { Catalog } from '../ports/catalog';
+import type { ClientEndpoint } from '../ports/endpoint';
 import type { SegmentControl, SegmentHost, SegmentProbe } from '../ports/segments';
 import type { Telemetry } from '../ports/telemetry';
 import { checkSpec, taskSteps, type WorkflowSpec } from '../workflows/spec';
@@ -23,6 +24,8 @@ export interface WorkflowDeps {
   sleep?: (ms: number) => Promise<void>;
   /** Sends a notification (SNS in AWS, the console locally). */
   notify?: (subject: string, message: string) => Promise<void>;
+  /** The client endpoint that follows the acting coordinator; absent when none is configured. */
+  endpoint?: ClientEndpoint;
 }
 
 /** Applies a change, re-reading the catalog after a concurrent write (a few times); undefined when `build` says nothing is to change. */

@@ -1,5 +1,6 @@
 /** Each workflow's step runner, by kind: what a Lambda handler or local mode binds to the Task states. */
 import type { WorkflowKind } from '../workflows/spec';
+import { runActivateStandbyStepEvent } from './activate-standby';
 import { runPromoteStepEvent } from './promotion';
 import { runRebalanceStepEvent } from './rebalance';
 import { runRecoverSegmentsStepEvent } from './recover-segments';
@@ -13,4 +14,5 @@ export const STEP_EVENT_RUNNERS: Readonly<Record<WorkflowKind, StepEventRunner>>
   PromoteMirror: runPromoteStepEvent,
   RecoverSegments: runRecoverSegmentsStepEvent,
   Rebalance: runRebalanceStepEvent,
+  ActivateStandby: runActivateStandbyStepEvent,
 };

@@ -14,7 +14,7 @@ import type { z } from 'zod';
 import { CatalogConflictError, HostCommandError, NotWritableError, SegmentUnreachableError, ValidationError } from '../core/errors';
 
 /** The workflows FTS deploys, by the name an operator uses (state machine and console). */
-export const WORKFLOW_KINDS = ['PromoteMirror', 'RecoverSegments', 'Rebalance'] as const;
+export const WORKFLOW_KINDS = ['PromoteMirror', 'RecoverSegments', 'Rebalance', 'ActivateStandby'] as const;
 /** One of {@link WORKFLOW_KINDS}. */
 export type WorkflowKind = (typeof WORKFLOW_KINDS)[number];
 

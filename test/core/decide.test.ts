@@ -385,11 +385,11 @@ const table: {
     rows: [],
   },
   {
-    name: 'coordinator unreachable: alarm only, standby never activated automatically',
+    name: 'coordinator unreachable: alarm only, the standby is not activated automatically by default',
     snapshot: cluster(),
     probes: (s) => round(s, failure(1, 'timeout')),
     kinds: ['coordinator-unreachable'],
-    reason: /never automatic/,
+    reason: /not activated automatically \(autoActivateStandby is off\)/,
     rows: [],
   },
   {
@@ -397,7 +397,7 @@ const table: {
     snapshot: { ...cluster(), memory: { ...cluster().memory, mirrorDownSince: { '-1': now.toISOString() } } },
     probes: (s) => round(s, answer(1, { mirror: absent })),
     at: later(30),
-    kinds: ['mark-mirror-down'],
+    kinds: ['mark-mirror-down', 'standby-down'],
     rows: ['1:p/u/n', '6:m/d/n'],
   },
   {

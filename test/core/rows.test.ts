@@ -101,7 +101,7 @@ describe('validatePendingOperations', () => {
   });
 
   it.each<[string, Record<string, unknown>, string]>([
-    ['an unknown kind', { kind: 'promotion' }, 'pending operation of content 0: kind must be one of recovery|rebalance (got "promotion")'],
+    ['an unknown kind', { kind: 'promotion' }, 'pending operation of content 0: kind must be one of recovery|rebalance|activation|standby-init (got "promotion")'],
     ['an empty execution', { execution: '' }, 'pending operation of content 0: execution must not be empty'],
     ['a bad time', { since: 'now' }, 'pending operation of content 0: since: Invalid ISO datetime (got "now")'],
     ['an expiry not after it was taken', { expiresAt: '2024-05-01T10:00:00Z' }, 'pending operation of content 0: expiresAt: must be later than since (got "2024-05-01T10:00:00Z")'],

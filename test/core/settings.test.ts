@@ -7,6 +7,7 @@ describe('settings', () => {
       probeIntervalSeconds: 2, probeTimeoutSeconds: 5, probeRetries: 3, probeRetryDelaySeconds: 1,
       mirrorDownGracePeriodSeconds: 10, replicationAttempts: 3, probeParallelism: 16,
       promotionStaleSeconds: 60, failoverRetrySeconds: 15, catchUpLagBytes: 1048576, crashRecoveryGraceSeconds: 30, resetLoopThreshold: 3, resetLoopWindowSeconds: 60,
+      standbySynchronous: true, standbyLagAlarmBytes: 16 * 1024 * 1024, autoActivateStandby: false,
     });
     // A refused connection is detected within interval + retries x delay; a slow one gets > 20 s.
     const s = DEFAULT_SETTINGS;
@@ -30,8 +31,20 @@ describe('settings', () => {
     [{ probeTimeoutSeconds: 20, probeRetries: 3 }, /allow a probe to take 83 s; it must fit in 50 s/],
     [{ probeIntervalSeconds: 1, probeRetryDelaySeconds: 10, mirrorDownGracePeriodSeconds: 0 }, /probeRetryDelaySeconds \(10\) must be less than 10 x probeIntervalSeconds/],
     ['fast', /settings/],
+    [{ probeRetries: 2.5 }, /probeRetries must be a whole number \(allowed 0 to 10\)/],
+    [{ standbySynchronous: 'yes' }, /^invalid settings: standbySynchronous must be a boolean$/],
+    [{ autoActivateStandby: 1 }, /^invalid settings: autoActivateStandby must be a boolean$/],
+    [{ standbyLagAlarmBytes: -1 }, /standbyLagAlarmBytes must be at least 0 \(allowed 0 to 1099511627776\)/],
+    [{ standbyLagAlarmBytes: 1.5 }, /standbyLagAlarmBytes must be a whole number/],
+    [{ autoActivateStandby: true, standbySynchronous: false }, /autoActivateStandby needs standbySynchronous: an asynchronous standby may lack commits the coordinator acknowledged, and an automatic activation would lose them/],
   ])('rejects %j', (input, message) => {
     expect(() => parseSettings(input)).toThrow(ValidationError);
     expect(() => parseSettings(input)).toThrow(message);
+  });
+
+  test('the standby settings: asynchronous mode, a lag threshold, automatic activation with a synchronous standby', () => {
+    expect(parseSettings({ standbySynchronous: false })).toMatchObject({ standbySynchronous: false, autoActivateStandby: false });
+    expect(parseSettings({ standbyLagAlarmBytes: 0 }).standbyLagAlarmBytes).toBe(0);
+    expect(parseSettings({ autoActivateStandby: true })).toMatchObject({ standbySynchronous: true, autoActivateStandby: true });
   });
 });

@@ -17,9 +17,9 @@ describe('docs/transitions.md', () => {
       expect(rows[i]).toBe(`| ${describeState(t.from)} | ${describeState(t.to)} | ${t.why} |`);
     });
     const headings = page.split('\n').filter((line) => line.startsWith('## '));
-    expect(headings).toEqual(['## The prober: mirror health, and contents that cannot fail over', '## PromoteMirror: failover', '## RecoverSegments: gprecoverseg', '## Rebalance: gprecoverseg -r']);
+    expect(headings.slice(0, 4)).toEqual(['## The prober: mirror health, and contents that cannot fail over', '## PromoteMirror: failover', '## RecoverSegments: gprecoverseg', '## Rebalance: gprecoverseg -r']);
     expect(headings).toEqual(Object.values(ACTORS).map((title) => `## ${title}`));
-    expect(page.split('\n').filter((line) => line === '| From | To | When |')).toHaveLength(4);
+    expect(page.split('\n').filter((line) => line === '| From | To | When |')).toHaveLength(Object.keys(ACTORS).length);
   });
 
   it('spells out the letters and keeps odd reasons inside their cell', () => {

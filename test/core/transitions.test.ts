@@ -3,7 +3,7 @@ import type { SegmentRow } from '../../lambdas/core/model';
 import { TRANSITIONS, checkInvariants, findTransition, type TransitionActor } from '../../lambdas/core/transitions';
 import { cluster } from './fixtures';
 
-const ACTORS: TransitionActor[] = ['prober', 'PromoteMirror', 'RecoverSegments', 'Rebalance'];
+const ACTORS: TransitionActor[] = ['prober', 'PromoteMirror', 'RecoverSegments', 'Rebalance', 'ActivateStandby', 'InitStandby'];
 
 test('a (from, to) pair is listed at most once per actor, each row with its reason', () => {
   const keys = TRANSITIONS.map((t) => `${t.by} ${t.from} -> ${t.to}`);

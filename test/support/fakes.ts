@@ -469,6 +469,17 @@ export class FakeSegments implements SegmentProbe, SegmentControl, SegmentHost {
     if (!inst.slots.includes(mirrorDbid)) inst.slots.push(mirrorDbid);
   }
 
+  /** Drops the slot; HostCommandError while its mirror streams through it. */
+  async dropSlot(primary: SegmentRow, mirrorDbid: number): Promise<void> {
+    this.calls.push(`drop-slot ${primary.dbid} ${mirrorDbid}`);
+    const inst = this.reach(primary);
+    const user = this.instances.get(mirrorDbid);
+    if (inst.slots.includes(mirrorDbid) && user && user.upstreamDbid === inst.dbid && this.streaming(user)) {
+      throw new HostCommandError(`slot of dbid ${mirrorDbid} on dbid ${primary.dbid} is in use: its standby still streams`, 1);
+    }
+    inst.slots = inst.slots.filter((d) => d !== mirrorDbid);
+  }
+
   async walReceiver(segment: SegmentRow): Promise<WalReceiverStatus> {
     this.calls.push(`wal-receiver ${segment.dbid}`);
     const inst = this.reach(segment);

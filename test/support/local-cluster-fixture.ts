@@ -2,8 +2,9 @@
  * A local cluster for end-to-end tests: real PostgreSQL instances (2 segment hosts, one
  * primary each, group mirroring, sync rep), the catalog in the test run's DynamoDB Local,
  * and the prober run in-process (runProber + the synthesized PromoteMirror definition)
- * with its events collected in a Timeline. `destroy()` stops the probers and removes
- * everything; call it from afterEach/afterAll.
+ * with its events collected in a Timeline. With a coordinator, `endpoint` is the client
+ * endpoint (its forwarder runs in-process). `destroy()` stops the probers and the
+ * endpoint and removes everything; call it from afterEach/afterAll.
  */
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -38,7 +39,7 @@ export async function testCluster(name: string, spec: Record<string, unknown> = 
   const dir = await mkdtemp(join(tmpdir(), `fts-e2e-${name}-`));
   const cluster = await upLocalCluster(
     { clusterId, hosts: 2, primariesPerHost: 1, mirroring: 'group', coordinator: false, standby: false, settings: TEST_SETTINGS, ...spec },
-    { dir, dynamoEndpoint: process.env.AWS_ENDPOINT_URL_DYNAMODB },
+    { dir, dynamoEndpoint: process.env.AWS_ENDPOINT_URL_DYNAMODB, backgroundEndpoint: false },
   );
   const timeline = new Timeline();
   const probers: LocalProber[] = [];
@@ -67,6 +68,7 @@ export async function testCluster(name: string, spec: Record<string, unknown> = 
     },
     async destroy() {
       await Promise.all(probers.map((p) => p.stop().catch(() => undefined)));
+      await cluster.stopEndpoint().catch(() => undefined);
       await downLocalCluster(dir);
     },
   };

@@ -188,8 +188,8 @@ export class DynamoDbCatalog implements Catalog {
   async apply(clusterId: string, expectedVersion: number, change: CatalogChange, lease?: LeaseCondition): Promise<number> {
     if (!Number.isInteger(expectedVersion) || expectedVersion < 1) throw new ValidationError(`expected version must be an integer >= 1, got ${expectedVersion}`);
     const parsed = parseChange(change);
-    const { rows, history } = parsed;
-    const itemCount = 1 + rows.length + history.length;
+    const { rows, history, addRows, removeRows } = parsed;
+    const itemCount = 1 + rows.length + history.length + addRows.length + removeRows.length;
     if (itemCount > MAX_TRANSACTION_ITEMS) {
       throw new ValidationError(`a catalog change of ${itemCount} items exceeds the ${MAX_TRANSACTION_ITEMS} of one transaction; a change that large is a bug`);
     }
@@ -245,6 +245,12 @@ export class DynamoDbCatalog implements Catalog {
       },
       ...rows.map((row) => ({
         Put: { TableName: this.tables.segments, Item: { clusterId, ...compact(row) }, ConditionExpression: 'attribute_exists(dbid)' },
+      })),
+      ...addRows.map((row) => ({
+        Put: { TableName: this.tables.segments, Item: { clusterId, ...compact(row) }, ConditionExpression: 'attribute_not_exists(dbid)' },
+      })),
+      ...removeRows.map((dbid) => ({
+        Delete: { TableName: this.tables.segments, Key: { clusterId, dbid }, ConditionExpression: 'attribute_exists(dbid)' },
       })),
       ...history.map((h, i) => ({
         Put: { TableName: this.tables.history, Item: this.historyItem(clusterId, next, i, h), ConditionExpression: 'attribute_not_exists(seq)' },
@@ -466,6 +472,7 @@ function memoryOf(raw: Partial<ProberMemory> | undefined): ProberMemory {
     failoversStarted: Object.fromEntries(Object.entries(raw.failoversStarted ?? {}).map(([k, v]) => [k, { ...v, attempt: v.attempt ?? 1 }])),
     syncTarget: raw.syncTarget ?? base.syncTarget,
     resets: raw.resets ?? base.resets,
+    replication: raw.replication ?? base.replication,
   };
 }
 

@@ -102,6 +102,29 @@ export class PgSegmentControl implements SegmentControl {
   }
 
   /**
+   * Drops the mirror's physical replication slot on the primary if it is there. A slot in
+   * use (a walsender streams through it) is left alone: HostCommandError, nothing dropped.
+   */
+  async dropSlot(primary: SegmentRow, mirrorDbid: number): Promise<void> {
+    const slot = mirrorSlotName(mirrorDbid);
+    await this.run(primary, `drop slot ${slot}`, {}, async (client) => {
+      const { rows } = await client.query<{ active: boolean; active_pid: number | null }>('SELECT active, active_pid FROM pg_replication_slots WHERE slot_name = $1::name', [slot]);
+      if (!rows.length) return;
+      if (rows[0].active) throw new HostCommandError(`slot ${slot} on dbid ${primary.dbid} is in use (walsender pid ${rows[0].active_pid ?? '?'}): its standby still streams; stop it first`);
+      try {
+        await client.query('SELECT pg_drop_replication_slot($1::name)', [slot]);
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        // 42704 undefined_object: dropped concurrently, which is the goal.
+        if (code === '42704') return;
+        // 55006 object_in_use: its standby connected since the look above.
+        if (code === '55006') throw new HostCommandError(`slot ${slot} on dbid ${primary.dbid} is in use: its standby still streams; stop it first`);
+        throw e;
+      }
+    });
+  }
+
+  /**
    * The instance's WAL receiver as `pg_stat_wal_receiver` shows it, plus its replay LSN;
    * `heardSecondsAgo` is measured on the instance's own clock.
    */

@@ -2,7 +2,9 @@
  * SegmentProbe over PostgreSQL: Greenplum's FTS probe message, as one TCP connection per
  * attempt and one query for what is read. The query reports the instance's identity
  * (`fts.dbid`, `fts.content`, system identifier), whether it is in recovery, its
- * mirror's walsender (state, sync state, LSNs), whether sync rep is on, its WAL
+ * mirror's walsender (state, sync state, sent/write/flush/replay LSNs, replay lag), on a
+ * standby its own WAL receiver (status, received LSN, seconds since it last heard from
+ * its primary by its own clock), whether sync rep is on, its WAL
  * position, a check of the critical directories (`base`, `global`, `pg_wal`), when the
  * postmaster started and when it last (re)initialized (the checkpointer's start, which
  * moves at every crash reset), and `wal_sender_timeout`.
@@ -20,9 +22,10 @@
  * Both, like `authentication`, are reported at once: retrying does not change them.
  *
  * The prober's role needs, besides LOGIN: `pg_read_all_stats` (else pg_stat_replication
- * hides the walsender's state and every mirror looks absent, and pg_stat_activity hides
- * the checkpointer's start), EXECUTE on `pg_stat_file(text)` (revoked from PUBLIC by
- * default) and on `pg_control_system()` (granted to PUBLIC by default), and SELECT,
+ * hides the walsender's state and every mirror looks absent, pg_stat_wal_receiver hides a
+ * standby's receiver status, and pg_stat_activity hides the checkpointer's start),
+ * EXECUTE on `pg_stat_file(text)` (revoked from PUBLIC by default) and on
+ * `pg_control_system()` (granted to PUBLIC by default), and SELECT,
  * INSERT and UPDATE on `fts_heartbeat` (an upsert reads the conflicting row), or CREATE
  * on schema `public` to create the table on first use; a missing privilege is kind
  * `error`, not `disk`. A superuser has all of them, and is reserved its connection:
@@ -36,7 +39,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client } from 'pg';
 import { WrongInstanceError } from '../../core/errors';
 import { mirrorSlotName, type SegmentRow } from '../../core/model';
-import type { MirrorReplication, ProbeAnswer, ProbeFailureKind, ProbeResult } from '../../core/probe';
+import type { MirrorReplication, ProbeAnswer, ProbeFailureKind, ProbeResult, WalReceiverObservation } from '../../core/probe';
 import type { Settings } from '../../core/settings';
 import type { ProbeOptions, SegmentProbe } from '../../ports/segments';
 import { IDENTITY_COLUMNS, SegmentTimeoutError, identityMismatch, withSegmentClient, type InstanceIdentity, type PgCredentialsProvider } from './connection';
@@ -56,11 +59,17 @@ SELECT ${IDENTITY_COLUMNS},
        (SELECT max(backend_start) FROM pg_stat_activity WHERE backend_type = 'checkpointer') AS initialized_at,
        COALESCE((SELECT bool_and(wait_event IN ('CheckpointerMain', 'CheckpointWriteDelay')) FROM pg_stat_activity WHERE backend_type = 'checkpointer'), false) AS sync_rep_settled,
        w.setting AS wal_sender_timeout, w.unit AS wal_sender_timeout_unit,
-       r.application_name, r.state, r.sync_state, r.flush_lsn::text AS flush_lsn, r.replay_lsn::text AS replay_lsn
+       r.application_name, r.state, r.sync_state, r.sent_lsn::text AS sent_lsn, r.write_lsn::text AS write_lsn,
+       r.flush_lsn::text AS flush_lsn, r.replay_lsn::text AS replay_lsn,
+       extract(epoch FROM r.replay_lag)::float8 AS replay_lag_seconds,
+       (CASE WHEN pg_is_in_recovery() THEN COALESCE(wr.status, 'absent') END) AS receiver_status,
+       (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() END)::text AS received_lsn,
+       greatest(extract(epoch FROM clock_timestamp() - wr.last_msg_receipt_time), 0)::float8 AS receiver_heard_seconds_ago
   FROM (SELECT 1) AS one
   LEFT JOIN LATERAL (SELECT setting, unit FROM pg_settings WHERE name = 'wal_sender_timeout') AS w ON true
+  LEFT JOIN LATERAL (SELECT status, last_msg_receipt_time FROM pg_stat_wal_receiver LIMIT 1) AS wr ON true
   LEFT JOIN LATERAL (
-        SELECT application_name, state, sync_state, flush_lsn, replay_lsn
+        SELECT application_name, state, sync_state, sent_lsn, write_lsn, flush_lsn, replay_lsn, replay_lag
           FROM pg_stat_replication
          WHERE $1::text IS NULL OR application_name = $1::text
          ORDER BY (application_name LIKE 'fts\\_mirror\\_dbid\\_%') DESC, backend_start
@@ -93,8 +102,14 @@ interface ProbeRow extends InstanceIdentity {
   application_name: string | null;
   state: string | null;
   sync_state: string | null;
+  sent_lsn: string | null;
+  write_lsn: string | null;
   flush_lsn: string | null;
   replay_lsn: string | null;
+  replay_lag_seconds: number | null;
+  receiver_status: string | null;
+  received_lsn: string | null;
+  receiver_heard_seconds_ago: number | null;
 }
 
 /** Construction options. */
@@ -294,6 +309,7 @@ function answerOf(row: ProbeRow, wrote: boolean | undefined): AttemptAnswer {
   return {
     inRecovery: row.in_recovery,
     mirror: replicationOf(row),
+    ...(row.in_recovery ? { receiver: receiverOf(row) } : {}),
     syncRepOn: row.sync_rep_on,
     syncRepSettled: row.sync_rep_settled,
     ...(row.lsn ? { lsn: row.lsn } : {}),
@@ -327,13 +343,28 @@ export function settingMs(setting: string | null, unit: string | null): number |
  */
 function replicationOf(row: ProbeRow): MirrorReplication {
   const state = row.state === 'streaming' ? 'streaming' : row.state === 'catchup' ? 'catchup' : 'absent';
-  if (state === 'absent') return { state, syncState: 'none' };
+  const senderState = row.state ? { senderState: row.state } : {};
+  if (state === 'absent') return { state, syncState: 'none', ...senderState };
   const syncState = row.sync_state === 'sync' || row.sync_state === 'async' || row.sync_state === 'potential' || row.sync_state === 'quorum' ? row.sync_state : 'none';
   return {
     state,
     syncState,
+    ...senderState,
+    ...(row.sent_lsn ? { sentLsn: row.sent_lsn } : {}),
+    ...(row.write_lsn ? { writeLsn: row.write_lsn } : {}),
     ...(row.flush_lsn ? { flushLsn: row.flush_lsn } : {}),
     ...(row.replay_lsn ? { replayLsn: row.replay_lsn } : {}),
+    ...(row.replay_lag_seconds !== null && row.replay_lag_seconds !== undefined ? { replayLagSeconds: Number(row.replay_lag_seconds) } : {}),
+  };
+}
+
+/** An instance in recovery: its WAL receiver (`absent` when it has none, e.g. replaying from the archive or reconnecting). */
+function receiverOf(row: ProbeRow): WalReceiverObservation {
+  return {
+    state: row.receiver_status ?? 'absent',
+    ...(row.received_lsn ? { receivedLsn: row.received_lsn } : {}),
+    ...(row.lsn ? { replayLsn: row.lsn } : {}),
+    ...(row.receiver_heard_seconds_ago !== null && row.receiver_heard_seconds_ago !== undefined ? { heardSecondsAgo: Number(row.receiver_heard_seconds_ago) } : {}),
   };
 }
 
