@@ -38,6 +38,7 @@ import {
 } from '../cli/local-cluster';
 import { timelineTelemetry, type TimelineEvent } from '../cli/local-prober';
 import { runDemo } from '../cli/demo';
+import { formatInitstandby, initstandbyRequest, parsePort, type InitstandbyOptions } from '../cli/initstandby';
 
 const positiveInt = (name: string) => (value: string): number => {
   const n = Number(value);
@@ -476,6 +477,57 @@ export function buildProgram(): Command {
       );
     });
 
+
+  program
+    .command('initstandby')
+    .description("add a standby of the coordinator on another host (gpinitstandby -s), or remove it (-r); follows the workflow to its end")
+    .addOption(clusterOption())
+    .addOption(dirOption())
+    .option('-s <hostname>', "the standby's host: not the coordinator's host, EC2 instance or partition (nor its zone, unless --allow-same-zone)")
+    .option('-P <port>', "the standby's port (default the coordinator's)", parsePort)
+    .option('-S, --datadir <dir>', "the standby's data directory, absolute (default the coordinator's)")
+    .option('-r', 'remove the standby: sync rep off first, then stop it, drop its slot, remove its row')
+    .option('--address <address>', 'the address the coordinator reaches the standby at (default its hostname; 127.0.0.1 on a local cluster)')
+    .option('--instance-id <id>', "the EC2 instance of the standby's host (needed in AWS unless a catalog row names that host)")
+    .option('--availability-zone <az>', "the availability zone of the standby's host")
+    .option('--allow-same-zone', "accept a standby in the coordinator's availability zone (a cluster in one zone)")
+    .option('--poll <seconds>', 'seconds between two looks at the copy (default 2 locally, 10 in AWS)', positiveInt('--poll'))
+    .option('--state-machine-arn <arn>', 'run it in AWS (StartExecution of the InitStandby state machine) instead of on the local cluster')
+    .option('--no-wait', 'AWS only: start the execution and print its ARN without following it')
+    .option('--json', 'one JSON object')
+    .action(async (o) => {
+      const options: InitstandbyOptions = { s: o.s, P: o.P, datadir: o.datadir, r: o.r, address: o.address, instanceId: o.instanceId, availabilityZone: o.availabilityZone, allowSameZone: o.allowSameZone, poll: o.poll ?? (o.stateMachineArn ? undefined : 2) };
+      if (o.wait === false && !o.stateMachineArn) throw new InvalidArgumentError('--no-wait needs --state-machine-arn: a local workflow runs in this process and ends with it');
+      const where = { local: !o.stateMachineArn };
+      initstandbyRequest(o.cluster, undefined, options, where); // bad flags: refused before anything is read
+      const snapshot = await catalogFor(o.cluster, o.dir).load(o.cluster);
+      const { kind, input } = initstandbyRequest(o.cluster, snapshot.version, options, where);
+      const executionName = executionNameFor(kind, input);
+      let result: WorkflowRunResult;
+      if (o.stateMachineArn) {
+        const client = new SFNClient({ maxAttempts: 5 });
+        if (o.wait === false) {
+          if (!STATE_MACHINE_ARN_PATTERN.test(o.stateMachineArn)) throw new ValidationError(`--state-machine-arn must be a state machine ARN, got ${JSON.stringify(o.stateMachineArn)}`);
+          const started = await client.send(new StartExecutionCommand({ stateMachineArn: o.stateMachineArn, name: executionName, input: JSON.stringify(input) }));
+          print(o.json ? JSON.stringify({ stateMachine: kind, executionArn: started.executionArn, input }, null, 2) : `${kind} started: ${started.executionArn}`);
+          return;
+        }
+        result = await runWorkflowInAws(client, o.stateMachineArn, kind, JSON.stringify(input), { executionName, pollMs: 5000 });
+      } else {
+        let shown = 0;
+        result = await runWorkflowLocally(openLocalCluster(o.dir ?? localClusterDir(o.cluster)), kind, input, {
+          executionName,
+          onLog: (e) => {
+            if (o.json || e.message !== 'rebuild progress' || typeof e.bytes !== 'number' || typeof e.total !== 'number' || Date.now() - shown < 1000) return;
+            shown = Date.now();
+            process.stderr.write(`${progressLine(-1, e.bytes, e.total, String(e.tool ?? ''))}\n`);
+          },
+        });
+      }
+      if (o.json) print(JSON.stringify({ ...result, log: undefined }, null, 2));
+      else print(formatInitstandby(result));
+      process.exitCode = result.status === 'SUCCEEDED' ? 0 : 1;
+    });
 
   program
     .command('recoverseg')

@@ -114,7 +114,7 @@ function standbyReplication(snapshot: ClusterSnapshot): string[] {
           receiver.state,
           receiver.receivedLsn ? `received to ${receiver.receivedLsn}` : undefined,
           receiver.replayLsn ? `replayed to ${receiver.replayLsn}` : undefined,
-          receiver.heardSecondsAgo !== undefined ? `last heard from the coordinator ${lagSeconds(receiver.heardSecondsAgo)} s before` : undefined,
+          receiver.heardSecondsAgo !== undefined ? `heard from the coordinator ${lagSeconds(receiver.heardSecondsAgo)} s earlier` : undefined,
         ]
           .filter((x) => x !== undefined)
           .join(', ');

@@ -143,7 +143,7 @@ export interface FtsStackProps extends StackProps {
    * Sources of the handlers (the prober's and each workflow's); tests point them at stubs.
    * @default the real handlers under lambdas/handlers/
    */
-  readonly handlers?: { readonly prober?: HandlerSource; readonly promoteMirror?: HandlerSource; readonly recoverSegments?: HandlerSource; readonly rebalance?: HandlerSource; readonly activateStandby?: HandlerSource };
+  readonly handlers?: { readonly prober?: HandlerSource; readonly promoteMirror?: HandlerSource; readonly recoverSegments?: HandlerSource; readonly rebalance?: HandlerSource; readonly activateStandby?: HandlerSource; readonly initStandby?: HandlerSource };
   /**
    * How the segment hosts run PostgreSQL (OS user, bin directory, pg_ctl or systemd).
    * @default gpadmin, /usr/lib/postgresql/15/bin, pg_ctl
@@ -206,6 +206,8 @@ export class FtsStack extends Stack {
   readonly rebalance: StepWorkflow;
   /** The ActivateStandby workflow (gpactivatestandby; operators start it, or the prober when autoActivateStandby is on). */
   readonly activateStandby: StepWorkflow;
+  /** The InitStandby workflow (gpinitstandby, gpinitstandby -r; operators start it). */
+  readonly initStandby: StepWorkflow;
   /** The scheduled prober. */
   readonly prober: Prober;
   /** Topic, alarms, dashboard. */
@@ -246,6 +248,7 @@ export class FtsStack extends Stack {
     this.recoverSegments = workflow('RecoverSegments', props.handlers?.recoverSegments);
     this.rebalance = workflow('Rebalance', props.handlers?.rebalance);
     this.activateStandby = workflow('ActivateStandby', props.handlers?.activateStandby);
+    this.initStandby = workflow('InitStandby', props.handlers?.initStandby);
     this.prober = new Prober(this, 'Prober', {
       clusterId: props.clusterId,
       tables: this.tables,
@@ -262,7 +265,7 @@ export class FtsStack extends Stack {
       clusterId: props.clusterId,
       promoteStateMachine: this.promoteMirror.stateMachine,
       promoteFunction: this.promoteMirror.function,
-      operatorStateMachines: { RecoverSegments: this.recoverSegments.stateMachine, Rebalance: this.rebalance.stateMachine, ActivateStandby: this.activateStandby.stateMachine },
+      operatorStateMachines: { RecoverSegments: this.recoverSegments.stateMachine, Rebalance: this.rebalance.stateMachine, ActivateStandby: this.activateStandby.stateMachine, InitStandby: this.initStandby.stateMachine },
       proberFunction: this.prober.function,
       notificationEmails: props.notificationEmails,
     });
@@ -271,7 +274,7 @@ export class FtsStack extends Stack {
     new CfnOutput(this, 'SegmentsTable', { value: this.tables.segments.tableName });
     new CfnOutput(this, 'HistoryTable', { value: this.tables.history.tableName });
     new CfnOutput(this, 'ClustersTable', { value: this.tables.clusters.tableName });
-    for (const w of [this.promoteMirror, this.recoverSegments, this.rebalance, this.activateStandby]) {
+    for (const w of [this.promoteMirror, this.recoverSegments, this.rebalance, this.activateStandby, this.initStandby]) {
       new CfnOutput(this, `${w.spec.kind}StateMachineArn`, { value: w.stateMachine.stateMachineArn });
     }
     new CfnOutput(this, 'ProberFunctionName', { value: this.prober.function.functionName });

@@ -87,7 +87,7 @@ function synthesize(options: SynthesizeOptions): Record<WorkflowKind, WorkflowDe
   const props = ftsStackPropsFromContext((key) => app.node.tryGetContext(key), { handlers: options.handlers });
   const stack = new FtsStack(app, 'Fts-example', props);
   const types = logicalIdTypes(stack);
-  const byKind = { PromoteMirror: stack.promoteMirror, RecoverSegments: stack.recoverSegments, Rebalance: stack.rebalance, ActivateStandby: stack.activateStandby };
+  const byKind = { PromoteMirror: stack.promoteMirror, RecoverSegments: stack.recoverSegments, Rebalance: stack.rebalance, ActivateStandby: stack.activateStandby, InitStandby: stack.initStandby };
   const out = {} as Record<WorkflowKind, WorkflowDefinition>;
   for (const kind of WORKFLOW_KINDS) {
     const cfn = byKind[kind].stateMachine.node.defaultChild as CfnStateMachine;

@@ -7,7 +7,7 @@
  * JSONPath only: the local runner (aws-local-stepfunctions) ignores JSONata.
  */
 import * as path from 'node:path';
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import type * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
@@ -92,9 +92,9 @@ export class StepWorkflow extends Construct {
       const at = (name: string): sfn.State => made.get(name) as sfn.State;
       for (const [name, s] of Object.entries(states)) {
         const state = at(name);
-        if (s.type === 'task' || s.type === 'map') {
-          const t = state as tasks.LambdaInvoke | sfn.Map;
-          for (const r of s.type === 'task' ? (s.retry ?? []) : []) {
+        if (s.type === 'task' || s.type === 'sdk' || s.type === 'map') {
+          const t = state as tasks.LambdaInvoke | tasks.CallAwsService | sfn.Map;
+          for (const r of s.type !== 'map' ? (s.retry ?? []) : []) {
             t.addRetry({ errors: r.errors.map(errorName), interval: Duration.seconds(r.intervalSeconds), maxAttempts: r.maxAttempts, backoffRate: r.backoffRate });
           }
           for (const c of s.catch ?? []) t.addCatch(at(c.next), { errors: c.errors.map(errorName), resultPath: ERROR_PATH });
@@ -146,6 +146,22 @@ export class StepWorkflow extends Construct {
           // Keeps the Lambda service-exception retries (Lambda.ServiceException, ...).
           retryOnServiceExceptions: true,
         });
+      case 'sdk': {
+        const parameters = Object.fromEntries(
+          Object.entries(s.parameters).map(([k, v]) => [k, typeof v === 'object' ? (v.list ? sfn.JsonPath.listAt(v.path) : sfn.JsonPath.stringAt(v.path)) : v]),
+        );
+        return new tasks.CallAwsService(this, name, {
+          stateName: name,
+          comment: s.comment,
+          service: s.service,
+          action: s.action,
+          parameters,
+          // Instances cannot be named at deploy time: any instance of this account and region (see docs/deploy.md).
+          iamResources: [Stack.of(this).formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })],
+          resultPath: s.resultPath,
+          taskTimeout,
+        });
+      }
       case 'choice':
         return new sfn.Choice(this, name, { stateName: name });
       case 'wait':

@@ -7,8 +7,8 @@
  */
 import { z } from 'zod';
 import { clusterStatusOf, SECOND_OPINION_FRESH_SECONDS } from '../core/decide';
-import { CoordinatorAliveError, FenceUnconfirmedError, MirrorNotPromotableError, ValidationError, WrongInstanceError } from '../core/errors';
-import { COORDINATOR_CONTENT, type CatalogChange, type ClusterSnapshot, type SegmentRow } from '../core/model';
+import { ContentBusyError, CoordinatorAliveError, FenceUnconfirmedError, MirrorNotPromotableError, ValidationError, WrongInstanceError } from '../core/errors';
+import { COORDINATOR_CONTENT, type CatalogChange, type ClusterSnapshot, type PendingOperation, type SegmentRow } from '../core/model';
 import { liveOperation } from '../core/operations';
 import { segmentRowSchema } from '../core/rows';
 import { ACTIVATE_STANDBY_SPEC, activateStandbyInputSchema, type ActivateStandbyInput } from '../workflows/activate-standby';
@@ -33,12 +33,33 @@ const coordinatorRows = (snapshot: ClusterSnapshot) => ({
   standby: snapshot.segments.find((r) => r.content === COORDINATOR_CONTENT && r.role === 'm'),
 });
 
+/** The activation plan an operation records, or undefined. */
+function planOf(operation: PendingOperation | undefined): ActivationPlan | undefined {
+  if (operation?.kind !== 'activation' || !operation.plan) return undefined;
+  try {
+    const parsed = activationPlanSchema.safeParse(JSON.parse(operation.plan));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The plan this execution recorded in its hold on content -1 (ContentBusyError when it holds nothing). */
 function heldPlan(snapshot: ClusterSnapshot, execution: string, now: Date): ActivationPlan {
   const hold = checkHeld(snapshot, COORDINATOR_CONTENT, execution, now);
-  const parsed = activationPlanSchema.safeParse(JSON.parse(hold.plan ?? 'null'));
-  if (!parsed.success) throw new ValidationError(`the hold of content -1 by execution ${execution} records no activation plan this version can read: ${hold.plan}`);
-  return parsed.data;
+  const plan = planOf(hold);
+  if (!plan) throw new ValidationError(`the hold of content -1 by execution ${execution} records no activation plan this version can read: ${hold.plan}`);
+  return plan;
+}
+
+/**
+ * An activation that failed after its catalog flip leaves its plan in a lapsed hold (see
+ * record-failure): the next ActivateStandby finishes it (promote, endpoint, write check)
+ * instead of looking for a standby that is the coordinator already.
+ */
+function unfinishedActivation(snapshot: ClusterSnapshot): ActivationPlan | undefined {
+  const plan = planOf(snapshot.pendingOperations.find((o) => o.content === COORDINATOR_CONTENT));
+  return plan && activated(snapshot, plan) ? plan : undefined;
 }
 
 /** True once the catalog names the standby as the coordinator and the old row is gone. */
@@ -108,8 +129,18 @@ export const ACTIVATE_STANDBY_STEPS: StepTable<WorkflowDeps> = {
       return { coordinatorDbid: plan.coordinator.dbid, standbyDbid: plan.standbyDbid, resumed: true };
     }
     const { coordinator, standby } = coordinatorRows(snapshot);
+    const unfinished = standby ? undefined : unfinishedActivation(snapshot);
+    if (unfinished) {
+      if (hold) throw new ContentBusyError(`content -1 is held by ${hold.kind} execution ${hold.execution}: the unfinished activation of dbid ${unfinished.standbyDbid} is not resumed now`);
+      await applyFresh(deps.catalog, input.clusterId, () => ({ rows: [], history: [], setOperations: [holdOf('activation', COORDINATOR_CONTENT, execution, now, unfinished)] }));
+      deps.telemetry.info('resuming an unfinished activation', { clusterId: input.clusterId, standbyDbid: unfinished.standbyDbid, execution });
+      return { coordinatorDbid: unfinished.coordinator.dbid, standbyDbid: unfinished.standbyDbid, resumed: true };
+    }
     if (!coordinator) throw new ValidationError(`cluster ${snapshot.clusterId} has no coordinator row (content -1, role p)`);
     if (!standby) throw new ValidationError(`cluster ${snapshot.clusterId} has no standby (content -1, role m): nothing to activate; add one with gpinitstandby (ftsctl initstandby -s <host>)`);
+    if (input.stopInstance && !coordinator.instanceId) {
+      throw new ValidationError(`stopInstance needs the EC2 instance of coordinator dbid ${coordinator.dbid}, and its catalog row names none`);
+    }
     if (input.standbyDbid !== undefined && input.standbyDbid !== standby.dbid) {
       throw new ValidationError(`standbyDbid ${input.standbyDbid} is not the standby of cluster ${snapshot.clusterId} (the catalog names dbid ${standby.dbid})`);
     }
@@ -171,19 +202,21 @@ export const ACTIVATE_STANDBY_STEPS: StepTable<WorkflowDeps> = {
     const snapshot = await deps.catalog.load(input.clusterId);
     const plan = heldPlan(snapshot, execution, deps.now());
     // Fenced before an earlier run flipped the catalog (the flip comes only after a fence or a forced go-ahead).
-    if (activated(snapshot, plan)) return { fenced: true, earlier: true };
+    if (activated(snapshot, plan)) return { fenced: true, earlier: true, stopInstance: false };
     const standby = standbyRow(snapshot, plan);
+    // What the native StopCoordinatorInstance state reads: whether to stop the instance, and which.
+    const stop = input.stopInstance && plan.coordinator.instanceId ? { stopInstance: true, instanceIds: [plan.coordinator.instanceId] } : { stopInstance: false };
     try {
       const report = await deps.host.fence(plan.coordinator, standby);
       deps.telemetry.info('old coordinator fenced', { clusterId: input.clusterId, dbid: plan.coordinator.dbid, ...report });
-      return { fenced: true, ...report };
+      return { fenced: true, ...report, ...stop };
     } catch (e) {
       if (e instanceof WrongInstanceError) throw e;
       const cause = `${(e as Error).name}: ${(e as Error).message}`;
       if (!input.force) throw new FenceUnconfirmedError(`the fence of coordinator dbid ${plan.coordinator.dbid} on ${where(plan.coordinator)} could not be confirmed (${cause}); not activating the standby (force it with -f only if that host is surely down)`);
       deps.telemetry.metric('FencePending', 1);
       deps.telemetry.error('fence of the old coordinator not confirmed; activation forced', { clusterId: input.clusterId, cause });
-      return { fenced: false, cause };
+      return { fenced: false, cause, ...stop };
     }
   },
 
@@ -247,14 +280,25 @@ export const ACTIVATE_STANDBY_STEPS: StepTable<WorkflowDeps> = {
   },
 
   /**
-   * A step failed past its retries: the hold is released with a history row saying
-   * where the activation stopped; running it again resumes (the flip and the promotion
-   * are idempotent).
+   * A step failed past its retries. Before the catalog flip, the hold is released: nothing
+   * changed. After it, the hold is left lapsed with its plan (the prober takes content -1
+   * back), so the next ActivateStandby finishes the activation; a history row says which.
    */
   'record-failure': async (deps, doc, execution) => {
     const input = inputOf(doc, false);
     const cause = errorCause(doc);
-    await release(deps, input.clusterId, execution, undefined, `gpactivatestandby: activation failed: ${cause}`);
+    const now = deps.now();
+    const snapshot = await deps.catalog.load(input.clusterId);
+    const hold = snapshot.pendingOperations.find((o) => o.content === COORDINATOR_CONTENT && o.execution === execution);
+    const plan = planOf(hold);
+    if (hold && plan && activated(snapshot, plan)) {
+      const lapsed = new Date(Math.max(now.getTime(), Date.parse(hold.since) + 1)).toISOString();
+      await applyFresh(deps.catalog, input.clusterId, () => ({
+        rows: [],
+        history: [{ time: now.toISOString(), dbid: plan.standbyDbid, description: `gpactivatestandby: activation failed after the catalog named dbid ${plan.standbyDbid} the coordinator; run it again to finish: ${cause}`.slice(0, 1000) }],
+        setOperations: [{ ...hold, expiresAt: lapsed }],
+      }));
+    } else await release(deps, input.clusterId, execution, undefined, `gpactivatestandby: activation failed: ${cause}`);
     deps.telemetry.metric('ActivationFailed', 1);
     deps.telemetry.error('activation failed', { clusterId: input.clusterId, cause });
     await deps.notify?.(`FTS ${input.clusterId}: standby activation failed`, cause);

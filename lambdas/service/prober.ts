@@ -180,13 +180,14 @@ class Invocation {
    * Starts a read-only probe of the coordinator's standby (one attempt, no write check)
    * unless one is still in flight, and records what its WAL receiver says in the memory
    * when it answers. The coordinator's own cycle never waits for it: a black-holed standby
-   * delays no decision (the coordinator's walsender is what decides).
+   * delays no decision (the coordinator's walsender is what decides). A standby marked
+   * down is probed by the cycle itself (the zombie check), whose answer is recorded instead.
    */
   observeStandby(): void {
     if (this.standbyProbe) return;
     const pair = pairsByContent(this.snapshot.segments).find((p) => p.content === COORDINATOR_CONTENT);
     const { primary, mirror } = pair ?? {};
-    if (!primary || !mirror) return;
+    if (!primary || !mirror || mirror.status === 'd') return;
     const { deps } = this;
     this.standbyProbe = deps.probe
       .probe(mirror, { ...this.settings, probeRetries: 0 })
@@ -201,11 +202,23 @@ class Invocation {
       .finally(() => (this.standbyProbe = undefined));
   }
 
+  /** Records the cycle's own probe of a standby marked down (its zombie check) as the standby's receiver view. */
+  private async recordDownStandby(probes: readonly ProbeResult[]): Promise<void> {
+    const pair = pairsByContent(this.snapshot.segments).find((p) => p.content === COORDINATOR_CONTENT);
+    const { primary, mirror } = pair ?? {};
+    const probe = mirror?.status === 'd' ? probes.find((p) => p.dbid === mirror.dbid) : undefined;
+    if (!primary || !mirror || !probe) return;
+    await this.serialized(async () => {
+      this.memory = recordReceiver(this.memory, primary, mirror, probe, new Date(this.deps.clock()));
+    });
+  }
+
   /** One content: probe, decide and write, then act. Errors are logged; the next tick tries again. */
   async cycle(content: number): Promise<void> {
     const started = this.deps.clock();
     if (content === COORDINATOR_CONTENT) this.observeStandby();
     const probes = await this.probeContent(content);
+    if (content === COORDINATOR_CONTENT) await this.recordDownStandby(probes);
     const { plan, snapshot, written } = await this.decideAndWrite(content, probes);
     const { telemetry } = this.deps;
     const durationMs = this.deps.clock() - started;

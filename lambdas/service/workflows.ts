@@ -1,6 +1,7 @@
 /** Each workflow's step runner, by kind: what a Lambda handler or local mode binds to the Task states. */
 import type { WorkflowKind } from '../workflows/spec';
 import { runActivateStandbyStepEvent } from './activate-standby';
+import { runInitStandbyStepEvent } from './init-standby';
 import { runPromoteStepEvent } from './promotion';
 import { runRebalanceStepEvent } from './rebalance';
 import { runRecoverSegmentsStepEvent } from './recover-segments';
@@ -15,4 +16,5 @@ export const STEP_EVENT_RUNNERS: Readonly<Record<WorkflowKind, StepEventRunner>>
   RecoverSegments: runRecoverSegmentsStepEvent,
   Rebalance: runRebalanceStepEvent,
   ActivateStandby: runActivateStandbyStepEvent,
+  InitStandby: runInitStandbyStepEvent,
 };

@@ -3,8 +3,8 @@
  * Started from the console or `ftsctl activatestandby [-f]`, or by the prober when
  * `autoActivateStandby` is on.
  *
- *   Validate -> ConfirmDown -> FenceCoordinator -> Activate -> MoveEndpoint -> VerifyWrite
- *     -> Finish -> Activated
+ *   Validate -> ConfirmDown -> FenceCoordinator -> [StopCoordinatorInstance] -> Activate
+ *     -> MoveEndpoint -> VerifyWrite -> Finish -> Activated
  *
  * Validate holds content -1 (the lock between the prober and workflows) and records the
  * old coordinator's row in the hold, so every later step can be re-run after a crash,
@@ -34,6 +34,12 @@ export const activateStandbyInputSchema = z
      * it had not received are lost. Without it such a standby is refused.
      */
     ignoreLag: z.boolean().default(false),
+    /**
+     * After the fence, also stop the old coordinator's EC2 instance (StopInstances with
+     * Force, a native Step Functions task: it works when the host's agent does not answer).
+     * The catalog row must name its instance.
+     */
+    stopInstance: z.boolean().default(false),
     /** Started by the prober (`autoActivateStandby`): never forced, never with ignoreLag. */
     automatic: z.boolean().default(false),
     /** Catalog version the request was made on (names the execution; newer than the catalog is refused). */
@@ -67,7 +73,18 @@ export const ACTIVATE_STANDBY_SPEC: WorkflowSpec<ActivateStandbyInput> = {
   states: {
     Validate: { type: 'task', step: 'validate', next: 'ConfirmDown', retry: [CONFLICT_RETRY], catch: [{ errors: [ValidationError, ContentBusyError, MirrorNotPromotableError], next: 'InvalidInput' }] },
     ConfirmDown: { type: 'task', step: 'confirm-down', next: 'FenceCoordinator', retry: [TRANSIENT_RETRY], catch: [{ errors: [CoordinatorAliveError], next: 'RecordRefusal' }, toFailure] },
-    FenceCoordinator: { type: 'task', step: 'fence-coordinator', next: 'Activate', retry: [TRANSIENT_RETRY], catch: [{ errors: [FenceUnconfirmedError], next: 'RecordRefusal' }, toFailure] },
+    FenceCoordinator: { type: 'task', step: 'fence-coordinator', next: 'StopInstanceAsked', retry: [TRANSIENT_RETRY], catch: [{ errors: [FenceUnconfirmedError], next: 'RecordRefusal' }, toFailure] },
+    StopInstanceAsked: { type: 'choice', when: [{ path: '$.fenceCoordinator.stopInstance', equals: true, next: 'StopCoordinatorInstance' }], otherwise: 'Activate' },
+    StopCoordinatorInstance: {
+      type: 'sdk',
+      service: 'ec2',
+      action: 'stopInstances',
+      parameters: { InstanceIds: { path: '$.fenceCoordinator.instanceIds', list: true }, Force: true },
+      resultPath: '$.stopCoordinatorInstance',
+      next: 'Activate',
+      retry: [{ errors: ['States.TaskFailed'], intervalSeconds: 2, backoffRate: 2, maxAttempts: 3 }],
+      catch: [toFailure],
+    },
     Activate: { type: 'task', step: 'activate', next: 'MoveEndpoint', retry: [TRANSIENT_RETRY, CONFLICT_RETRY], catch: [toFailure] },
     MoveEndpoint: { type: 'task', step: 'move-endpoint', next: 'VerifyWrite', retry: [TRANSIENT_RETRY], catch: [toFailure] },
     VerifyWrite: { type: 'task', step: 'verify-write', next: 'Finish', retry: [TRANSIENT_RETRY], catch: [toFailure] },

@@ -44,7 +44,7 @@ const datadirSchema = z
   .min(1)
   .max(1024)
   .refine((d) => d.startsWith('/'), 'must be an absolute path')
-  .refine((d) => !/[\u0000-\u001f]/.test(d), 'must not contain control characters (newlines, tabs)')
+  .refine((d) => [...d].every((c) => c.charCodeAt(0) >= 0x20 && c.charCodeAt(0) !== 0x7f), 'must not contain control characters (newlines, tabs)')
   .refine((d) => d.split('/').some((part) => part !== '' && part !== '.' && part !== '..'), 'must not be the root directory');
 
 /** InitStandby input, as the console or `ftsctl initstandby` sends it. */

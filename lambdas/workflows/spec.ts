@@ -14,7 +14,7 @@ import type { z } from 'zod';
 import { CatalogConflictError, HostCommandError, NotWritableError, SegmentUnreachableError, ValidationError } from '../core/errors';
 
 /** The workflows FTS deploys, by the name an operator uses (state machine and console). */
-export const WORKFLOW_KINDS = ['PromoteMirror', 'RecoverSegments', 'Rebalance', 'ActivateStandby'] as const;
+export const WORKFLOW_KINDS = ['PromoteMirror', 'RecoverSegments', 'Rebalance', 'ActivateStandby', 'InitStandby'] as const;
 /** One of {@link WORKFLOW_KINDS}. */
 export type WorkflowKind = (typeof WORKFLOW_KINDS)[number];
 
@@ -95,8 +95,29 @@ export interface FailSpec {
   causePath?: string;
 }
 
+/** A parameter of a native SDK task: a constant, or a JSONPath of the state document (`list` for an array). */
+export type SdkParameter = string | number | boolean | { path: string; list?: boolean };
+
+/**
+ * A native AWS SDK task of Step Functions (no Lambda in between): `service:action` with
+ * `parameters`; the response lands at `resultPath`. For a call that must not depend on a
+ * function or a host answering, e.g. stopping the old coordinator's EC2 instance. The
+ * local runner has no AWS: local mode routes around these states (a Choice before them).
+ */
+export interface SdkTaskSpec {
+  type: 'sdk';
+  service: 'ec2';
+  action: 'stopInstances';
+  parameters: Readonly<Record<string, SdkParameter>>;
+  resultPath: string;
+  next?: string;
+  retry?: readonly RetryRule[];
+  catch?: readonly CatchRule[];
+  comment?: string;
+}
+
 /** Any state of a spec. */
-export type StateSpec = TaskSpec | ChoiceSpec | WaitSpec | MapSpec | SucceedSpec | FailSpec;
+export type StateSpec = TaskSpec | SdkTaskSpec | ChoiceSpec | WaitSpec | MapSpec | SucceedSpec | FailSpec;
 
 /** A whole workflow. */
 export interface WorkflowSpec<I = unknown> {
@@ -201,7 +222,7 @@ export function checkSpec(spec: WorkflowSpec, steps?: readonly string[]): void {
     };
     known(start, 'start');
     for (const [name, s] of Object.entries(states)) {
-      if (s.type === 'task') {
+      if (s.type === 'task' || s.type === 'sdk') {
         known(s.next, name);
         for (const c of s.catch ?? []) known(c.next, name);
       } else if (s.type === 'choice') {

@@ -98,6 +98,20 @@ describe('PgSegmentProbe', () => {
     expect(r.systemIdentifier).toBe(expectAnswer(await pair.probe.probe(primary, pair.settings)).systemIdentifier);
   });
 
+  test("both ends of the replication as gpstate -f shows them: the primary's walsender (state, sync state, sent/write/flush/replay, replay lag) and the mirror's WAL receiver", async () => {
+    await pair.query(primary, 'CREATE TABLE IF NOT EXISTS probe_lag_check (id int); INSERT INTO probe_lag_check VALUES (1)');
+    const p = expectAnswer(await pair.probe.probe(primary, pair.settings, mirror));
+    const lsn = /^[0-9A-F]+\/[0-9A-F]+$/;
+    expect(p.mirror).toMatchObject({ state: 'streaming', senderState: 'streaming', syncState: 'sync', sentLsn: expect.stringMatching(lsn), writeLsn: expect.stringMatching(lsn), flushLsn: expect.stringMatching(lsn), replayLsn: expect.stringMatching(lsn) });
+    // replay_lag is null once an idle standby has caught up for a while; else seconds.
+    if (p.mirror.replayLagSeconds !== undefined) expect(p.mirror.replayLagSeconds).toBeGreaterThanOrEqual(0);
+    expect(p.receiver).toBeUndefined(); // a primary has no WAL receiver
+    const m = expectAnswer(await pair.probe.probe(mirror, pair.settings));
+    expect(m.receiver).toEqual({ state: 'streaming', receivedLsn: expect.stringMatching(lsn), replayLsn: m.lsn, heardSecondsAgo: expect.any(Number) });
+    expect(m.receiver!.heardSecondsAgo).toBeGreaterThanOrEqual(0);
+    expect(m.receiver!.heardSecondsAgo).toBeLessThan(10);
+  });
+
   test("the mirror's heardSecondsAgo grows while its primary's walsender is frozen, and falls when it runs again", async () => {
     const [{ pid }] = await pair.query<{ pid: number }>(primary, `SELECT pid FROM pg_stat_replication WHERE application_name = 'fts_mirror_dbid_${mirror.dbid}'`);
     // An idle walsender pings its mirror every wal_sender_timeout / 2 (3 s): past that, the mirror has not heard from it.

@@ -161,11 +161,11 @@ describe('prober', () => {
     });
   });
 
-  test('may start the PromoteMirror state machine and nothing else', () => {
+  test('may start PromoteMirror and ActivateStandby (autoActivateStandby) and nothing else', () => {
     const statements = statementsOf(proberRole).filter((s) => actionsOf(s).some((a) => a.startsWith('states:')));
     expect(statements).toHaveLength(1);
     expect(actionsOf(statements[0])).toEqual(['states:StartExecution']);
-    expect(resourcesOf(statements[0])).toEqual([{ Ref: stateMachine }]);
+    expect(resourcesOf(statements[0])).toEqual([{ Ref: stateMachine }, { Ref: id(stack.activateStandby.stateMachine) }]);
   });
 
   test('DynamoDB actions only on the three catalog tables', () => {
@@ -274,9 +274,9 @@ describe('operator workflows (RecoverSegments, Rebalance)', () => {
     expect(statementsOf(id(workflow.function.role as never)).flatMap(actionsOf)).not.toContain('states:StartExecution');
   });
 
-  test('the prober may start PromoteMirror only, not the operator workflows', () => {
+  test('the prober may start PromoteMirror and ActivateStandby only, not the operator workflows', () => {
     const starts = statementsOf(proberRole).filter((st) => actionsOf(st).includes('states:StartExecution'));
-    expect(starts.flatMap(resourcesOf)).toEqual([{ Ref: stateMachine }]);
+    expect(starts.flatMap(resourcesOf)).toEqual([{ Ref: stateMachine }, { Ref: id(stack.activateStandby.stateMachine) }]);
   });
 });
 

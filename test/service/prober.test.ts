@@ -12,7 +12,7 @@ import type { SegmentRow } from '../../lambdas/core/model';
 import type { ProbeResult } from '../../lambdas/core/probe';
 import { parseSettings } from '../../lambdas/core/settings';
 import type { SegmentControl, SegmentHost, SegmentProbe } from '../../lambdas/ports/segments';
-import { silentTelemetry } from '../../lambdas/ports/telemetry';
+import { silentTelemetry, type Telemetry } from '../../lambdas/ports/telemetry';
 import type { PromoteMirrorInput, Workflows } from '../../lambdas/ports/workflows';
 import { leaseTtlMs, runProber, type ContentReport, type ProberDeps } from '../../lambdas/service/prober';
 import { waitFor } from '../support/pg-pair';
@@ -165,4 +165,102 @@ test('a content under recovery is left alone: its failed primary is not decided,
   expect(after.pendingFences).toEqual(before.pendingFences);
   expect(after.pendingOperations).toEqual(before.pendingOperations);
   expect(after.memory.mirrorDownSince['0']).toBeUndefined();
+});
+
+describe('the coordinator and its standby', () => {
+  /** Coordinator dbid 1 and standby dbid 6 (content -1), plus the two segment pairs. */
+  const withCoordinator = (): SegmentRow[] => [row(1, -1, 'p', 'cdw'), row(6, -1, 'm', 'scdw'), ...rows()];
+  const metrics = () => {
+    const seen: { name: string; value: number }[] = [];
+    const telemetry: Telemetry = { ...silentTelemetry, metric: (name, value) => void seen.push({ name, value }) };
+    return { seen, telemetry, count: (name: string) => seen.filter((m) => m.name === name).length };
+  };
+
+  test("a black-holed standby delays nothing: the coordinator's walsender decides (standby marked down, sync rep off, StandbyDown); its probe's outcome is kept for state -f", async () => {
+    const clusterId = `standby-${suffix}-${++seq}`;
+    await catalog.initialize(clusterId, withCoordinator(), settings, new Date().toISOString());
+    const clock = new Clock();
+    let release!: (r: ProbeResult) => void;
+    const hanging = new Promise<ProbeResult>((resolve) => (release = resolve));
+    // The standby's status as the catalog had it at each probe of it: the first one hangs,
+    // later ones (once it is marked down: the cycle's zombie check) fail after their one attempt.
+    const standbyProbes: string[] = [];
+    const syncRep: string[] = [];
+    const { seen, telemetry, count } = metrics();
+    const d = deps(
+      clock,
+      async (segment) => {
+        if (segment.dbid === 6) {
+          standbyProbes.push(segment.status);
+          return standbyProbes.length === 1 ? hanging : { ok: false, dbid: 6, kind: 'timeout', message: 'dbid 6 (scdw:6006): timeout expired', attempts: 1, durationMs: 1000 };
+        }
+        return healthy(segment.dbid, segment.dbid === 1 ? { mirror: { state: 'absent', syncState: 'none' } } : {});
+      },
+      [],
+      syncRep,
+    );
+    d.telemetry = telemetry;
+    const reports: ContentReport[] = [];
+    const run = runProber(d, { clusterId, owner: 'a', deadline: clock.now + 30_000, onDecided: (r) => reports.push(r) });
+    await waitFor('standby marked down', async () => ((await catalog.load(clusterId)).segments.find((r) => r.dbid === 6)?.status === 'd' ? true : undefined), 30_000, 20);
+    await waitFor('sync rep off on the coordinator', async () => (syncRep.includes('1:off') ? true : undefined), 10_000, 10);
+    await waitFor('StandbyDown', async () => (count('StandbyDown') > 0 ? true : undefined), 10_000, 10);
+    // Content -1 was decided round after round while the standby's first probe hung; no second one was started beside it.
+    expect(reports.filter((r) => r.content === -1).length).toBeGreaterThan(2);
+    expect(standbyProbes.filter((status) => status === 'u')).toEqual(['u']);
+    expect(seen.filter((m) => m.name === 'StandbyLagBytes')).toEqual([]); // nothing streams: no lag to report
+    release({ ok: false, dbid: 6, kind: 'timeout', message: 'dbid 6 (scdw:6006): timeout expired', attempts: 1, durationMs: 1000 });
+    await run;
+    const stored = (await catalog.load(clusterId)).memory.replication?.['-1'];
+    expect(stored).toMatchObject({
+      primaryDbid: 1,
+      mirrorDbid: 6,
+      sender: { state: 'absent', syncState: 'none', synchronous: true },
+      receiver: { state: 'unreachable', error: 'timeout: dbid 6 (scdw:6006): timeout expired' },
+    });
+    expect(standbyProbes.length).toBeGreaterThan(1);
+    expect(standbyProbes.slice(1).every((status) => status === 'd')).toBe(true);
+  });
+
+  test('the standby lag gauge and StandbyLagging; the receiver view is stored with the memory', async () => {
+    const clusterId = `lag-${suffix}-${++seq}`;
+    await catalog.initialize(clusterId, withCoordinator(), parseSettings({ ...settings, standbyLagAlarmBytes: 1024 }), new Date().toISOString());
+    const clock = new Clock();
+    const { seen, telemetry, count } = metrics();
+    const d = deps(clock, async (segment) =>
+      segment.dbid === 6
+        ? healthy(6, { inRecovery: true, mirror: { state: 'absent', syncState: 'none' }, receiver: { state: 'streaming', receivedLsn: '0/2FFF000', replayLsn: '0/2FFF000', heardSecondsAgo: 0.5 } })
+        : healthy(segment.dbid, segment.dbid === 1 ? { mirror: { state: 'streaming', syncState: 'sync', flushLsn: '0/2FFF000' } } : {}),
+      [],
+    );
+    d.telemetry = telemetry;
+    await runProber(d, { clusterId, owner: 'a', deadline: clock.now + 3000 });
+    expect(seen.filter((m) => m.name === 'StandbyLagBytes').map((m) => m.value)).toContain(4096);
+    expect(count('StandbyLagging')).toBeGreaterThan(0);
+    expect((await catalog.load(clusterId)).memory.replication?.['-1']).toMatchObject({
+      sender: { state: 'streaming', syncState: 'sync', flushLsn: '0/2FFF000', primaryLsn: '0/3000000', lagBytes: 4096 },
+      receiver: { state: 'streaming', receivedLsn: '0/2FFF000', heardSecondsAgo: 0.5 },
+    });
+  });
+
+  test('autoActivateStandby: a failed coordinator starts ActivateStandby once per failoverRetrySeconds; off, only the alarm', async () => {
+    for (const autoActivateStandby of [true, false]) {
+      const clusterId = `auto-${suffix}-${++seq}`;
+      await catalog.initialize(clusterId, withCoordinator(), parseSettings({ ...settings, autoActivateStandby, failoverRetrySeconds: 60 }), new Date().toISOString());
+      const clock = new Clock();
+      const { telemetry, count } = metrics();
+      const started: { kind: string; input: unknown }[] = [];
+      const d = deps(clock, async (segment) => (segment.content === -1 ? { ok: false, dbid: segment.dbid, kind: 'refused', message: 'refused', attempts: 2, durationMs: 1 } : healthy(segment.dbid)), []);
+      d.workflows = { start: async (kind, input) => (started.push({ kind, input }), { executionName: 'activate-x', started: true }) };
+      d.telemetry = telemetry;
+      await runProber(d, { clusterId, owner: 'a', deadline: clock.now + 5000 });
+      expect(count('CoordinatorUnreachable')).toBeGreaterThan(2);
+      if (autoActivateStandby) {
+        expect(started).toEqual([{ kind: 'ActivateStandby', input: { clusterId, catalogVersion: 1, standbyDbid: 6, automatic: true, attempt: 1, reason: expect.stringMatching(/^coordinator dbid 1 failed/) } }]);
+        expect(count('StandbyActivationsStarted')).toBe(1);
+      } else {
+        expect(started).toEqual([]);
+      }
+    }
+  });
 });

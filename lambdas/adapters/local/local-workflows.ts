@@ -73,6 +73,12 @@ export interface LocalWorkflow {
   definition: object;
   /** The step handler (`lambdas/handlers/<workflow>.ts` semantics). */
   handler: (event: StepEvent) => Promise<unknown>;
+  /**
+   * Native AWS SDK tasks (`arn:aws:states:::aws-sdk:...`), by state name: what stands in
+   * for the AWS call (tests check the request). A state without one fails with
+   * `LocalSdkUnavailable`: there is no AWS here.
+   */
+  sdkTasks?: Readonly<Record<string, (parameters: unknown) => Promise<unknown>>>;
 }
 
 /** Options of {@link LocalWorkflows}. */
@@ -99,18 +105,22 @@ interface Execution {
 
 interface Loaded {
   machine: StateMachine;
+  /** Task states that invoke the step function. */
   taskStates: string[];
+  /** Task states that call an AWS API natively. */
+  sdkStates: string[];
+  sdkTasks: NonNullable<LocalWorkflow['sdkTasks']>;
   waitStates: string[];
   handler: LocalWorkflow['handler'];
 }
 
-/** Names of the states of a type, Map iterations included. */
-function statesOfType(definition: StateMachineDefinition, type: string): string[] {
+/** Names of the states of a type (and, for Task states, whose Resource passes `resource`), Map iterations included. */
+function statesOfType(definition: StateMachineDefinition, type: string, resource: (arn: string) => boolean = () => true): string[] {
   const names: string[] = [];
   const walk = (states: Record<string, unknown>) => {
     for (const [name, state] of Object.entries(states)) {
-      const s = state as { Type: string; ItemProcessor?: { States: Record<string, unknown> }; Iterator?: { States: Record<string, unknown> } };
-      if (s.Type === type) names.push(name);
+      const s = state as { Type: string; Resource?: string; ItemProcessor?: { States: Record<string, unknown> }; Iterator?: { States: Record<string, unknown> } };
+      if (s.Type === type && resource(s.Resource ?? '')) names.push(name);
       const inner = s.ItemProcessor ?? s.Iterator;
       if (inner) walk(inner.States);
     }
@@ -136,7 +146,15 @@ export class LocalWorkflows implements Workflows {
       const definition = workflow.definition as StateMachineDefinition;
       // Validates the definition (JSONPaths, ARNs, reachability) once, like CreateStateMachine.
       const machine = new StateMachine(definition, { validationOptions: { checkPaths: true, checkArn: true } });
-      this.loaded.set(kind as WorkflowKind, { machine, taskStates: statesOfType(definition, 'Task'), waitStates: statesOfType(definition, 'Wait'), handler: workflow.handler });
+      const sdk = (arn: string) => arn.includes(':states:::aws-sdk:');
+      this.loaded.set(kind as WorkflowKind, {
+        machine,
+        taskStates: statesOfType(definition, 'Task', (arn) => !sdk(arn)),
+        sdkStates: statesOfType(definition, 'Task', sdk),
+        sdkTasks: workflow.sdkTasks ?? {},
+        waitStates: statesOfType(definition, 'Wait'),
+        handler: workflow.handler,
+      });
     }
   }
 
@@ -164,11 +182,17 @@ export class LocalWorkflows implements Workflows {
         throw asLambdaError(e);
       }
     };
+    const sdkHandler = (name: string) => async (parameters: unknown) => {
+      const call = workflow.sdkTasks[name];
+      if (!call) throw Object.assign(new Error(`state ${name} calls AWS natively, and local mode has no AWS`), { name: 'LocalSdkUnavailable' });
+      return (await call(parameters)) as never;
+    };
     const { retryIntervalMs, waitMs } = this.options;
+    const allTasks = [...workflow.taskStates, ...workflow.sdkStates];
     const runOptions: RunOptions = {
       overrides: {
-        taskResourceLocalHandlers: Object.fromEntries(workflow.taskStates.map((name) => [name, handler])),
-        ...(retryIntervalMs !== undefined ? { retryIntervalOverrides: Object.fromEntries(workflow.taskStates.map((name) => [name, retryIntervalMs])) } : {}),
+        taskResourceLocalHandlers: Object.fromEntries([...workflow.taskStates.map((name) => [name, handler]), ...workflow.sdkStates.map((name) => [name, sdkHandler(name)])]),
+        ...(retryIntervalMs !== undefined ? { retryIntervalOverrides: Object.fromEntries(allTasks.map((name) => [name, retryIntervalMs])) } : {}),
         ...(waitMs !== undefined ? { waitTimeOverrides: Object.fromEntries(workflow.waitStates.map((name) => [name, waitMs])) } : {}),
       },
       context: { Execution: { Name: executionName, Input: input as never, StartTime: new Date().toISOString() } },
