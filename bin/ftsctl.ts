@@ -650,10 +650,12 @@ export function buildProgram(): Command {
 
   program
     .command('demo')
-    .description('build a local cluster, write to it, kill a primary, watch the failover, count the commits, tear down')
+    .description('build a local cluster, write to it, kill a primary (or with --coordinator the coordinator), watch the failover, count the commits, tear down')
     .option('--hosts <n>', 'segment hosts', positiveInt('--hosts'), 2)
+    .option('--coordinator', 'kill the coordinator and activate its standby (ftsctl activatestandby), writing through the client endpoint')
+    .option('--auto', 'with --coordinator: the prober activates the standby (autoActivateStandby) instead of the command')
     .action(async (o) => {
-      await runDemo({ hosts: o.hosts, print });
+      await runDemo({ hosts: o.hosts, coordinator: o.coordinator, auto: o.auto, print });
     });
   return program;
 }

@@ -174,11 +174,18 @@ export async function killCoordinatorAndMeasure(cluster: LocalCluster, workload:
 
   let ended: WorkflowRunResult | undefined;
   let failedRun: Error | undefined;
+  let first: Ack | undefined;
+  /** Announces the workload's first commit on the new coordinator as soon as it is seen (it may come before the workflow's last steps). */
+  const lookForFirstCommit = (): void => {
+    if (first || !(first = workload.firstAckBy(standby.dbid, killedAt))) return;
+    onMilestone('first commit', first.at, `the workload committed id ${first.id} through the endpoint on dbid ${standby.dbid}`);
+  };
   /** Waits for the first event at or after the kill that matches; gives up when the manual run ended without it. */
   const next = async (what: string, match: (e: TimelineEvent) => boolean): Promise<TimelineEvent> => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       timeline.poll();
+      lookForFirstCommit();
       const found = timeline.events.find((e) => e.at >= killedAt && match(e));
       if (found) return found;
       if (failedRun) throw failedRun;
@@ -220,9 +227,9 @@ export async function killCoordinatorAndMeasure(cluster: LocalCluster, workload:
   const planned = await next('the activation plan', ACTIVATION_MILESTONES.planned);
   onMilestone('planned', planned.at, `content -1 held: coordinator dbid ${String(planned.coordinatorDbid)} is replaced by standby dbid ${String(planned.standbyDbid)}`);
   const confirmed = await next('the coordinator confirmed down', ACTIVATION_MILESTONES.confirmedDown);
-  onMilestone('confirmed down', confirmed.at, `probe: ${String(confirmed.probe)}; standby's WAL receiver: ${String(confirmed.standbyReceiver)}${typeof confirmed.heardSecondsAgo === 'number' ? `, last heard ${confirmed.heardSecondsAgo.toFixed(1)} s ago` : ''}`);
+  onMilestone('confirmed down', confirmed.at, `probe of the coordinator: ${String(confirmed.probe)}; standby's WAL receiver: ${String(confirmed.standbyReceiver)}${confirmed.standbyReceiver !== 'absent' && typeof confirmed.heardSecondsAgo === 'number' ? `, last heard ${confirmed.heardSecondsAgo.toFixed(1)} s ago` : ''}`);
   const fenced = await next('the fence of the old coordinator', ACTIVATION_MILESTONES.fenced);
-  onMilestone('fenced', fenced.at, `dbid ${coordinator.dbid} stopped, configured to come back as a standby`);
+  onMilestone('fenced', fenced.at, `dbid ${coordinator.dbid} ${fenced.wasRunning ? (fenced.killed ? 'killed' : 'stopped') : 'was not running'}; a restart comes up read-only, as a standby of dbid ${standby.dbid}`);
   const promoted = await next('the promotion', ACTIVATION_MILESTONES.promoted);
   onMilestone('activated', promoted.at, `catalog version ${String(promoted.version)} names dbid ${standby.dbid} the coordinator; pg_promote done`);
   const moved = await next('the endpoint move', ACTIVATION_MILESTONES.endpointMoved);
@@ -233,12 +240,11 @@ export async function killCoordinatorAndMeasure(cluster: LocalCluster, workload:
   onMilestone('complete', complete.at, `history written, content -1 released`);
 
   const deadline = Date.now() + 30_000;
-  let first: Ack | undefined;
-  while (!(first = workload.firstAckBy(standby.dbid, killedAt))) {
+  while (!first) {
     if (Date.now() > deadline) throw new Error(`the workload made no commit through the endpoint on dbid ${standby.dbid} within 30 s of the activation`);
     await sleep(10);
+    lookForFirstCommit();
   }
-  onMilestone('first commit', first.at, `the workload committed id ${first.id} through the endpoint on dbid ${standby.dbid}`);
   // The manual run ends right after Finish; its result is the command's output.
   while (options.mode === 'manual' && !ended && !failedRun) await sleep(10);
   const start = commandAt ?? detected.at;

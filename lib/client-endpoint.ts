@@ -8,8 +8,9 @@
  * for (const [k, v] of Object.entries(env)) fn.addEnvironment(k, v);
  * ```
  */
-import { Aws, Token, Tokenization } from 'aws-cdk-lib';
+import { Aws, Stack, Token, Tokenization } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import { Construct } from 'constructs';
 import {
   CLIENT_ENDPOINT_ENV,
   CLIENT_ENDPOINT_KINDS,
@@ -125,10 +126,14 @@ export function clientEndpointEnvironment(props: ClientEndpointProps): Record<st
   return env;
 }
 
-const ec2Arn = (resource: string): string => `arn:${Aws.PARTITION}:ec2:${Aws.REGION}:${Aws.ACCOUNT_ID}:${resource}`;
+/** Builds EC2 ARNs in the grantee's stack (its account and region), else the deploying one's. */
+function ec2Arns(grantee: iam.IGrantable): (resource: string) => string {
+  const stack = Construct.isConstruct(grantee) ? Stack.of(grantee) : undefined;
+  return (resource) => `arn:${stack?.partition ?? Aws.PARTITION}:ec2:${stack?.region ?? Aws.REGION}:${stack?.account ?? Aws.ACCOUNT_ID}:${resource}`;
+}
 
 /** Conditions that keep network interfaces to the given subnet and VPC. */
-function networkInterfaceConditions(props: ClientEndpointProps): Record<string, Record<string, string>> | undefined {
+function networkInterfaceConditions(props: ClientEndpointProps, ec2Arn: (resource: string) => string): Record<string, Record<string, string>> | undefined {
   const equals: Record<string, string> = {};
   if (props.subnetId) equals['ec2:Subnet'] = ec2Arn(`subnet/${props.subnetId}`);
   if (props.vpcId) equals['ec2:Vpc'] = ec2Arn(`vpc/${props.vpcId}`);
@@ -150,9 +155,10 @@ function networkInterfaceConditions(props: ClientEndpointProps): Record<string, 
 export function grantClientEndpoint(grantee: iam.IGrantable, props: ClientEndpointProps): void {
   validateClientEndpointProps(props);
   const add = (statement: iam.PolicyStatementProps): void => void grantee.grantPrincipal.addToPrincipalPolicy(new iam.PolicyStatement(statement));
+  const ec2Arn = ec2Arns(grantee);
   switch (props.kind) {
     case 'secondary-ip':
-      add({ actions: ['ec2:AssignPrivateIpAddresses'], resources: [ec2Arn('network-interface/*')], conditions: networkInterfaceConditions(props) });
+      add({ actions: ['ec2:AssignPrivateIpAddresses'], resources: [ec2Arn('network-interface/*')], conditions: networkInterfaceConditions(props, ec2Arn) });
       add({ actions: ['ec2:DescribeInstances', 'ec2:DescribeNetworkInterfaces'], resources: ['*'] });
       break;
     case 'elastic-ip':
@@ -163,7 +169,7 @@ export function grantClientEndpoint(grantee: iam.IGrantable, props: ClientEndpoi
         resources: [ec2Arn('instance/*')],
         conditions: props.instanceTag ? { StringEquals: { [`ec2:ResourceTag/${props.instanceTag.key}`]: props.instanceTag.value } } : undefined,
       });
-      add({ actions: ['ec2:AssociateAddress'], resources: [ec2Arn('network-interface/*')], conditions: networkInterfaceConditions(props) });
+      add({ actions: ['ec2:AssociateAddress'], resources: [ec2Arn('network-interface/*')], conditions: networkInterfaceConditions(props, ec2Arn) });
       add({ actions: ['ec2:DescribeAddresses'], resources: ['*'] });
       break;
     case 'route53': {

@@ -350,9 +350,9 @@ async function pollCopy(deps: WorkflowDeps, doc: unknown, execution: string): Pr
  * coordinator: in recovery, its WAL receiver `streaming`, its sender the coordinator.
  */
 async function verifyStreaming(deps: WorkflowDeps, doc: unknown, execution: string): Promise<Record<string, unknown>> {
-  const { snapshot, planned, coordinator, standby: found } = await context(deps, doc, 'add');
+  const { input, snapshot, planned, coordinator, standby: found } = await context(deps, doc, 'add');
   const standby = addedRow(snapshot, planned, found);
-  if (standby.status !== 'u') checkHeld(snapshot, COORDINATOR_CONTENT, execution, deps.now());
+  if (standby.status !== 'u') await renewHolds(deps, input.clusterId, execution, COORDINATOR_CONTENT, 'standby-init');
   let receiver = await deps.control.walReceiver(standby); // checks its identity too
   for (const deadline = deps.now().getTime() + STREAM_WAIT_SECONDS * 1000; receiver.inRecovery && receiver.state !== 'streaming'; ) {
     if (deps.now().getTime() > deadline) {
@@ -585,18 +585,28 @@ async function recordFailure(deps: WorkflowDeps, doc: unknown, execution: string
   if (standby) {
     // Only this standby can be the coordinator's synchronous one: off is right whatever Finish got to.
     if (coordinator) note(await attempt(`turning sync rep off at coordinator dbid ${coordinator.dbid}`, () => deps.control.setSyncRep(coordinator, undefined, false)));
-    note(await attempt(`stopping standby dbid ${standby.dbid}`, () => deps.host.stop(standby, 'fast')));
+    // Stopped only when it answers as this standby: the directory may hold another instance (a refused copy did nothing there).
+    const settings = { ...(await deps.catalog.loadSettings(d.clusterId)), probeRetries: 0 };
+    const probe = await deps.probe.probe(standby, settings);
+    if (probe.ok) note(await attempt(`stopping standby dbid ${standby.dbid}`, () => deps.host.stop(standby, 'fast')));
+    else if (probe.kind === 'wrong-instance') note(`another instance answers at the standby's place (${probe.message}); it was left alone`);
   }
   if (coordinator) {
     const slot = mirrorSlotName(planned.dbid);
     const failed = await attempt(`dropping slot ${slot} on coordinator dbid ${coordinator.dbid}`, () => deps.control.dropSlot(coordinator, planned.dbid));
     note(failed && `${failed}; it keeps WAL on the coordinator: drop it by hand (SELECT pg_drop_replication_slot('${slot}'))`);
   }
+  let outcome = 'Its row is not in the catalog any more';
   await applyFresh(deps.catalog, d.clusterId, (s) => {
     const current = s.segments.find((r) => r.dbid === planned.dbid && r.content === COORDINATOR_CONTENT && r.role === 'm' && r.status === 'd');
     const held = ownHold(s, execution);
     const other = liveOperation(s, COORDINATOR_CONTENT, deps.now());
-    if (current && !(other && other.execution !== execution)) {
+    if (current && other && other.execution !== execution) {
+      outcome = `Its row (m/d/n) is left in the catalog: content -1 is held by ${describeOperation(other)} now; remove it with gpinitstandby -r once that has ended`;
+      return null;
+    }
+    if (current) {
+      outcome = 'Its row was removed from the catalog and content -1 released';
       return removal(s, current, deps.now(), `${LABEL}: standby dbid ${current.dbid} on ${where(current)} removed: its init failed: ${cause}`, execution);
     }
     if (!held) return null;
@@ -605,7 +615,7 @@ async function recordFailure(deps: WorkflowDeps, doc: unknown, execution: string
   });
   const message = [
     `${LABEL} of standby dbid ${planned.dbid} on ${where(planned)} failed: ${cause}.`,
-    `Its row was removed from the catalog and content -1 released; its data directory ${planned.datadir} on ${planned.hostname} is left for the next attempt.`,
+    `${outcome}; its data directory ${planned.datadir} on ${planned.hostname} is left for the next attempt.`,
     ...notes.map((n) => `Note: ${n}.`),
   ].join(' ');
   return { remove: false, dbid: planned.dbid, message: message.slice(0, 30_000) };

@@ -79,10 +79,10 @@ export const initStandbyInputSchema = z
     catalogVersion: z.number().int().min(1).optional(),
   })
   .strict()
-  .refine((i) => i.remove || i.hostname !== undefined, { message: 'hostname (gpinitstandby -s) is required to add a standby; to remove the standby give remove: true (gpinitstandby -r)', path: ['hostname'] })
+  .refine((i) => i.remove || i.hostname !== undefined, { message: 'is required to add a standby (gpinitstandby -s <host>); to remove the standby give remove: true (gpinitstandby -r)', path: ['hostname'] })
   .refine(
     (i) => !i.remove || [i.hostname, i.address, i.port, i.datadir, i.instanceId, i.availabilityZone, i.placementGroup, i.partitionNumber].every((v) => v === undefined) && !i.allowSameZone,
-    { message: 'remove (gpinitstandby -r) removes the standby the catalog names: give no hostname, address, port, datadir, placement or allowSameZone with it', path: ['remove'] },
+    { message: 'removes the standby the catalog names (gpinitstandby -r): give no hostname, address, port, datadir, placement or allowSameZone with it', path: ['remove'] },
   )
   .refine((i) => i.partitionNumber === undefined || i.placementGroup !== undefined, { message: 'partitionNumber goes with placementGroup', path: ['partitionNumber'] })
   .refine((i) => i.stallSeconds > 2 * i.pollSeconds, { message: 'stallSeconds must be more than twice pollSeconds: a poll or two without news is not a stall', path: ['stallSeconds'] });

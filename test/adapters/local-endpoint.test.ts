@@ -19,6 +19,8 @@ import {
 } from '../../lambdas/adapters/local/endpoint';
 import { waitFor } from '../support/pg-pair';
 
+jest.setTimeout(20_000); // everything here takes milliseconds: a hang fails fast
+
 const HOST = '127.0.0.1';
 
 let dir: string;
@@ -105,7 +107,7 @@ interface Client {
 }
 
 function client(port: number): Client {
-  const socket = connect({ host: HOST, port, allowHalfOpen: true });
+  const socket = connect({ host: HOST, port }); // as a PostgreSQL client: it closes when the other side ends
   sockets.push(socket);
   let data = '';
   socket.on('data', (d) => (data += d.toString()));

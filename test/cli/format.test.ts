@@ -1,6 +1,6 @@
 /** The gpstate-like text of `ftsctl state`: pending promotions, fences owed and holds are shown above the table. */
 import { formatState } from '../../cli/format';
-import type { PairReplication } from '../../lambdas/core/model';
+import type { ClusterSnapshot, PairReplication } from '../../lambdas/core/model';
 import { cluster } from '../core/fixtures';
 
 test('state shows a pending promotion and a fence owed', () => {
@@ -33,7 +33,7 @@ describe('state -f: the coordinator, its standby and the standby replication as 
     primaryLsn: '0/3000000', sentLsn: '0/3000000', writeLsn: '0/3000000', flushLsn: '0/3000000', replayLsn: '0/2FFFF00', lagBytes: 0, replayLagSeconds: 0.0015,
   };
   const receiver = { at: '2026-11-23T10:00:00.400Z', state: 'streaming', receivedLsn: '0/3000000', replayLsn: '0/2FFFF00', heardSecondsAgo: 0.2 };
-  const withReplication = (replication: PairReplication | undefined, snapshot = cluster()) => ({ ...snapshot, memory: { ...snapshot.memory, replication: replication ? { '-1': replication } : {} } });
+  const withReplication = (replication: PairReplication | undefined, snapshot = cluster()): ClusterSnapshot => ({ ...snapshot, memory: { ...snapshot.memory, replication: replication ? { '-1': replication } : {} } });
 
   test('synchronous: the rows, then the walsender and the WAL receiver', () => {
     expect(formatState(withReplication({ primaryDbid: 1, mirrorDbid: 6, sender, receiver }), { standby: true }).split('\n')).toEqual([
