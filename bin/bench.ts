@@ -29,6 +29,7 @@ import { trustCredentials, withSegmentClient } from '../lambdas/adapters/postgre
 import { killAndMeasure, longestStallMs, Timeline, Workload, type FailoverMeasurement } from '../cli/failover-drill';
 import { killCoordinatorAndMeasure, startCoordinatorProber, startEndpointWorkload, waitStandbyInSync, type ActivationMeasurement, type ActivationMode } from '../cli/coordinator-drill';
 import type { LocalProber } from '../cli/local-prober';
+import { DEFAULT_SETTINGS } from '../lambdas/core/settings';
 import { downLocalCluster, LOCAL_SUPERUSER, localClusterDir, upLocalCluster, type LocalCluster } from '../cli/local-cluster';
 import { runWorkflowLocally, type WorkflowRunResult } from './ftsctl';
 
@@ -286,7 +287,7 @@ async function coordinatorBench(runs: number, log: (line: string) => void) {
   const automatic = done.automatic;
   const result = {
     cluster: { instances, layout: 'coordinator + synchronous standby + one primary (no mirror); a fresh cluster per activation' },
-    settings: { defaults: true, autoActivateStandby: { manual: false, automatic: true } },
+    settings: { ...DEFAULT_SETTINGS, autoActivateStandby: { manual: false, automatic: true } },
     manual: {
       runs: manual.length,
       detection_ms: stat(manual, (m) => m.detectionMs),
@@ -360,7 +361,7 @@ function coordinatorMarkdown(c: CoordinatorBench, m: Awaited<ReturnType<typeof m
   const mark = (ok: boolean): string => (ok ? 'met' : '**missed**');
   const t = c.targets;
   return [
-    `${c.manual.runs} activations by hand and ${c.automatic.runs} automatic ones (autoActivateStandby), alternating, each on a fresh cluster of ${c.cluster.instances} instances (coordinator, synchronous standby, one primary) with the prober at default settings and a workload committing through the client endpoint; the coordinator killed with kill -9; ${c.manual.acknowledged_commits + c.automatic.acknowledged_commits} commits acknowledged, **${c.manual.lost_commits + c.automatic.lost_commits} lost**.`,
+    `${c.manual.runs} activation${c.manual.runs === 1 ? '' : 's'} by hand and ${c.automatic.runs} automatic (autoActivateStandby), alternating, each on a fresh cluster of ${c.cluster.instances} instances (coordinator, synchronous standby, one primary) with the prober at default settings and a workload committing through the client endpoint; the coordinator killed with kill -9; ${c.manual.acknowledged_commits + c.automatic.acknowledged_commits} commits acknowledged, **${c.manual.lost_commits + c.automatic.lost_commits} lost**.`,
     ...(withMachine ? [`Machine: ${m.cpus} × ${m.cpu}, ${m.memory_gib} GiB, Linux ${m.kernel}, Node ${m.node}, ${m.postgres}.`] : []),
     '',
     '| measure (ms) | p50 | p95 | max | target |',

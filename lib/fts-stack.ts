@@ -13,6 +13,7 @@ import { CatalogTables } from './catalog-tables';
 import { parseServiceManager, PG_DISTROS, pgBinFor, type PgDistro } from '../lambdas/adapters/aws/shell';
 import { WORKFLOW_SPECS } from '../lambdas/workflows';
 import { StepWorkflow } from './step-workflow';
+import { CLIENT_ENDPOINT_KINDS, configureClientEndpoint, validateClientEndpointProps, type ClientEndpointKind, type ClientEndpointProps } from './client-endpoint';
 import { Prober, validateClusterId, type HandlerSource } from './prober';
 
 /** TCP port range of the segments' PostgreSQL instances. */
@@ -145,6 +146,13 @@ export interface FtsStackProps extends StackProps {
    */
   readonly handlers?: { readonly prober?: HandlerSource; readonly promoteMirror?: HandlerSource; readonly recoverSegments?: HandlerSource; readonly rebalance?: HandlerSource; readonly activateStandby?: HandlerSource; readonly initStandby?: HandlerSource };
   /**
+   * The client endpoint that follows the acting coordinator (a secondary private IP, an
+   * Elastic IP or a Route 53 record; docs/coordinator.md): ActivateStandby moves it and
+   * commits a row through it, and may do nothing else with it.
+   * @default none: clients connect to the coordinator's own address, and an activation moves nothing
+   */
+  readonly clientEndpoint?: ClientEndpointProps;
+  /**
    * How the segment hosts run PostgreSQL (OS user, bin directory, pg_ctl or systemd).
    * @default gpadmin, /usr/lib/postgresql/15/bin, pg_ctl
    */
@@ -192,6 +200,7 @@ export function validateFtsStackProps(props: FtsStackProps): void {
     }
   }
   segmentHostsEnvironment(props.segmentHosts);
+  if (props.clientEndpoint) validateClientEndpointProps(props.clientEndpoint);
 }
 
 /** The FTS control plane of one cluster. */
@@ -248,6 +257,9 @@ export class FtsStack extends Stack {
     this.recoverSegments = workflow('RecoverSegments', props.handlers?.recoverSegments);
     this.rebalance = workflow('Rebalance', props.handlers?.rebalance);
     this.activateStandby = workflow('ActivateStandby', props.handlers?.activateStandby);
+    if (props.clientEndpoint && props.clientEndpoint.kind !== 'none') {
+      for (const [key, value] of Object.entries(configureClientEndpoint(this.activateStandby.function, props.clientEndpoint))) this.activateStandby.function.addEnvironment(key, value);
+    }
     this.initStandby = workflow('InitStandby', props.handlers?.initStandby);
     this.prober = new Prober(this, 'Prober', {
       clusterId: props.clusterId,
@@ -299,7 +311,48 @@ export const FTS_CONTEXT_KEYS = [
   'pgServiceManager',
   'pgRunAs',
   'pgReplicationUser',
+  'endpointKind',
+  'endpointAddress',
+  'endpointPort',
+  'endpointAllocationId',
+  'endpointHostedZoneId',
+  'endpointRecordName',
+  'endpointTtlSeconds',
 ] as const;
+
+/** `clientEndpoint` from the context keys endpointKind, endpointAddress, endpointPort, endpointAllocationId, endpointHostedZoneId, endpointRecordName, endpointTtlSeconds (absent without endpointKind). */
+function clientEndpointFromContext(optional: (key: string) => string | undefined): { clientEndpoint?: ClientEndpointProps } {
+  const kind = optional('endpointKind');
+  if (kind === undefined) {
+    const stray = ['endpointAddress', 'endpointPort', 'endpointAllocationId', 'endpointHostedZoneId', 'endpointRecordName', 'endpointTtlSeconds'].filter((k) => optional(k) !== undefined);
+    if (stray.length) throw new Error(`context ${stray.map((k) => `"${k}"`).join(', ')} set without "endpointKind" (one of ${CLIENT_ENDPOINT_KINDS.join(', ')})`);
+    return {};
+  }
+  if (!(CLIENT_ENDPOINT_KINDS as readonly string[]).includes(kind)) throw new Error(`context "endpointKind" must be one of ${CLIENT_ENDPOINT_KINDS.join(', ')}, got ${JSON.stringify(kind)}`);
+  const number = (key: string): number | undefined => {
+    const v = optional(key);
+    if (v === undefined) return undefined;
+    if (!/^\d+$/.test(v)) throw new Error(`context "${key}" must be a whole number, got ${JSON.stringify(v)}`);
+    return Number(v);
+  };
+  const address = optional('endpointAddress');
+  const allocationId = optional('endpointAllocationId');
+  const hostedZoneId = optional('endpointHostedZoneId');
+  const recordName = optional('endpointRecordName');
+  const port = number('endpointPort');
+  const ttlSeconds = number('endpointTtlSeconds');
+  return {
+    clientEndpoint: {
+      kind: kind as ClientEndpointKind,
+      ...(address !== undefined ? { address } : {}),
+      ...(port !== undefined ? { port } : {}),
+      ...(allocationId !== undefined ? { allocationId } : {}),
+      ...(hostedZoneId !== undefined ? { hostedZoneId } : {}),
+      ...(recordName !== undefined ? { recordName } : {}),
+      ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
+    },
+  };
+}
 
 /** `segmentHosts` from the context keys pgOsUser, pgBin, pgDistro, pgMajor, pgServiceManager, pgRunAs, pgReplicationUser (absent when none is set). */
 function segmentHostsFromContext(optional: (key: string) => string | undefined): { segmentHosts?: SegmentHostsProps } {
@@ -378,6 +431,7 @@ export function ftsStackPropsFromContext(getContext: (key: string) => unknown, e
     segmentPorts,
     notificationEmails: contextList('notificationEmails', getContext('notificationEmails')),
     ...segmentHostsFromContext(optional),
+    ...clientEndpointFromContext(optional),
     ...extra,
   };
   validateFtsStackProps(props);

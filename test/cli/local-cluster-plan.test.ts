@@ -24,7 +24,7 @@ describe('parseLocalClusterSpec', () => {
   });
 
   test('every option is documented by the schema', () => {
-    expect(Object.keys(localClusterSpecSchema.shape)).toEqual(['clusterId', 'hosts', 'primariesPerHost', 'mirroring', 'coordinator', 'standby', 'basePort', 'settings']);
+    expect(Object.keys(localClusterSpecSchema.shape)).toEqual(['clusterId', 'hosts', 'primariesPerHost', 'mirroring', 'coordinator', 'standby', 'basePort', 'endpointPort', 'settings']);
   });
 });
 

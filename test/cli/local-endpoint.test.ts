@@ -4,7 +4,9 @@
  * CLI); moving it to the standby closes the sessions on the coordinator and new ones
  * reach the standby; `downLocalCluster` stops the daemon.
  */
+import { existsSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
@@ -79,11 +81,20 @@ test('background (the CLI default): a daemon recorded in the state file, stopped
   expect(() => process.kill(state.endpointPid!, 0)).toThrow();
 });
 
-test('endpointPort: taken by an instance or without a coordinator, a clear error', async () => {
-  await expect(upLocalCluster({ hosts: 1, mirroring: 'none', coordinator: false, standby: false, endpointPort: 20000 }, { dir: join(tmpdir(), 'never') })).rejects.toThrow(
+test('endpointPort: in use, or without a coordinator, a clear error before anything starts', async () => {
+  const never = join(tmpdir(), `fts-endpoint-never-${process.pid}`);
+  await expect(upLocalCluster({ hosts: 1, mirroring: 'none', coordinator: false, standby: false, endpointPort: 20000 }, { dir: never })).rejects.toThrow(
     /endpointPort: the client endpoint leads to the coordinator/,
   );
-  await expect(upLocalCluster({ hosts: 1, mirroring: 'none', basePort: 41000, endpointPort: 41001 }, { dir: join(tmpdir(), 'never') })).rejects.toThrow(
-    /endpointPort 41001 is the port of dbid 2/,
-  );
+  const busy = createServer();
+  await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+  try {
+    const port = (busy.address() as AddressInfo).port;
+    await expect(upLocalCluster({ hosts: 1, mirroring: 'none', standby: false, endpointPort: port }, { dir: never })).rejects.toThrow(
+      new RegExp(`endpointPort ${port} is in use; pick another endpointPort or leave it out`),
+    );
+  } finally {
+    await new Promise<void>((r) => busy.close(() => r()));
+  }
+  expect(existsSync(never)).toBe(false);
 });
