@@ -47,9 +47,10 @@ const positiveInt = (name: string) => (value: string): number => {
 };
 
 /** `--setting key=value`, repeatable; values are numbers. */
-const collectSetting = (value: string, previous: Record<string, number>): Record<string, number> => {
+const collectSetting = (value: string, previous: Record<string, number | boolean>): Record<string, number | boolean> => {
   const m = /^([A-Za-z]+)=(.+)$/.exec(value);
-  if (!m || !Number.isFinite(Number(m[2]))) throw new InvalidArgumentError(`--setting takes key=number (e.g. probeIntervalSeconds=2), got "${value}"`);
+  if (m && (m[2] === 'true' || m[2] === 'false')) return { ...previous, [m[1]]: m[2] === 'true' };
+  if (!m || !Number.isFinite(Number(m[2]))) throw new InvalidArgumentError(`--setting takes key=number or key=true|false (e.g. probeIntervalSeconds=2, autoActivateStandby=true), got "${value}"`);
   return { ...previous, [m[1]]: Number(m[2]) };
 };
 

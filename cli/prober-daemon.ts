@@ -17,6 +17,8 @@ const prober = startLocalProber({
   probe: cluster.probe,
   control: cluster.control,
   host: cluster.host,
+  // An automatic ActivateStandby moves the cluster's client endpoint.
+  ...(cluster.endpoint ? { endpoint: cluster.endpoint } : {}),
   telemetry: timelineTelemetry(fileSink(cluster.proberLog)),
 });
 const stop = (): void => {

@@ -2,8 +2,9 @@
  * The FTS Lambda code as it ships: synthesizes the FtsStack WITH bundling (esbuild
  * installed in node_modules, never Docker) into a temporary cloud assembly, and reads
  * back what CloudFormation would deploy: each function's bundled index.js (found through
- * the template's S3Key and the asset manifest), its environment, and the PromoteMirror
- * definition with its intrinsics resolved. Quiet: CDK's and npm's messages are held back
+ * the template's S3Key and the asset manifest), its environment, and each workflow's
+ * definition with its intrinsics resolved (native SDK tasks, such as ActivateStandby's
+ * StopCoordinatorInstance, keep their `arn:aws:states:::aws-sdk:...` Resource). Quiet: CDK's and npm's messages are held back
  * and only shown when synthesis fails. Also a DynamoDB pass-through that lets a test
  * write to the catalog just before the bundled code's next transaction (a concurrent writer).
  */
@@ -17,12 +18,13 @@ import * as cxapi from 'aws-cdk-lib/cx-api';
 import { FtsStack, ftsStackPropsFromContext } from '../../lib/fts-stack';
 import { EXAMPLE_FTS_CONTEXT, resolveIntrinsics } from '../../lib/local-definition';
 import { CATALOG_TABLE_ENV, DEFAULT_CATALOG_TABLE_NAMES } from '../../lambdas/adapters/dynamodb/tables';
+import { CLIENT_ENDPOINT_ENV } from '../../lambdas/adapters/aws/client-endpoint';
 
 const REPO_ROOT = join(__dirname, '..', '..');
 const STACK_NAME = 'Fts-example';
 
 /** The FTS functions: the prober's and each workflow's. */
-export type FtsFunctionName = 'promoteMirror' | 'prober' | 'recoverSegments' | 'rebalance';
+export type FtsFunctionName = 'promoteMirror' | 'prober' | 'recoverSegments' | 'rebalance' | 'activateStandby' | 'initStandby';
 
 interface CfnResourceJson {
   Type: string;
@@ -66,7 +68,13 @@ export function synthesizeBundledStack(): BundledStack {
     if (!manifest) throw new Error(`no asset manifest for ${STACK_NAME} in ${outdir}`);
     const files = (JSON.parse(readFileSync(manifest.file, 'utf8')) as { files: Record<string, { source: { path: string; packaging?: string } }> }).files;
 
-    const constructs = { promoteMirror: stack.promoteMirror, recoverSegments: stack.recoverSegments, rebalance: stack.rebalance };
+    const constructs: Record<Exclude<FtsFunctionName, 'prober'>, FtsStack['promoteMirror']> = {
+      promoteMirror: stack.promoteMirror,
+      recoverSegments: stack.recoverSegments,
+      rebalance: stack.rebalance,
+      activateStandby: stack.activateStandby,
+      initStandby: stack.initStandby,
+    };
     const functionResource = (fn: FtsFunctionName): CfnResourceJson => {
       const construct = fn === 'prober' ? stack.prober.function : constructs[fn].function;
       const logicalId = stack.resolve((construct.node.defaultChild as CfnElement).logicalId) as string;
@@ -115,14 +123,23 @@ export function synthesizeBundledStack(): BundledStack {
  * The environment a bundled function runs with locally: the template's variables, with
  * what only AWS has replaced by the local equivalent. Catalog tables: the local names;
  * the secret: trust authentication as `pgUser`; the cluster: `clusterId`. References to
- * resources with no local stand-in (the SNS topic, the state machine) are left out; any
- * other unresolved value is an error, so a new variable is noticed here.
+ * resources with no local stand-in (the SNS topic, the state machines the prober starts)
+ * are left out, and so is an AWS client endpoint (FTS_ENDPOINT_*: an IP address or a
+ * record EC2 or Route 53 moves; the bundled ActivateStandby then moves nothing and checks
+ * the write at the new coordinator itself); any other unresolved value is an error, so a
+ * new variable is noticed here.
  */
 export function localFunctionEnvironment(variables: Record<string, unknown>, clusterId: string, pgUser = 'postgres'): Record<string, string> {
   const tableNames: Record<string, string> = Object.fromEntries(
     (Object.keys(CATALOG_TABLE_ENV) as (keyof typeof CATALOG_TABLE_ENV)[]).map((k) => [CATALOG_TABLE_ENV[k], DEFAULT_CATALOG_TABLE_NAMES[k]]),
   );
-  const withoutLocalStandIn = new Set(['FTS_NOTIFY_TOPIC_ARN', 'FTS_PROMOTE_STATE_MACHINE_ARN', 'FTS_PG_SECRET_ARN']);
+  const withoutLocalStandIn = new Set<string>([
+    'FTS_NOTIFY_TOPIC_ARN',
+    'FTS_PROMOTE_STATE_MACHINE_ARN',
+    'FTS_ACTIVATE_STANDBY_STATE_MACHINE_ARN',
+    'FTS_PG_SECRET_ARN',
+    ...Object.values(CLIENT_ENDPOINT_ENV),
+  ]);
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(variables)) {
     if (key in tableNames) env[key] = tableNames[key];

@@ -143,7 +143,7 @@ export class PgSegmentControl implements SegmentControl {
         // clock_timestamp(), not now(): a message received while this statement runs is not in the future.
         `SELECT pg_is_in_recovery() AS in_recovery, r.status, r.sender_host, r.sender_port,
                 (extract(epoch FROM r.last_msg_receipt_time) * 1000)::float8 AS last_msg_ms,
-                greatest(extract(epoch FROM clock_timestamp() - r.last_msg_receipt_time), 0)::float8 AS heard_s_ago,
+                CASE WHEN r.last_msg_receipt_time IS NOT NULL THEN greatest(extract(epoch FROM clock_timestamp() - r.last_msg_receipt_time), 0) END::float8 AS heard_s_ago,
                 pg_last_wal_replay_lsn()::text AS replay_lsn,
                 pg_last_wal_receive_lsn()::text AS received_lsn
            FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON true`,

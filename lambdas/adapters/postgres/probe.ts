@@ -64,7 +64,7 @@ SELECT ${IDENTITY_COLUMNS},
        extract(epoch FROM r.replay_lag)::float8 AS replay_lag_seconds,
        (CASE WHEN pg_is_in_recovery() THEN COALESCE(wr.status, 'absent') END) AS receiver_status,
        (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() END)::text AS received_lsn,
-       greatest(extract(epoch FROM clock_timestamp() - wr.last_msg_receipt_time), 0)::float8 AS receiver_heard_seconds_ago
+       CASE WHEN wr.last_msg_receipt_time IS NOT NULL THEN greatest(extract(epoch FROM clock_timestamp() - wr.last_msg_receipt_time), 0) END::float8 AS receiver_heard_seconds_ago
   FROM (SELECT 1) AS one
   LEFT JOIN LATERAL (SELECT setting, unit FROM pg_settings WHERE name = 'wal_sender_timeout') AS w ON true
   LEFT JOIN LATERAL (SELECT status, last_msg_receipt_time FROM pg_stat_wal_receiver LIMIT 1) AS wr ON true
