@@ -7,11 +7,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DescribeExecutionCommand, GetExecutionHistoryCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DynamoDbCatalog } from '../lambdas/adapters/dynamodb/catalog';
 import { killInstance } from '../lambdas/adapters/local/host';
+import { freePort } from '../lambdas/adapters/local/net';
 import { parseExecutionInput } from '../lambdas/adapters/local/local-workflows';
 import { STATE_MACHINE_ARN_PATTERN } from '../lambdas/adapters/aws/sfn-workflows';
 import { localRecoveryProgress } from '../lambdas/adapters/local/startup-progress';
@@ -501,6 +503,12 @@ export function buildProgram(): Command {
       if (o.wait === false && !o.stateMachineArn) throw new InvalidArgumentError('--no-wait needs --state-machine-arn: a local workflow runs in this process and ends with it');
       const where = { local: !o.stateMachineArn };
       initstandbyRequest(o.cluster, undefined, options, where); // bad flags: refused before anything is read
+      if (where.local && !o.r) {
+        // Every local instance shares 127.0.0.1 and one disk: the coordinator's port and data
+        // directory (gpinitstandby's defaults) are taken, so the new host gets its own.
+        options.P ??= await freePort();
+        options.datadir ??= join(o.dir ?? localClusterDir(o.cluster), o.s as string, 'coordinator', 'gpseg-1');
+      }
       const snapshot = await catalogFor(o.cluster, o.dir).load(o.cluster);
       const { kind, input } = initstandbyRequest(o.cluster, snapshot.version, options, where);
       const executionName = executionNameFor(kind, input);

@@ -1,14 +1,19 @@
 /**
  * What ships is what is tested, for the operator workflows: the FtsStack is synthesized
- * WITH bundling, and the bundled index.js of the PromoteMirror, RecoverSegments and
- * Rebalance functions run their synthesized definitions (LocalWorkflows) against a real
- * local cluster, end to end: a primary is killed, the bundled PromoteMirror fails over
- * to its mirror and fences it, the bundled RecoverSegments brings it back as a mirror,
- * and the bundled Rebalance switches the pair back to its preferred roles. Their host
- * operations go through the shipped SsmSegmentHost to a local SSM Run Command endpoint
- * (../support/local-ssm.ts) that runs each script on this machine, as the SSM agent runs
- * it on a segment host; every row of the cluster names its host's instance id. The
- * cluster's prober runs in-process meanwhile, as it runs beside the workflows in AWS.
+ * WITH bundling, and the bundled index.js of the PromoteMirror, RecoverSegments,
+ * Rebalance, ActivateStandby and InitStandby functions run their synthesized definitions
+ * (LocalWorkflows) against a real local cluster with a coordinator and its standby, end
+ * to end: a primary is killed, the bundled PromoteMirror fails over to its mirror and
+ * fences it, the bundled RecoverSegments brings it back as a mirror, and the bundled
+ * Rebalance switches the pair back to its preferred roles. Then the coordinator is
+ * killed and the bundled ActivateStandby fences it and makes its standby the
+ * coordinator, and the bundled InitStandby adds a new standby on another host (copied
+ * with pg_basebackup) and removes it again. Their host operations go through the
+ * shipped SsmSegmentHost to a local SSM Run Command endpoint (../support/local-ssm.ts)
+ * that runs each script on this machine, as the SSM agent runs it on a segment host;
+ * every row of the cluster names its host's instance id. ActivateStandby's native EC2
+ * StopInstances task is answered by a stand-in that records the request. The cluster's
+ * prober runs in-process meanwhile, as it runs beside the workflows in AWS.
  *
  * The endpoint itself is checked first against the AWS SDK's own client: the statuses,
  * output limits, timeout, cancel and errors SsmSegmentHost relies on.
@@ -25,12 +30,13 @@ import {
   type GetCommandInvocationCommandOutput,
   type SendCommandCommandInput,
 } from '@aws-sdk/client-ssm';
-import { LOCAL_SUPERUSER } from '../../cli/local-cluster';
-import { killInstance } from '../../lambdas/adapters/local/host';
+import { LOCAL_ADDRESS, LOCAL_SUPERUSER } from '../../cli/local-cluster';
+import { isRunning, killInstance } from '../../lambdas/adapters/local/host';
+import { freePort } from '../../lambdas/adapters/local/net';
 import { LocalWorkflows, type LocalExecutionOutcome, type StepEvent } from '../../lambdas/adapters/local/local-workflows';
 import { localShellOptions } from '../../lambdas/adapters/local/postgres-binaries';
 import { trustCredentials, withSegmentClient } from '../../lambdas/adapters/postgres/connection';
-import type { ClusterSnapshot, SegmentRow } from '../../lambdas/core/model';
+import { COORDINATOR_CONTENT, mirrorSlotName, type ClusterSnapshot, type SegmentRow } from '../../lambdas/core/model';
 import type { WorkflowInputs } from '../../lambdas/workflows';
 import type { WorkflowKind } from '../../lambdas/workflows/spec';
 import { localFunctionEnvironment, synthesizeBundledStack, type BundledStack, type FtsFunctionName } from '../support/bundled-handlers';
@@ -164,20 +170,28 @@ describe('the local SSM endpoint, through the AWS SDK', () => {
   });
 });
 
-// dbids of the default test layout: primary 2 (sdw1) and mirror 4 (sdw2) hold content 0.
+// dbids of the default test layout: primary 2 (sdw1) and mirror 4 (sdw2) hold content 0;
+// the coordinator is dbid 1 (cdw), its standby the next dbid after the mirrors (scdw).
 const P0 = 2;
 const M0 = 4;
+const COORDINATOR = 1;
 
-type OperatorKind = Extract<WorkflowKind, 'PromoteMirror' | 'RecoverSegments' | 'Rebalance'>;
+type OperatorKind = Extract<WorkflowKind, 'PromoteMirror' | 'RecoverSegments' | 'Rebalance' | 'ActivateStandby' | 'InitStandby'>;
 type StepHandler = (event: StepEvent) => Promise<Record<string, unknown>>;
 type Definition = ReturnType<BundledStack['definition']>;
 
-const FUNCTION_OF: Record<OperatorKind, Exclude<FtsFunctionName, 'prober'>> = { PromoteMirror: 'promoteMirror', RecoverSegments: 'recoverSegments', Rebalance: 'rebalance' };
+const FUNCTION_OF: Record<OperatorKind, Exclude<FtsFunctionName, 'prober'>> = {
+  PromoteMirror: 'promoteMirror',
+  RecoverSegments: 'recoverSegments',
+  Rebalance: 'rebalance',
+  ActivateStandby: 'activateStandby',
+  InitStandby: 'initStandby',
+};
 
 /** The EC2 instance id of a segment host: one per host name, as on EC2. */
 const instanceIdOf = (hostname: string): string => `i-${Buffer.from(hostname).toString('hex').padStart(17, '0').slice(-17)}`;
 
-describe('the bundled RecoverSegments and Rebalance, end to end on a local cluster, host operations through SSM', () => {
+describe('the bundled operator workflows, end to end on a local cluster with a coordinator and standby, host operations through SSM', () => {
   let bundled: BundledStack | undefined;
   let cluster: TestCluster | undefined;
   let ssm: LocalSsm | undefined;
@@ -189,10 +203,12 @@ describe('the bundled RecoverSegments and Rebalance, end to end on a local clust
   const savedEnv = { ...process.env };
   /** Rows that write the commit log, and what was committed so far. */
   const commits: string[] = [];
+  /** What the stand-in of EC2 StopInstances (ActivateStandby's native task) was asked. */
+  const stopInstancesRequests: unknown[] = [];
 
   beforeAll(async () => {
     bundled = synthesizeBundledStack();
-    cluster = await testCluster('bundled-ops');
+    cluster = await testCluster('bundled-ops', { coordinator: true, standby: true });
     const c = cluster;
     // The scripts switch to the OS user the local cluster runs PostgreSQL as: root (as the
     // SSM agent) uses runuser; a non-root run already is that user (the local endpoint's
@@ -203,7 +219,7 @@ describe('the bundled RecoverSegments and Rebalance, end to end on a local clust
     // after StartRebuild) meets InvocationDoesNotExist, as it may in AWS.
     ssm = await startLocalSsm({ registrationDelayMs: 800, switchUserToSelf });
     const hostEnv = { FTS_PG_OS_USER: shell.osUser!, FTS_PG_BIN: shell.pgBin!, FTS_PG_RUN_AS: switchUserToSelf ? 'sudo' : 'runuser', AWS_ENDPOINT_URL_SSM: ssm.endpoint };
-    // SsmSegmentHost connects pg_rewind and the mirrors as the OS user: a role of that name must exist.
+    // SsmSegmentHost connects pg_rewind, pg_basebackup and the mirrors as the OS user: a role of that name must exist.
     if (shell.osUser !== LOCAL_SUPERUSER) await createReplicationRole(c, shell.osUser!);
 
     // Every row names its host's EC2 instance: a catalog change, with a history row each.
@@ -220,8 +236,9 @@ describe('the bundled RecoverSegments and Rebalance, end to end on a local clust
       const path = bundled.bundlePath(fn);
       expect(path.startsWith(bundled.outdir)).toBe(true);
       bundleTexts[kind] = readFileSync(path, 'utf8');
-      // Each bundle reads its own function's environment when it is loaded.
-      Object.assign(process.env, localFunctionEnvironment(bundled.environment(fn), c.clusterId), hostEnv);
+      // Each bundle reads its own function's environment when it is loaded: that one alone, nothing left from the one before.
+      for (const key of Object.keys(process.env)) if (!(key in savedEnv)) delete process.env[key];
+      Object.assign(process.env, savedEnv, localFunctionEnvironment(bundled.environment(fn), c.clusterId), hostEnv);
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       handlers[kind] = (require(path) as { handler: StepHandler }).handler;
       expect(typeof handlers[kind]).toBe('function');
@@ -258,6 +275,15 @@ describe('the bundled RecoverSegments and Rebalance, end to end on a local clust
           handler: (event: StepEvent) => {
             steps.push(event.step);
             return handlers[kind](event);
+          },
+          // ActivateStandby's native EC2 call: recorded and answered as EC2 would, nothing is stopped.
+          sdkTasks: {
+            StopCoordinatorInstance: async (parameters: unknown) => {
+              steps.push('StopCoordinatorInstance');
+              stopInstancesRequests.push(parameters);
+              const ids = (parameters as { InstanceIds?: string[] }).InstanceIds ?? [];
+              return { StoppingInstances: ids.map((InstanceId) => ({ InstanceId, CurrentState: { Code: 64, Name: 'stopping' }, PreviousState: { Code: 16, Name: 'running' } })) };
+            },
           },
         },
       },
@@ -302,7 +328,7 @@ describe('the bundled RecoverSegments and Rebalance, end to end on a local clust
   const failedCommands = (): LocalSsmInvocation[] => ssm!.invocations().filter((i) => i.status === 'Failed' || i.status === 'TimedOut');
 
   test('the bundles keep, as class names, every error name the operator state machines match on', () => {
-    for (const kind of ['RecoverSegments', 'Rebalance'] as const) {
+    for (const kind of ['RecoverSegments', 'Rebalance', 'ActivateStandby', 'InitStandby'] as const) {
       const names = new Set<string>();
       const walk = (states: Record<string, Record<string, unknown>>) => {
         for (const s of Object.values(states)) {
@@ -416,9 +442,128 @@ describe('the bundled RecoverSegments and Rebalance, end to end on a local clust
     expect(ssm!.running()).toBe(0);
     expect(failedCommands()).toEqual([]);
   });
+
+  const coordinatorRows = async () => {
+    const rows = (await cluster!.catalog.load(cluster!.clusterId)).segments.filter((r) => r.content === COORDINATOR_CONTENT);
+    return { coordinator: rows.find((r) => r.role === 'p'), standby: rows.find((r) => r.role === 'm'), rows };
+  };
+  const rowState = (r: SegmentRow | undefined) => (r ? `${r.role}/${r.status}/${r.mode}` : 'none');
+  const coordinatorPairIs = (coordinator: string, standby: string) =>
+    waitFor(`the coordinator ${coordinator} and its standby ${standby}`, async () => {
+      const rows = await coordinatorRows();
+      return rowState(rows.coordinator) === coordinator && rowState(rows.standby) === standby ? true : undefined;
+    }, 60_000);
+  /** Commits a row on the acting coordinator; returns how long the commit took (a synchronous one waits for the standby). */
+  async function coordinatorCommit(what: string): Promise<number> {
+    const { coordinator } = await coordinatorRows();
+    await sql(coordinator!, 'CREATE TABLE IF NOT EXISTS bundled_coordinator (what text PRIMARY KEY)');
+    const started = Date.now();
+    await sql(coordinator!, 'INSERT INTO bundled_coordinator VALUES ($1)', [what]);
+    return Date.now() - started;
+  }
+  /** The standby InitStandby adds: a new host, its data directory under the cluster's. */
+  const SCDW2 = 'scdw2';
+  let added: { dbid: number; port: number; datadir: string } | undefined;
+
+  test('a killed coordinator: the bundled ActivateStandby fences it on its host through SSM, stops its instance natively, and makes its standby the coordinator', async () => {
+    const c = cluster!;
+    const { coordinator: old, standby } = await coordinatorRows();
+    expect({ old: old && `${old.dbid} ${rowState(old)}`, standby: rowState(standby) }).toEqual({ old: `${COORDINATOR} p/u/s`, standby: 'm/u/s' });
+    expect(await coordinatorCommit('before the activation')).toBeLessThan(5000);
+    const since = new Date();
+    expect(await killInstance(old!.datadir)).toBe(true);
+    // As by the time an operator runs gpactivatestandby: the standby no longer hears from the coordinator.
+    await waitFor(`standby dbid ${standby!.dbid} to stop streaming from the killed coordinator`, async () => ((await c.control.walReceiver(standby!)).state !== 'streaming' ? true : undefined), 30_000);
+    const { outcome, steps } = await runBundled('ActivateStandby', { clusterId: c.clusterId, stopInstance: true });
+    expect({ status: outcome.status, error: outcome.error, cause: outcome.cause }).toEqual({ status: 'SUCCEEDED', error: undefined, cause: undefined });
+    // In order, each once (a retried step would repeat its name).
+    expect([...new Set(steps)]).toEqual(['validate', 'confirm-down', 'fence-coordinator', 'StopCoordinatorInstance', 'activate', 'move-endpoint', 'verify-write', 'finish']);
+    const output = outcome.output as Record<string, Record<string, unknown>>;
+    expect(output.fenceCoordinator).toMatchObject({ fenced: true, stopInstance: true, instanceIds: [instanceIdOf('cdw')] });
+    expect(stopInstancesRequests).toEqual([{ InstanceIds: [instanceIdOf('cdw')], Force: true }]);
+    // No client endpoint in the template: nothing is moved, the write is checked at the new coordinator itself.
+    expect(output.moveEndpoint).toMatchObject({ moved: false });
+    expect(output.verifyWrite).toMatchObject({ through: `${standby!.address}:${standby!.port}` });
+    expect(commandsFor(COORDINATOR, since)).toEqual([`fts fence dbid ${COORDINATOR} content -1 @ ${instanceIdOf('cdw')} Success`]);
+    expect(failedCommands()).toEqual([]);
+
+    const after = await coordinatorRows();
+    expect(after.rows).toEqual([expect.objectContaining({ dbid: standby!.dbid, role: 'p', preferredRole: 'p', status: 'u', mode: 'n', instanceId: instanceIdOf('scdw') })]);
+    expect((await c.catalog.load(c.clusterId)).pendingOperations).toEqual([]);
+    expect((await c.catalog.history(c.clusterId)).map((h) => h.description).join('\n')).toMatch(
+      new RegExp(`gpactivatestandby: coordinator dbid ${COORDINATOR} .* removed[\\s\\S]*activation of dbid ${standby!.dbid} complete`),
+    );
+    expect(await coordinatorCommit('after the activation')).toBeLessThan(5000);
+
+    // The fence left it a standby of the new coordinator: restarted by hand (systemd, a person) it is read-only.
+    const asBuilt = c.state.rows.find((r) => r.dbid === COORDINATOR)!;
+    await c.host.start(asBuilt);
+    const zombieWrite = sql(asBuilt, "SET synchronous_commit = local; CREATE TABLE IF NOT EXISTS zombie_writes (id int); INSERT INTO zombie_writes VALUES (1)");
+    await expect(zombieWrite).rejects.toThrow(/read-only|recovery/);
+    await c.host.stop(asBuilt, 'fast');
+  });
+
+  test('the bundled InitStandby adds a standby on a new host (pg_basebackup through SSM); it streams, and the prober marks the pair in sync', async () => {
+    const c = cluster!;
+    const { coordinator } = await coordinatorRows();
+    const port = await freePort();
+    const datadir = join(c.state.dir, SCDW2, 'coordinator', 'gpseg-1');
+    const since = new Date();
+    const { outcome, steps } = await runBundled('InitStandby', { clusterId: c.clusterId, hostname: SCDW2, address: LOCAL_ADDRESS, port, datadir, instanceId: instanceIdOf(SCDW2), pollSeconds: 1 });
+    expect({ status: outcome.status, error: outcome.error, cause: outcome.cause }).toEqual({ status: 'SUCCEEDED', error: undefined, cause: undefined });
+    expect(steps).toEqual(expect.arrayContaining(['plan', 'start-copy', 'poll-copy', 'verify-streaming', 'finish']));
+    expect(steps).not.toContain('record-failure');
+    const output = outcome.output as { plan: { dbid: number }; finish: { message: string } };
+    const dbid = output.plan.dbid;
+    added = { dbid, port, datadir };
+    expect(output.finish.message).toMatch(/sync rep is on/);
+    const rebuilds = ssm!.invocations().filter((i) => i.requestedAt >= since && i.comment.startsWith('fts start rebuild'));
+    expect(rebuilds.map((i) => `${i.comment} @ ${i.instanceId} ${i.status} ${i.executionTimeoutSeconds}`)).toEqual([
+      `fts start rebuild by basebackup dbid ${dbid} content -1 @ ${instanceIdOf(SCDW2)} Success 172800`,
+    ]);
+    expect(commandsFor(dbid, since).filter((line) => !line.startsWith('fts progress') && !line.startsWith('fts start rebuild'))).toEqual([]);
+    expect(failedCommands()).toEqual([]);
+
+    const { standby } = await coordinatorRows();
+    expect(standby).toMatchObject({ dbid, hostname: SCDW2, address: LOCAL_ADDRESS, port, datadir, instanceId: instanceIdOf(SCDW2), role: 'm', preferredRole: 'm', status: 'u' });
+    expect(standby!.systemIdentifier).toBe(coordinator!.systemIdentifier);
+    expect(await c.control.walReceiver(standby!)).toMatchObject({ inRecovery: true, state: 'streaming', senderPort: coordinator!.port });
+    await coordinatorPairIs('p/u/s', 'm/u/s'); // the prober's doing, once the standby has caught up
+    const probe = await c.probe.probe(coordinator!, { ...(await c.catalog.loadSettings(c.clusterId)), probeRetries: 0 }, standby);
+    expect(probe.ok && { syncRepOn: probe.syncRepOn, mirror: probe.mirror.state }).toEqual({ syncRepOn: true, mirror: 'streaming' });
+    // A synchronous commit: the standby acknowledges it at once.
+    expect(await coordinatorCommit('with the new standby')).toBeLessThan(5000);
+    expect((await c.catalog.load(c.clusterId)).pendingOperations).toEqual([]);
+  });
+
+  test('the bundled InitStandby -r removes it (stopped through SSM, its slot dropped, its row gone); the coordinator commits alone, at once', async () => {
+    const c = cluster!;
+    const { dbid, datadir } = added!;
+    const since = new Date();
+    const { outcome, steps } = await runBundled('InitStandby', { clusterId: c.clusterId, remove: true });
+    expect({ status: outcome.status, error: outcome.error, cause: outcome.cause }).toEqual({ status: 'SUCCEEDED', error: undefined, cause: undefined });
+    expect([...new Set(steps)]).toEqual(['plan', 'disable-sync-rep', 'stop-standby', 'remove-standby']);
+    expect(commandsFor(dbid, since)).toEqual([`fts stop -m fast dbid ${dbid} content -1 @ ${instanceIdOf(SCDW2)} Success`]);
+    const rows = await coordinatorRows();
+    expect({ standby: rows.standby, coordinator: rowState(rows.coordinator) }).toEqual({ standby: undefined, coordinator: 'p/u/n' });
+    expect(isRunning(datadir)).toBe(false);
+    const slots = await sql<{ slot_name: string }>(rows.coordinator!, 'SELECT slot_name FROM pg_replication_slots');
+    expect(slots.map((s) => s.slot_name)).not.toContain(mirrorSlotName(dbid));
+    expect(await coordinatorCommit('alone again')).toBeLessThan(2000);
+    expect((await c.catalog.load(c.clusterId)).pendingOperations).toEqual([]);
+
+    // Every host operation of the run went to the instance of its row's host (rows since removed included), and none failed.
+    const hostOf = new Map<number, string>([...c.state.rows.map((r): [number, string] => [r.dbid, r.hostname]), [dbid, SCDW2]]);
+    for (const inv of ssm!.invocations()) {
+      const of = Number(/dbid (\d+)/.exec(inv.comment)?.[1]);
+      expect({ comment: inv.comment, instanceId: inv.instanceId }).toEqual({ comment: inv.comment, instanceId: hostOf.has(of) ? instanceIdOf(hostOf.get(of)!) : 'a row of the cluster' });
+    }
+    expect(ssm!.running()).toBe(0);
+    expect(failedCommands()).toEqual([]);
+  });
 });
 
-/** Creates a superuser role named after the OS user on every primary (mirrors get it by replication). */
+/** Creates a superuser role named after the OS user on every primary and the coordinator (mirrors and the standby get it by replication). */
 async function createReplicationRole(c: TestCluster, name: string): Promise<void> {
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new Error(`cannot create a role for the OS user ${JSON.stringify(name)} (${userInfo().username})`);
   const snapshot = await c.catalog.load(c.clusterId);
