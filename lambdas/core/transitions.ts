@@ -68,6 +68,12 @@ export const TRANSITIONS: readonly Transition[] = [
     by: 'ActivateStandby',
     why: 'an asynchronous (or lagging) standby becomes the coordinator only when the operator accepts losing the commits it had not received (Greenplum asynchronous mode, or --ignore-lag)',
   },
+  {
+    from: 'm/d/n',
+    to: 'p/u/n',
+    by: 'ActivateStandby',
+    why: 'a standby marked down (its coordinator could no longer see it) becomes the coordinator only when forced with --ignore-lag, after ConfirmDown found it running as a standby: the way out when the coordinator died after its standby was marked down',
+  },
   // A new standby (gpinitstandby): its row is added as m/d/n before the copy, so a crash leaves it named in the catalog.
   { from: 'm/d/n', to: 'm/u/n', by: 'InitStandby', why: 'the new standby, copied with pg_basebackup and started, streams from the coordinator; the prober marks the pair s once it has caught up' },
 ];

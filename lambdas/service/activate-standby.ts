@@ -11,6 +11,7 @@ import { ContentBusyError, CoordinatorAliveError, FenceUnconfirmedError, MirrorN
 import { COORDINATOR_CONTENT, type CatalogChange, type ClusterSnapshot, type PendingOperation, type SegmentRow } from '../core/model';
 import { liveOperation } from '../core/operations';
 import { segmentRowSchema } from '../core/rows';
+import type { Settings } from '../core/settings';
 import { ACTIVATE_STANDBY_SPEC, activateStandbyInputSchema, type ActivateStandbyInput } from '../workflows/activate-standby';
 import { parseWorkflowInput } from '../workflows/spec';
 import { PROMOTE_TIMEOUT_MS, VERIFY_WRITE_TIMEOUT_MS } from './promotion';
@@ -92,6 +93,39 @@ export function planActivation(snapshot: ClusterSnapshot, plan: ActivationPlan, 
   };
 }
 
+/**
+ * Whether the catalog lets the standby be activated for this input; the plan if so.
+ * Refuses (nothing changed) no standby, a `standbyDbid` that is not it, a standby marked
+ * down unless `force` and `ignoreLag` (it is not in sync; ConfirmDown then checks it runs
+ * as a standby), one not in sync while sync rep is the mode unless `ignoreLag`, and an
+ * automatic start unless the setting allows it and the standby is in sync.
+ */
+function checkActivation(snapshot: ClusterSnapshot, input: ActivateStandbyInput, settings: Settings): ActivationPlan {
+  const { coordinator, standby } = coordinatorRows(snapshot);
+  if (!coordinator) throw new ValidationError(`cluster ${snapshot.clusterId} has no coordinator row (content -1, role p)`);
+  if (!standby) throw new ValidationError(`cluster ${snapshot.clusterId} has no standby (content -1, role m): nothing to activate; add one with gpinitstandby (ftsctl initstandby -s <host>)`);
+  if (input.stopInstance && !coordinator.instanceId) {
+    throw new ValidationError(`stopInstance needs the EC2 instance of coordinator dbid ${coordinator.dbid}, and its catalog row names none`);
+  }
+  if (input.standbyDbid !== undefined && input.standbyDbid !== standby.dbid) {
+    throw new ValidationError(`standbyDbid ${input.standbyDbid} is not the standby of cluster ${snapshot.clusterId} (the catalog names dbid ${standby.dbid})`);
+  }
+  const synchronous = settings.standbySynchronous !== false;
+  if (input.automatic) {
+    if (!settings.autoActivateStandby) throw new ValidationError('automatic activation is off (setting autoActivateStandby): an automatic start is refused');
+    if (!synchronous || standby.mode !== 's') throw new MirrorNotPromotableError(`standby dbid ${standby.dbid} is ${standby.status}/${standby.mode}, not in sync: an automatic activation never risks a commit`);
+  } else if (standby.status === 'd' && !(input.force && input.ignoreLag)) {
+    throw new MirrorNotPromotableError(
+      `standby dbid ${standby.dbid} is marked down: it may lack acknowledged commits and may not run; if you know it runs as a standby and accept losing what it lacks: ftsctl activatestandby -f --ignore-lag`,
+    );
+  } else if (standby.mode !== 's' && synchronous && !input.ignoreLag) {
+    throw new MirrorNotPromotableError(
+      `standby dbid ${standby.dbid} is not in sync (mode ${standby.mode}): activating it may lose acknowledged commits; wait for it to catch up, or accept the loss with ignoreLag (ftsctl activatestandby --ignore-lag)`,
+    );
+  }
+  return { coordinator, standbyDbid: standby.dbid };
+}
+
 /** Releases this execution's hold on content -1 with a history row; a no-op when it holds nothing any more. */
 async function release(deps: WorkflowDeps, clusterId: string, execution: string, dbid: number | undefined, description: string): Promise<void> {
   await applyFresh(deps.catalog, clusterId, (s) => {
@@ -128,39 +162,24 @@ export const ACTIVATE_STANDBY_STEPS: StepTable<WorkflowDeps> = {
       const plan = heldPlan(snapshot, execution, now);
       return { coordinatorDbid: plan.coordinator.dbid, standbyDbid: plan.standbyDbid, resumed: true };
     }
-    const { coordinator, standby } = coordinatorRows(snapshot);
-    const unfinished = standby ? undefined : unfinishedActivation(snapshot);
-    if (unfinished) {
-      if (hold) throw new ContentBusyError(`content -1 is held by ${hold.kind} execution ${hold.execution}: the unfinished activation of dbid ${unfinished.standbyDbid} is not resumed now`);
-      await applyFresh(deps.catalog, input.clusterId, () => ({ rows: [], history: [], setOperations: [holdOf('activation', COORDINATOR_CONTENT, execution, now, unfinished)] }));
-      deps.telemetry.info('resuming an unfinished activation', { clusterId: input.clusterId, standbyDbid: unfinished.standbyDbid, execution });
-      return { coordinatorDbid: unfinished.coordinator.dbid, standbyDbid: unfinished.standbyDbid, resumed: true };
-    }
-    if (!coordinator) throw new ValidationError(`cluster ${snapshot.clusterId} has no coordinator row (content -1, role p)`);
-    if (!standby) throw new ValidationError(`cluster ${snapshot.clusterId} has no standby (content -1, role m): nothing to activate; add one with gpinitstandby (ftsctl initstandby -s <host>)`);
-    if (input.stopInstance && !coordinator.instanceId) {
-      throw new ValidationError(`stopInstance needs the EC2 instance of coordinator dbid ${coordinator.dbid}, and its catalog row names none`);
-    }
-    if (input.standbyDbid !== undefined && input.standbyDbid !== standby.dbid) {
-      throw new ValidationError(`standbyDbid ${input.standbyDbid} is not the standby of cluster ${snapshot.clusterId} (the catalog names dbid ${standby.dbid})`);
-    }
     const settings = await deps.catalog.loadSettings(input.clusterId);
-    const synchronous = settings.standbySynchronous !== false;
-    if (standby.status === 'd' && !input.force) {
-      throw new MirrorNotPromotableError(`standby dbid ${standby.dbid} is marked down: it may lack commits and may not run; activate it with force only if you know it is up (ftsctl activatestandby -f --ignore-lag)`);
-    }
-    if (input.automatic) {
-      if (!settings.autoActivateStandby) throw new ValidationError('automatic activation is off (setting autoActivateStandby): an automatic start is refused');
-      if (!synchronous || standby.mode !== 's') throw new MirrorNotPromotableError(`standby dbid ${standby.dbid} is ${standby.status}/${standby.mode}, not in sync: an automatic activation never risks a commit`);
-    } else if (standby.mode !== 's' && synchronous && !input.ignoreLag) {
-      throw new MirrorNotPromotableError(
-        `standby dbid ${standby.dbid} is not in sync (mode ${standby.mode}): activating it may lose acknowledged commits; wait for it to catch up, or accept the loss with ignoreLag (ftsctl activatestandby --ignore-lag)`,
-      );
-    }
-    const plan: ActivationPlan = { coordinator, standbyDbid: standby.dbid };
-    await applyFresh(deps.catalog, input.clusterId, () => ({ rows: [], history: [], setOperations: [holdOf('activation', COORDINATOR_CONTENT, execution, now, plan)] }));
-    deps.telemetry.info('activation planned', { clusterId: input.clusterId, coordinatorDbid: coordinator.dbid, standbyDbid: standby.dbid, execution });
-    return { coordinatorDbid: coordinator.dbid, standbyDbid: standby.dbid, resumed: false };
+    // Every check runs again on the snapshot the hold is written against: a prober round
+    // that marked the standby down in between (sync rep off) is seen, not fenced past.
+    let result: { coordinatorDbid: number; standbyDbid: number; resumed: boolean } | undefined;
+    await applyFresh(deps.catalog, input.clusterId, (fresh) => {
+      const held = liveOperation(fresh, COORDINATOR_CONTENT, now);
+      const unfinished = coordinatorRows(fresh).standby ? undefined : unfinishedActivation(fresh);
+      if (unfinished) {
+        if (held) throw new ContentBusyError(`content -1 is held by ${held.kind} execution ${held.execution}: the unfinished activation of dbid ${unfinished.standbyDbid} is not resumed now`);
+        result = { coordinatorDbid: unfinished.coordinator.dbid, standbyDbid: unfinished.standbyDbid, resumed: true };
+        return { rows: [], history: [], setOperations: [holdOf('activation', COORDINATOR_CONTENT, execution, now, unfinished)] };
+      }
+      const plan = checkActivation(fresh, input, settings);
+      result = { coordinatorDbid: plan.coordinator.dbid, standbyDbid: plan.standbyDbid, resumed: false };
+      return { rows: [], history: [], setOperations: [holdOf('activation', COORDINATOR_CONTENT, execution, now, plan)] };
+    });
+    deps.telemetry.info(result!.resumed ? 'resuming an unfinished activation' : 'activation planned', { clusterId: input.clusterId, ...result, execution });
+    return result!;
   },
 
   /**
@@ -225,7 +244,12 @@ export const ACTIVATE_STANDBY_STEPS: StepTable<WorkflowDeps> = {
     const input = inputOf(doc, false);
     const now = deps.now();
     const plan = heldPlan(await deps.catalog.load(input.clusterId), execution, now);
-    const version = await applyFresh(deps.catalog, input.clusterId, (s) => (activated(s, plan) ? null : planActivation(s, plan, now, input.reason)));
+    const settings = await deps.catalog.loadSettings(input.clusterId);
+    const version = await applyFresh(deps.catalog, input.clusterId, (s) => {
+      if (activated(s, plan)) return null;
+      checkActivation(s, input, settings); // what Validate allowed still holds (nobody changes a held content)
+      return planActivation(s, plan, now, input.reason);
+    });
     const snapshot = await deps.catalog.load(input.clusterId);
     const coordinator = standbyRow(snapshot, plan);
     await deps.control.promote(coordinator, PROMOTE_TIMEOUT_MS);
