@@ -97,7 +97,10 @@ export class StepWorkflow extends Construct {
           for (const r of s.type !== 'map' ? (s.retry ?? []) : []) {
             t.addRetry({ errors: r.errors.map(errorName), interval: Duration.seconds(r.intervalSeconds), maxAttempts: r.maxAttempts, backoffRate: r.backoffRate });
           }
-          for (const c of s.catch ?? []) t.addCatch(at(c.next), { errors: c.errors.map(errorName), resultPath: ERROR_PATH });
+          for (const c of s.catch ?? []) {
+            // No ResultPath is ASL's `$` (the error replaces the document); the local runner reads an explicit `$` as a field name.
+            t.addCatch(at(c.next), { errors: c.errors.map(errorName), ...(c.resultPath === '$' ? {} : { resultPath: ERROR_PATH }) });
+          }
           if (s.type === 'map') (t as sfn.Map).itemProcessor(build(s.states, s.start));
           if (s.next !== undefined) t.next(at(s.next));
         } else if (s.type === 'wait') (state as sfn.Wait).next(at(s.next));

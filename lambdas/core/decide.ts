@@ -263,6 +263,17 @@ function decideAnswer(ctx: Context, probe: ProbeAnswer): Decision[] {
   }
   if (!mirror) {
     if (memory.replication) delete memory.replication[String(content)];
+    // Nothing can acknowledge its commits: sync rep left on (a late action, a hand-made
+    // setting, a standby removed) would hang every commit, while the write check (local
+    // commit) still passes. Turn it off.
+    if (probe.syncRepOn) {
+      decisions.push({
+        kind: 'sync-rep-off',
+        content,
+        primaryDbid: primary.dbid,
+        reason: `${content === COORDINATOR_CONTENT ? 'coordinator' : 'primary'} dbid ${primary.dbid} of content ${content} has no ${content === COORDINATOR_CONTENT ? 'standby' : 'mirror'} in the catalog but waits for a synchronous standby: turning synchronous replication off`,
+      });
+    }
     return decisions;
   }
   const replication = decideReplication(ctx as Context & { pair: { mirror: SegmentRow } }, probe);

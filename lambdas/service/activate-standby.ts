@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { clusterStatusOf, SECOND_OPINION_FRESH_SECONDS } from '../core/decide';
 import { ContentBusyError, CoordinatorAliveError, FenceUnconfirmedError, MirrorNotPromotableError, ValidationError, WrongInstanceError } from '../core/errors';
 import { COORDINATOR_CONTENT, type CatalogChange, type ClusterSnapshot, type PendingOperation, type SegmentRow } from '../core/model';
-import { liveOperation } from '../core/operations';
+import { describeOperation, liveOperation } from '../core/operations';
 import { segmentRowSchema } from '../core/rows';
 import type { Settings } from '../core/settings';
 import { ACTIVATE_STANDBY_SPEC, activateStandbyInputSchema, type ActivateStandbyInput } from '../workflows/activate-standby';
@@ -43,6 +43,31 @@ function planOf(operation: PendingOperation | undefined): ActivationPlan | undef
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Seconds an activation's hold lasts unless a step renews it: one step's longest run and
+ * a margin. An execution stopped half-way (StopExecution, its timeout) renews nothing, so
+ * it blocks the next activation at most this long, not the ten minutes of a recovery's hold.
+ */
+export const ACTIVATION_HOLD_SECONDS = ACTIVATE_STANDBY_SPEC.stepTimeoutSeconds + 60;
+
+/**
+ * The catalog and this execution's plan, its hold renewed once less than half of
+ * {@link ACTIVATION_HOLD_SECONDS} is left (ContentBusyError when it holds content -1 no more).
+ */
+async function holding(deps: WorkflowDeps, clusterId: string, execution: string): Promise<{ snapshot: ClusterSnapshot; plan: ActivationPlan }> {
+  const now = deps.now();
+  const snapshot = await deps.catalog.load(clusterId);
+  const plan = heldPlan(snapshot, execution, now);
+  const hold = checkHeld(snapshot, COORDINATOR_CONTENT, execution, now);
+  if (Date.parse(hold.expiresAt) - now.getTime() > (ACTIVATION_HOLD_SECONDS * 1000) / 2) return { snapshot, plan };
+  await applyFresh(deps.catalog, clusterId, (s) => ({
+    rows: [],
+    history: [],
+    setOperations: [{ ...checkHeld(s, COORDINATOR_CONTENT, execution, now), expiresAt: new Date(now.getTime() + ACTIVATION_HOLD_SECONDS * 1000).toISOString() }],
+  }));
+  return { snapshot: await deps.catalog.load(clusterId), plan };
 }
 
 /** The plan this execution recorded in its hold on content -1 (ContentBusyError when it holds nothing). */
@@ -168,15 +193,19 @@ export const ACTIVATE_STANDBY_STEPS: StepTable<WorkflowDeps> = {
     let result: { coordinatorDbid: number; standbyDbid: number; resumed: boolean } | undefined;
     await applyFresh(deps.catalog, input.clusterId, (fresh) => {
       const held = liveOperation(fresh, COORDINATOR_CONTENT, now);
+      if (held) {
+        throw new ContentBusyError(
+          `content -1 is held by ${describeOperation(held)}: not activating now${held.kind === 'activation' ? `; if that execution was stopped, its hold lapses at ${held.expiresAt}, and an activatestandby after that finishes what it began` : ''}`,
+        );
+      }
       const unfinished = coordinatorRows(fresh).standby ? undefined : unfinishedActivation(fresh);
       if (unfinished) {
-        if (held) throw new ContentBusyError(`content -1 is held by ${held.kind} execution ${held.execution}: the unfinished activation of dbid ${unfinished.standbyDbid} is not resumed now`);
         result = { coordinatorDbid: unfinished.coordinator.dbid, standbyDbid: unfinished.standbyDbid, resumed: true };
-        return { rows: [], history: [], setOperations: [holdOf('activation', COORDINATOR_CONTENT, execution, now, unfinished)] };
+        return { rows: [], history: [], setOperations: [holdOf('activation', COORDINATOR_CONTENT, execution, now, unfinished, ACTIVATION_HOLD_SECONDS)] };
       }
       const plan = checkActivation(fresh, input, settings);
       result = { coordinatorDbid: plan.coordinator.dbid, standbyDbid: plan.standbyDbid, resumed: false };
-      return { rows: [], history: [], setOperations: [holdOf('activation', COORDINATOR_CONTENT, execution, now, plan)] };
+      return { rows: [], history: [], setOperations: [holdOf('activation', COORDINATOR_CONTENT, execution, now, plan, ACTIVATION_HOLD_SECONDS)] };
     });
     deps.telemetry.info(result!.resumed ? 'resuming an unfinished activation' : 'activation planned', { clusterId: input.clusterId, ...result, execution });
     return result!;
@@ -189,8 +218,7 @@ export const ACTIVATE_STANDBY_STEPS: StepTable<WorkflowDeps> = {
    */
   'confirm-down': async (deps, doc, execution) => {
     const input = inputOf(doc, false);
-    const snapshot = await deps.catalog.load(input.clusterId);
-    const plan = heldPlan(snapshot, execution, deps.now());
+    const { snapshot, plan } = await holding(deps, input.clusterId, execution);
     if (activated(snapshot, plan)) return { alreadyActivated: true };
     const standby = standbyRow(snapshot, plan);
     const settings = await deps.catalog.loadSettings(input.clusterId);
@@ -218,8 +246,7 @@ export const ACTIVATE_STANDBY_STEPS: StepTable<WorkflowDeps> = {
    */
   'fence-coordinator': async (deps, doc, execution) => {
     const input = inputOf(doc, false);
-    const snapshot = await deps.catalog.load(input.clusterId);
-    const plan = heldPlan(snapshot, execution, deps.now());
+    const { snapshot, plan } = await holding(deps, input.clusterId, execution);
     // Fenced before an earlier run flipped the catalog (the flip comes only after a fence or a forced go-ahead).
     if (activated(snapshot, plan)) return { fenced: true, earlier: true, stopInstance: false };
     const standby = standbyRow(snapshot, plan);
@@ -243,7 +270,7 @@ export const ACTIVATE_STANDBY_STEPS: StepTable<WorkflowDeps> = {
   activate: async (deps, doc, execution) => {
     const input = inputOf(doc, false);
     const now = deps.now();
-    const plan = heldPlan(await deps.catalog.load(input.clusterId), execution, now);
+    const { plan } = await holding(deps, input.clusterId, execution);
     const settings = await deps.catalog.loadSettings(input.clusterId);
     const version = await applyFresh(deps.catalog, input.clusterId, (s) => {
       if (activated(s, plan)) return null;
@@ -260,8 +287,7 @@ export const ACTIVATE_STANDBY_STEPS: StepTable<WorkflowDeps> = {
   /** Points the client endpoint at the new coordinator (no endpoint configured: nothing to move). */
   'move-endpoint': async (deps, doc, execution) => {
     const input = inputOf(doc, false);
-    const snapshot = await deps.catalog.load(input.clusterId);
-    const plan = heldPlan(snapshot, execution, deps.now());
+    const { snapshot, plan } = await holding(deps, input.clusterId, execution);
     if (!deps.endpoint) return { moved: false, reason: 'no client endpoint is configured' };
     await deps.endpoint.moveTo(standbyRow(snapshot, plan));
     const endpoint = await deps.endpoint.describe();
@@ -272,8 +298,8 @@ export const ACTIVATE_STANDBY_STEPS: StepTable<WorkflowDeps> = {
   /** Commits a row on the new coordinator, through the endpoint when there is one (the instance reached must be the new coordinator). */
   'verify-write': async (deps, doc, execution) => {
     const input = inputOf(doc, false);
-    const snapshot = await deps.catalog.load(input.clusterId);
-    const coordinator = standbyRow(snapshot, heldPlan(snapshot, execution, deps.now()));
+    const { snapshot, plan } = await holding(deps, input.clusterId, execution);
+    const coordinator = standbyRow(snapshot, plan);
     const endpoint = deps.endpoint ? await deps.endpoint.describe() : undefined;
     await deps.control.verifyWritable(endpoint ? { ...coordinator, address: endpoint.address, port: endpoint.port } : coordinator, VERIFY_WRITE_TIMEOUT_MS);
     return { writableAt: deps.now().toISOString(), through: endpoint ? `${endpoint.address}:${endpoint.port}` : `${coordinator.address}:${coordinator.port}` };

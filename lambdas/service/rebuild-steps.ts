@@ -90,9 +90,9 @@ export function checkHeld(snapshot: ClusterSnapshot, content: number, execution:
   return operation;
 }
 
-/** The hold an execution takes on a content, lapsing after {@link HOLD_TTL_SECONDS} unless renewed; `plan` is what it will do there. */
-export function holdOf(kind: OperationKind, content: number, execution: string, now: Date, plan?: object): PendingOperation {
-  return { content, kind, execution, since: now.toISOString(), expiresAt: new Date(now.getTime() + HOLD_TTL_SECONDS * 1000).toISOString(), ...(plan ? { plan: JSON.stringify(plan) } : {}) };
+/** The hold an execution takes on a content, lapsing after `ttlSeconds` (default {@link HOLD_TTL_SECONDS}) unless renewed; `plan` is what it will do there. */
+export function holdOf(kind: OperationKind, content: number, execution: string, now: Date, plan?: object, ttlSeconds = HOLD_TTL_SECONDS): PendingOperation {
+  return { content, kind, execution, since: now.toISOString(), expiresAt: new Date(now.getTime() + ttlSeconds * 1000).toISOString(), ...(plan ? { plan: JSON.stringify(plan) } : {}) };
 }
 
 /**

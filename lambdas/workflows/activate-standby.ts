@@ -13,10 +13,10 @@
  * catalog names the standby; Activate writes the catalog first and then promotes.
  */
 import { z } from 'zod';
-import { ContentBusyError, CoordinatorAliveError, FenceUnconfirmedError, MirrorNotPromotableError, ValidationError } from '../core/errors';
+import { ClusterNotFoundError, ContentBusyError, CoordinatorAliveError, FenceUnconfirmedError, MirrorNotPromotableError, ValidationError } from '../core/errors';
 import { clusterIdSchema } from './promote-mirror';
 import { requestDigest } from './recover-segments';
-import { CONFLICT_RETRY, executionNameOf, TRANSIENT_RETRY, type WorkflowSpec } from './spec';
+import { CONFLICT_RETRY, executionNameOf, TRANSIENT_RETRY, type WorkflowSpec, INVALID_INPUT_STATE, invalidInputCatch } from './spec';
 
 /** ActivateStandby input, as the console, `ftsctl activatestandby` or the prober sends it. */
 export const activateStandbyInputSchema = z
@@ -71,7 +71,7 @@ export const ACTIVATE_STANDBY_SPEC: WorkflowSpec<ActivateStandbyInput> = {
   hostOperationSeconds: 40,
   start: 'Validate',
   states: {
-    Validate: { type: 'task', step: 'validate', next: 'ConfirmDown', retry: [CONFLICT_RETRY], catch: [{ errors: [ValidationError, ContentBusyError, MirrorNotPromotableError], next: 'InvalidInput' }] },
+    Validate: { type: 'task', step: 'validate', next: 'ConfirmDown', retry: [CONFLICT_RETRY], catch: [invalidInputCatch([ValidationError, ContentBusyError, MirrorNotPromotableError, ClusterNotFoundError])] },
     ConfirmDown: { type: 'task', step: 'confirm-down', next: 'FenceCoordinator', retry: [TRANSIENT_RETRY], catch: [{ errors: [CoordinatorAliveError], next: 'RecordRefusal' }, toFailure] },
     FenceCoordinator: { type: 'task', step: 'fence-coordinator', next: 'StopInstanceAsked', retry: [TRANSIENT_RETRY], catch: [{ errors: [FenceUnconfirmedError], next: 'RecordRefusal' }, toFailure] },
     StopInstanceAsked: { type: 'choice', when: [{ path: '$.fenceCoordinator.stopInstance', equals: true, next: 'StopCoordinatorInstance' }], otherwise: 'Activate' },
@@ -94,6 +94,6 @@ export const ACTIVATE_STANDBY_SPEC: WorkflowSpec<ActivateStandbyInput> = {
     Refused: { type: 'fail', error: 'ActivationRefused', causePath: '$.error.Cause' },
     RecordFailure: { type: 'task', step: 'record-failure', next: 'ActivationFailed', retry: [CONFLICT_RETRY] },
     ActivationFailed: { type: 'fail', error: 'ActivationFailed', causePath: '$.error.Cause' },
-    InvalidInput: { type: 'fail', error: 'InvalidInput', causePath: '$.error.Cause' },
+    InvalidInput: INVALID_INPUT_STATE,
   },
 };

@@ -22,7 +22,7 @@ import { z } from 'zod';
 import { ContentBusyError, ValidationError } from '../core/errors';
 import { clusterIdSchema } from './promote-mirror';
 import { DEFAULT_POLL_SECONDS, DEFAULT_STALL_SECONDS, requestDigest } from './recover-segments';
-import { CONFLICT_RETRY, executionNameOf, TRANSIENT_RETRY, type WorkflowSpec } from './spec';
+import { CONFLICT_RETRY, executionNameOf, TRANSIENT_RETRY, type WorkflowSpec, INVALID_INPUT_STATE, invalidInputCatch } from './spec';
 
 /** A host name as `gp_segment_configuration.hostname` holds it. */
 const hostnameSchema = z
@@ -107,7 +107,7 @@ export const INIT_STANDBY_SPEC: WorkflowSpec<InitStandbyInput> = {
   hostOperationSeconds: 60,
   start: 'Plan',
   states: {
-    Plan: { type: 'task', step: 'plan', next: 'Action', retry: [CONFLICT_RETRY], catch: [{ errors: [ValidationError, ContentBusyError], next: 'InvalidInput' }, toFailure] },
+    Plan: { type: 'task', step: 'plan', next: 'Action', retry: [CONFLICT_RETRY], catch: [invalidInputCatch([ValidationError, ContentBusyError]), toFailure] },
     Action: { type: 'choice', when: [{ path: '$.plan.remove', equals: true, next: 'DisableSyncRep' }], otherwise: 'StartCopy' },
     StartCopy: { type: 'task', step: 'start-copy', next: 'WaitForCopy', retry: [TRANSIENT_RETRY], catch: [toFailure] },
     WaitForCopy: { type: 'wait', secondsPath: '$.plan.pollSeconds', next: 'PollCopy' },
@@ -131,6 +131,6 @@ export const INIT_STANDBY_SPEC: WorkflowSpec<InitStandbyInput> = {
     FailedHow: { type: 'choice', when: [{ path: '$.recordFailure.remove', equals: true, next: 'RemoveFailed' }], otherwise: 'InitFailed' },
     InitFailed: { type: 'fail', error: 'InitStandbyFailed', causePath: '$.recordFailure.message' },
     RemoveFailed: { type: 'fail', error: 'RemoveStandbyFailed', causePath: '$.recordFailure.message' },
-    InvalidInput: { type: 'fail', error: 'InvalidInput', causePath: '$.error.Cause' },
+    InvalidInput: INVALID_INPUT_STATE,
   },
 };

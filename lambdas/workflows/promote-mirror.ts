@@ -11,7 +11,7 @@
  */
 import { z } from 'zod';
 import { ContentBusyError, MirrorNotPromotableError, PrimaryAliveError, ValidationError } from '../core/errors';
-import { CONFLICT_RETRY as conflict, TRANSIENT_RETRY as transient, type WorkflowSpec } from './spec';
+import { CONFLICT_RETRY as conflict, TRANSIENT_RETRY as transient, type WorkflowSpec, INVALID_INPUT_STATE, invalidInputCatch } from './spec';
 
 /** Cluster ids every workflow accepts. */
 export const clusterIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$/, 'clusterId: 1 to 48 letters, digits, - or _');
@@ -68,7 +68,7 @@ export const PROMOTE_MIRROR_SPEC: WorkflowSpec<PromoteMirrorInput> = {
   hostOperationSeconds: 40,
   start: 'ValidateInput',
   states: {
-    ValidateInput: { type: 'task', step: 'validate', next: 'ConfirmFailure', catch: [{ errors: [ValidationError], next: 'InvalidInput' }] },
+    ValidateInput: { type: 'task', step: 'validate', next: 'ConfirmFailure', catch: [invalidInputCatch([ValidationError])] },
     ConfirmFailure: {
       type: 'task',
       step: 'confirm-failure',
@@ -94,6 +94,6 @@ export const PROMOTE_MIRROR_SPEC: WorkflowSpec<PromoteMirrorInput> = {
     Aborted: { type: 'succeed', comment: 'The primary is alive: no failover. Not an error.' },
     RecordFailure: { type: 'task', step: 'record-failure', next: 'PromotionFailed', retry: [conflict] },
     PromotionFailed: { type: 'fail', error: 'PromotionFailed', causePath: '$.error.Cause' },
-    InvalidInput: { type: 'fail', error: 'InvalidInput', causePath: '$.error.Cause' },
+    InvalidInput: INVALID_INPUT_STATE,
   },
 };

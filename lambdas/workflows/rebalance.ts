@@ -15,7 +15,7 @@ import { ContentBusyError, ValidationError } from '../core/errors';
 import { clusterIdSchema } from './promote-mirror';
 import { DEFAULT_POLL_SECONDS, DEFAULT_RECOVERY_PARALLEL, DEFAULT_STALL_SECONDS, requestDigest } from './recover-segments';
 import { rebuildLoop } from './rebuild-loop';
-import { CONFLICT_RETRY, executionNameOf, type WorkflowSpec } from './spec';
+import { CONFLICT_RETRY, executionNameOf, type WorkflowSpec, INVALID_INPUT_STATE, invalidInputCatch } from './spec';
 
 /** Seconds a mirror gets, by default, to show it received the stopped primary's shutdown checkpoint. */
 export const DEFAULT_RECEIVE_SECONDS = 10;
@@ -67,7 +67,7 @@ export const REBALANCE_SPEC: WorkflowSpec<RebalanceInput> = {
   hostOperationSeconds: 60,
   start: 'Plan',
   states: {
-    Plan: { type: 'task', step: 'plan', next: 'SwitchEach', retry: [CONFLICT_RETRY], catch: [{ errors: [ValidationError, ContentBusyError], next: 'InvalidInput' }, { errors: ['States.ALL'], next: 'Summarize' }] },
+    Plan: { type: 'task', step: 'plan', next: 'SwitchEach', retry: [CONFLICT_RETRY], catch: [invalidInputCatch([ValidationError, ContentBusyError]), { errors: ['States.ALL'], next: 'Summarize' }] },
     SwitchEach: {
       type: 'map',
       itemsPath: '$.plan.switches',
@@ -87,6 +87,6 @@ export const REBALANCE_SPEC: WorkflowSpec<RebalanceInput> = {
     Complete: { type: 'choice', when: [{ path: '$.summarize.complete', equals: true, next: 'Rebalanced' }], otherwise: 'RebalanceIncomplete' },
     Rebalanced: { type: 'succeed' },
     RebalanceIncomplete: { type: 'fail', error: 'RebalanceIncomplete', causePath: '$.summarize.message' },
-    InvalidInput: { type: 'fail', error: 'InvalidInput', causePath: '$.error.Cause' },
+    InvalidInput: INVALID_INPUT_STATE,
   },
 };

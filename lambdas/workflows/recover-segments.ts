@@ -17,7 +17,7 @@ import { z } from 'zod';
 import { ContentBusyError, ValidationError } from '../core/errors';
 import { clusterIdSchema } from './promote-mirror';
 import { rebuildLoop } from './rebuild-loop';
-import { CONFLICT_RETRY, executionNameOf, type WorkflowSpec } from './spec';
+import { CONFLICT_RETRY, executionNameOf, type WorkflowSpec, INVALID_INPUT_STATE, invalidInputCatch } from './spec';
 import { createHash } from 'node:crypto';
 
 /** Greenplum's default `-B`: contents rebuilt at once. */
@@ -86,7 +86,7 @@ export const RECOVER_SEGMENTS_SPEC: WorkflowSpec<RecoverSegmentsInput> = {
   hostOperationSeconds: 60,
   start: 'Plan',
   states: {
-    Plan: { type: 'task', step: 'plan', next: 'RecoverEach', retry: [CONFLICT_RETRY], catch: [{ errors: [ValidationError, ContentBusyError], next: 'InvalidInput' }, { errors: ['States.ALL'], next: 'Summarize' }] },
+    Plan: { type: 'task', step: 'plan', next: 'RecoverEach', retry: [CONFLICT_RETRY], catch: [invalidInputCatch([ValidationError, ContentBusyError]), { errors: ['States.ALL'], next: 'Summarize' }] },
     RecoverEach: {
       type: 'map',
       itemsPath: '$.plan.recoveries',
@@ -104,6 +104,6 @@ export const RECOVER_SEGMENTS_SPEC: WorkflowSpec<RecoverSegmentsInput> = {
     Complete: { type: 'choice', when: [{ path: '$.summarize.complete', equals: true, next: 'Recovered' }], otherwise: 'RecoveryIncomplete' },
     Recovered: { type: 'succeed' },
     RecoveryIncomplete: { type: 'fail', error: 'RecoveryIncomplete', causePath: '$.summarize.message' },
-    InvalidInput: { type: 'fail', error: 'InvalidInput', causePath: '$.error.Cause' },
+    InvalidInput: INVALID_INPUT_STATE,
   },
 };

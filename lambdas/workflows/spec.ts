@@ -33,10 +33,17 @@ export interface RetryRule {
   backoffRate: number;
 }
 
-/** A Catch rule of a Task: the error goes to `$.error`, then `next` runs. */
+/** A Catch rule of a Task: the error goes to `$.error` (or replaces the document: `resultPath: '$'`), then `next` runs. */
 export interface CatchRule {
   errors: readonly ErrorRef[];
   next: string;
+  /**
+   * `$`: the error `{ Error, Cause }` replaces the state document. For a rule that ends
+   * the execution on bad input: console input that is JSON but not an object (an array,
+   * a string) cannot take `$.error`, and would end the run with a States error instead of
+   * the step's clear cause.
+   */
+  resultPath?: '$';
 }
 
 /** A Task state: runs `step` of the workflow's step table. */
@@ -253,3 +260,9 @@ export const TRANSIENT_STEP_ERRORS = [SegmentUnreachableError, HostCommandError,
 export const TRANSIENT_RETRY: RetryRule = { errors: TRANSIENT_STEP_ERRORS, intervalSeconds: 1, backoffRate: 2, maxAttempts: 3 };
 /** Retry of a step that only writes the catalog (a history row): a concurrent writer is worth another try. */
 export const CONFLICT_RETRY: RetryRule = { errors: [CatalogConflictError], intervalSeconds: 1, backoffRate: 2, maxAttempts: 3 };
+
+/** The rule that ends an execution on input the first step refused: the error replaces the document (it may not be an object). */
+export const invalidInputCatch = (errors: readonly ErrorRef[]): CatchRule => ({ errors, next: 'InvalidInput', resultPath: '$' });
+
+/** The Fail state {@link invalidInputCatch} goes to: the cause is the step's message. */
+export const INVALID_INPUT_STATE: FailSpec = { type: 'fail', error: 'InvalidInput', causePath: '$.Cause' };

@@ -112,7 +112,8 @@ describe('synthesized definition', () => {
     expect(states.Notify.Next).toBe('Promoted');
     expect(states.RecordAbort.Next).toBe('Aborted');
     expect(states.RecordFailure.Next).toBe('PromotionFailed');
-    expect(states.InvalidInput).toMatchObject({ Error: 'InvalidInput', CausePath: '$.error.Cause' });
+    // Refused input may not be an object: the error replaces the document (no ResultPath) and the cause is read from it.
+    expect(states.InvalidInput).toMatchObject({ Error: 'InvalidInput', CausePath: '$.Cause' });
     expect(states.PromotionFailed).toMatchObject({ Error: 'PromotionFailed', CausePath: '$.error.Cause' });
   });
 
@@ -127,7 +128,7 @@ describe('synthesized definition', () => {
   });
 
   test('Catch error names', () => {
-    expect(catches('ValidateInput')).toEqual([[['ValidationError'], 'InvalidInput', '$.error']]);
+    expect(catches('ValidateInput')).toEqual([[['ValidationError'], 'InvalidInput', undefined]]);
     expect(catches('ConfirmFailure')).toEqual([
       [['PrimaryAliveError'], 'RecordAbort', '$.error'],
       [['ContentBusyError'], 'RecordAbort', '$.error'],

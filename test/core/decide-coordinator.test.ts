@@ -296,3 +296,18 @@ describe('automatic activation of the standby (autoActivateStandby)', () => {
     expect(plan.decisions.map((d) => `${d.content}:${d.kind}`)).toEqual(['-1:activate-standby']);
   });
 });
+
+describe('no standby in the catalog', () => {
+  const alone = { ...cluster({ 1: { mode: 'n' } }), segments: cluster({ 1: { mode: 'n' } }).segments.filter((r) => r.dbid !== STANDBY) };
+
+  test('a coordinator that still waits for a synchronous standby (a late action after -r, a setting by hand): sync rep off, nothing written', () => {
+    const plan = decideCoordinator(alone, answer(COORDINATOR, { mirror: absent, syncRepOn: true }), sync);
+    expect(kinds(plan.decisions)).toEqual(['sync-rep-off']);
+    expect(plan.decisions[0]).toMatchObject({ primaryDbid: COORDINATOR, reason: expect.stringMatching(/has no standby in the catalog but waits for a synchronous standby/) });
+    expect(plan.change).toBeNull();
+  });
+
+  test('sync rep already off: nothing to do', () => {
+    expect(decideCoordinator(alone, answer(COORDINATOR, { mirror: absent, syncRepOn: false }), sync).decisions).toEqual([]);
+  });
+});

@@ -71,8 +71,9 @@ async function setup(options: { instanceIds?: boolean } = {}) {
   });
   let runs = 0;
   const run = (input: Record<string, unknown> = {}) => workflows.runExecution('ActivateStandby', `activate-${++runs}`, { clusterId: CLUSTER, ...input });
+  const runRaw = (input: unknown) => workflows.runExecution('ActivateStandby', `activate-${++runs}`, input);
   const coordinatorRows = async () => (await catalog.load(CLUSTER)).segments.filter((r) => r.content === -1);
-  return { catalog, world, endpoint, steps, sdkCalls, failNext, run, coordinatorRows };
+  return { catalog, world, endpoint, steps, sdkCalls, failNext, run, runRaw, coordinatorRows };
 }
 
 test('a dead coordinator: confirmed down, fenced, the catalog flipped, the standby promoted, the endpoint moved, a write checked through it', async () => {
@@ -133,7 +134,7 @@ test('stopInstance without an instance id in the catalog is InvalidInput, nothin
   const t = await setup();
   const before = await t.catalog.load(CLUSTER);
   const outcome = await t.run({ stopInstance: true });
-  expect(outcome).toMatchObject({ status: 'FAILED', error: 'InvalidInput' });
+  expect(outcome).toMatchObject({ status: 'FAILED', error: 'InvalidInput', cause: expect.stringMatching(/stopInstance needs the EC2 instance of coordinator dbid 1/) });
   expect((await t.catalog.load(CLUSTER)).version).toBe(before.version);
 });
 
@@ -159,4 +160,17 @@ test('a fence that cannot be confirmed stops the activation; forced, it goes on'
   const forced = await t.run({ force: true });
   expect(forced.status).toBe('SUCCEEDED');
   expect(await t.coordinatorRows()).toEqual([expect.objectContaining({ dbid: 6, role: 'p' })]);
+});
+
+test.each([
+  ['an array', ['c1']],
+  ['a string', 'activate'],
+  ['an unknown cluster', { clusterId: 'no-such-cluster' }],
+])('console input that is %s: InvalidInput with a cause, nothing changed', async (_what, input) => {
+  const t = await setup();
+  const before = await t.catalog.load(CLUSTER);
+  const outcome = await t.runRaw(input);
+  expect(outcome).toMatchObject({ status: 'FAILED', error: 'InvalidInput' });
+  expect(outcome.cause).toMatch(/invalid ActivateStandby input|cluster no-such-cluster/);
+  expect((await t.catalog.load(CLUSTER)).version).toBe(before.version);
 });
