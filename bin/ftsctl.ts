@@ -245,6 +245,26 @@ export function formatWorkflowRun(r: WorkflowRunResult): string {
 }
 
 
+/**
+ * Starts an operator workflow in AWS for `recoverseg` or `initstandby` and follows it to
+ * its end; with `--no-wait` (`o.wait === false`) prints the execution's ARN and returns
+ * undefined at once.
+ */
+async function startInAws(
+  o: { stateMachineArn: string; wait?: boolean; json?: boolean },
+  kind: WorkflowKind,
+  input: Record<string, unknown>,
+  executionName: string,
+  onProgress?: (p: RebuildProgress) => void,
+): Promise<WorkflowRunResult | undefined> {
+  const client = new SFNClient({ maxAttempts: 5 });
+  if (o.wait !== false) return runWorkflowInAws(client, o.stateMachineArn, kind, JSON.stringify(input), { executionName, pollMs: 5000, ...(onProgress ? { onProgress } : {}) });
+  if (!STATE_MACHINE_ARN_PATTERN.test(o.stateMachineArn)) throw new ValidationError(`--state-machine-arn must be a state machine ARN, got ${JSON.stringify(o.stateMachineArn)}`);
+  const started = await client.send(new StartExecutionCommand({ stateMachineArn: o.stateMachineArn, name: executionName, input: JSON.stringify(input) }));
+  print(o.json ? JSON.stringify({ stateMachine: kind, executionArn: started.executionArn, input }, null, 2) : `${kind} started: ${started.executionArn}`);
+  return undefined;
+}
+
 /** The ActivateStandby input `ftsctl activatestandby` starts, as one would paste it in the console. */
 export function activateStandbyRequest(clusterId: string, catalogVersion: number, o: { force?: boolean; ignoreLag?: boolean; standbyDbid?: number }): Record<string, unknown> {
   return {
@@ -514,14 +534,9 @@ export function buildProgram(): Command {
       const executionName = executionNameFor(kind, input);
       let result: WorkflowRunResult;
       if (o.stateMachineArn) {
-        const client = new SFNClient({ maxAttempts: 5 });
-        if (o.wait === false) {
-          if (!STATE_MACHINE_ARN_PATTERN.test(o.stateMachineArn)) throw new ValidationError(`--state-machine-arn must be a state machine ARN, got ${JSON.stringify(o.stateMachineArn)}`);
-          const started = await client.send(new StartExecutionCommand({ stateMachineArn: o.stateMachineArn, name: executionName, input: JSON.stringify(input) }));
-          print(o.json ? JSON.stringify({ stateMachine: kind, executionArn: started.executionArn, input }, null, 2) : `${kind} started: ${started.executionArn}`);
-          return;
-        }
-        result = await runWorkflowInAws(client, o.stateMachineArn, kind, JSON.stringify(input), { executionName, pollMs: 5000 });
+        const followed = await startInAws(o, kind, input, executionName);
+        if (!followed) return;
+        result = followed;
       } else {
         let shown = 0;
         result = await runWorkflowLocally(openLocalCluster(o.dir ?? localClusterDir(o.cluster)), kind, input, {
@@ -581,14 +596,9 @@ export function buildProgram(): Command {
       };
       let result: WorkflowRunResult;
       if (o.stateMachineArn) {
-        const client = new SFNClient({ maxAttempts: 5 });
-        if (o.wait === false) {
-          if (!STATE_MACHINE_ARN_PATTERN.test(o.stateMachineArn)) throw new ValidationError(`--state-machine-arn must be a state machine ARN, got ${JSON.stringify(o.stateMachineArn)}`);
-          const started = await client.send(new StartExecutionCommand({ stateMachineArn: o.stateMachineArn, name: executionName, input: JSON.stringify(input) }));
-          print(o.json ? JSON.stringify({ stateMachine: kind, executionArn: started.executionArn, input }, null, 2) : `${kind} started: ${started.executionArn}`);
-          return;
-        }
-        result = await runWorkflowInAws(client, o.stateMachineArn, kind, JSON.stringify(input), { executionName, pollMs: 5000, onProgress: showProgress });
+        const followed = await startInAws(o, kind, input, executionName, showProgress);
+        if (!followed) return;
+        result = followed;
       } else {
         const dir = o.dir ?? localClusterDir(o.cluster);
         result = await runWorkflowLocally(openLocalCluster(dir), kind, input, {

@@ -17,7 +17,7 @@ import { normalizePath } from '../core/recovery';
 import type { HostJob } from '../ports/segments';
 import { INIT_STANDBY_SPEC, initStandbyInputSchema, type InitStandbyInput } from '../workflows/init-standby';
 import { parseWorkflowInput } from '../workflows/spec';
-import { checkHeld, holdOf, MAX_BUSY_STARTS, MAX_REBUILD_STARTS, renewHolds, STREAM_WAIT_SECONDS, UNMEASURED_PHASE_FACTOR } from './rebuild-steps';
+import { checkHeld, holdOf, MAX_BUSY_STARTS, MAX_REBUILD_STARTS, renewHolds, STREAM_WAIT_SECONDS, watchForStall } from './rebuild-steps';
 import { applyFresh, errorCause, pickInput, stepRunner, type StepTable, type WorkflowDeps } from './steps';
 
 /** Pause between two looks at the new standby's WAL receiver. */
@@ -309,22 +309,7 @@ async function pollCopy(deps: WorkflowDeps, doc: unknown, execution: string): Pr
   const fields = { content: COORDINATOR_CONTENT, dbid: planned.dbid, ...(status.progress ?? {}) };
   const what = `the copy into standby dbid ${planned.dbid} (${where(planned)})`;
   if (status.state === 'running') {
-    const now = deps.now();
-    const before = loop.pollCopy?.watch ?? { bytes: -1, at: job.startedAt };
-    const bytes = status.progress?.bytes ?? -1;
-    const watch = bytes > before.bytes ? { bytes, at: now.toISOString() } : before;
-    const stalled = (now.getTime() - Date.parse(watch.at)) / 1000;
-    const copying = watch.bytes >= 0 && (status.progress === undefined || status.progress.bytes < status.progress.total);
-    const limit = copying ? input.stallSeconds : UNMEASURED_PHASE_FACTOR * input.stallSeconds;
-    if (stalled > limit) {
-      const why = `${what} made no progress for ${Math.round(stalled)} s (limit ${limit} s from stallSeconds ${input.stallSeconds})`;
-      try {
-        await deps.host.cancelJob(job);
-      } catch (e) {
-        throw new RebuildFailedError(`${why}; cancelling it failed (${(e as Error).message}): stop it on the host`);
-      }
-      throw new RebuildFailedError(`${why}: cancelled`);
-    }
+    const watch = await watchForStall(deps, job, status, loop.pollCopy?.watch, input.stallSeconds, what);
     deps.telemetry.info('rebuild progress', fields);
     return { state: 'running', watch, ...(status.progress ? { progress: status.progress } : {}) };
   }

@@ -11,7 +11,7 @@ import { clusterStatusOf, historyText } from '../core/decide';
 import { ContentBusyError, RebuildFailedError, ValidationError } from '../core/errors';
 import type { ClusterSnapshot, OperationKind, PendingOperation, SegmentRow } from '../core/model';
 import { liveOperation } from '../core/operations';
-import type { HostJob } from '../ports/segments';
+import type { HostJob, HostJobStatus } from '../ports/segments';
 import { DEFAULT_STALL_SECONDS } from '../workflows/recover-segments';
 import { applyFresh, errorCause, type WorkflowDeps } from './steps';
 
@@ -80,6 +80,37 @@ const rowOf = (snapshot: ClusterSnapshot, dbid: number, content: number): Segmen
  * prober takes its contents back.
  */
 export const HOLD_TTL_SECONDS = 600;
+
+/** The copied bytes last seen to grow, and when. */
+export interface CopyWatch {
+  bytes: number;
+  at: string;
+}
+
+/**
+ * A running copy whose bytes have not grown for `stallSeconds` (a frozen host or tool)
+ * would keep its content held for good: it is cancelled and RebuildFailedError thrown.
+ * While bytes are copied (reported, not all yet) the limit is `stallSeconds`; the phases
+ * that report no bytes get {@link UNMEASURED_PHASE_FACTOR} times that. Returns the watch
+ * to carry to the next poll. `what` names the copy in the error.
+ */
+export async function watchForStall(deps: WorkflowDeps, job: HostJob, status: HostJobStatus, previous: CopyWatch | undefined, stallSeconds: number, what: string): Promise<CopyWatch> {
+  const now = deps.now();
+  const before = previous ?? { bytes: -1, at: job.startedAt };
+  const bytes = status.progress?.bytes ?? -1;
+  const watch = bytes > before.bytes ? { bytes, at: now.toISOString() } : before;
+  const stalled = (now.getTime() - Date.parse(watch.at)) / 1000;
+  const copying = watch.bytes >= 0 && (status.progress === undefined || status.progress.bytes < status.progress.total);
+  const limit = copying ? stallSeconds : UNMEASURED_PHASE_FACTOR * stallSeconds;
+  if (stalled <= limit) return watch;
+  const why = `${what} made no progress for ${Math.round(stalled)} s (limit ${limit} s from stallSeconds ${stallSeconds})`;
+  try {
+    await deps.host.cancelJob(job);
+  } catch (e) {
+    throw new RebuildFailedError(`${why}; cancelling it failed (${(e as Error).message}): stop it on the host`);
+  }
+  throw new RebuildFailedError(`${why}: cancelled`);
+}
 
 /** Throws ContentBusyError unless `execution` still holds `content`. */
 export function checkHeld(snapshot: ClusterSnapshot, content: number, execution: string, now: Date): PendingOperation {
@@ -194,24 +225,7 @@ export function rebuildSteps(label: string, kind: OperationKind) {
       const status = await deps.host.jobStatus(job);
       const fields = { content: it.item.content, dbid: it.item.dbid, ...(status.progress ?? {}) };
       if (status.state === 'running') {
-        // A copy whose bytes do not grow for stallSeconds (a frozen host or tool) would keep its content held for good.
-        const now = deps.now();
-        const before = it.pollRebuild?.watch ?? { bytes: -1, at: job.startedAt };
-        const bytes = status.progress?.bytes ?? -1;
-        const watch = bytes > before.bytes ? { bytes, at: now.toISOString() } : before;
-        const stalled = (now.getTime() - Date.parse(watch.at)) / 1000;
-        // Copying (bytes reported, not all of them yet): stallSeconds; the phases that report no bytes get longer.
-        const copying = watch.bytes >= 0 && (status.progress === undefined || status.progress.bytes < status.progress.total);
-        const limit = copying ? it.stallSeconds : UNMEASURED_PHASE_FACTOR * it.stallSeconds;
-        if (stalled > limit) {
-          const why = `the rebuild of dbid ${it.item.dbid} of content ${it.item.content} made no progress for ${Math.round(stalled)} s (limit ${limit} s from stallSeconds ${it.stallSeconds})`;
-          try {
-            await deps.host.cancelJob(job);
-          } catch (e) {
-            throw new RebuildFailedError(`${why}; cancelling it failed (${(e as Error).message}): stop it on the host`);
-          }
-          throw new RebuildFailedError(`${why}: cancelled`);
-        }
+        const watch = await watchForStall(deps, job, status, it.pollRebuild?.watch, it.stallSeconds, `the rebuild of dbid ${it.item.dbid} of content ${it.item.content}`);
         deps.telemetry.info('rebuild progress', fields);
         return { state: 'running', watch, ...(status.progress ? { progress: status.progress } : {}) };
       }

@@ -31,11 +31,15 @@ export { EXECUTION_NAME_PATTERN };
  * is not JSON. The value is not checked further: the workflow validates its input.
  */
 export function parseExecutionInput(text: string): unknown {
+  let input: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    input = JSON.parse(text) as unknown;
   } catch (e) {
     throw new ValidationError(`the execution input is not valid JSON: ${(e as Error).message}`);
   }
+  // A null document has no `$` for the states to read: the execution would end in States.Runtime before any step saw it.
+  if (input === null) throw new ValidationError('the execution input is null: every workflow takes a JSON object (e.g. {"clusterId": "prod"})');
+  return input;
 }
 
 /** The event a Task state passes to the step handler. */
