@@ -1,14 +1,15 @@
 #!/usr/bin/env node
 /**
  * CDK app: one FtsStack per cluster, configured from context (cdk.json or `-c key=value`):
- * clusterId, vpcId, availabilityZones, privateSubnetIds, segmentSecurityGroupId, and
- * optionally pgSecretArn, segmentPorts (`6000-7999`), notificationEmails. See docs/deploy.md.
+ * clusterId, vpcId, availabilityZones, privateSubnetIds, segmentSecurityGroupId, and the
+ * optional keys of FTS_CONTEXT_KEYS (lib/fts-stack.ts; the table in docs/deploy.md).
  *
  * The VPC is imported from these attributes, never looked up, so `cdk synth` works
- * without AWS credentials.
+ * without AWS credentials. cdk.json's context is an example (`ftsExampleContext`): built
+ * from its placeholder ids the stack synthesizes, says so, and cannot be deployed.
  */
 import { App } from 'aws-cdk-lib';
-import { FtsStack, ftsStackPropsFromContext } from '../lib/fts-stack';
+import { examplePlaceholdersIn, FtsStack, ftsStackPropsFromContext } from '../lib/fts-stack';
 
 /** Builds the app; exported so tests can synthesize it with their own context. */
 export function buildApp(app: App = new App()): { app: App; stack: FtsStack } {
@@ -23,6 +24,11 @@ export function buildApp(app: App = new App()): { app: App; stack: FtsStack } {
     throw new Error(`Serverless FTS: invalid configuration: ${(e as Error).message}`, { cause: e });
   }
   const stack = new FtsStack(app, `Fts-${props.clusterId}`, props);
+  const placeholders = examplePlaceholdersIn(props);
+  if (placeholders.length && require.main === module) {
+    // Also in CDK's own warnings; said here first, where nobody can miss it.
+    console.error(`Serverless FTS: example context (placeholder ${placeholders.join(', ')}): synth only, a deploy of this template fails. Set your values (docs/deploy.md, Context).`);
+  }
   return { app, stack };
 }
 

@@ -1,17 +1,21 @@
 #!/usr/bin/env -S npx tsx
 /**
  * ftsctl: the operator's command line (patronictl / pg_autoctl habits, gpstate output).
- * `local ...` runs a whole cluster on this machine; `state`, `history` and `probe` read
- * the catalog of a local cluster (when one of that id runs here) or of the AWS account
- * the SDK's default credentials and FTS_*_TABLE variables point at.
+ * `local ...` runs a whole cluster on this machine. The other commands act on a deployed
+ * stack in AWS when given `--outputs <file>` or `--stack <name>` (its tables, its state
+ * machines, the cluster it watches; `--region`, `--profile`), else on the local cluster
+ * of that id when one runs here, else on the AWS account the SDK's default credentials
+ * and FTS_*_TABLE variables point at (workflows in AWS then need --state-machine-arn).
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeExecutionCommand, GetExecutionHistoryCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DynamoDbCatalog } from '../lambdas/adapters/dynamodb/catalog';
+import { Ec2Compute } from '../lambdas/adapters/aws/ec2-compute';
 import { killInstance } from '../lambdas/adapters/local/host';
 import { freePort } from '../lambdas/adapters/local/net';
 import { parseExecutionInput } from '../lambdas/adapters/local/local-workflows';
@@ -20,7 +24,6 @@ import { localRecoveryProgress } from '../lambdas/adapters/local/startup-progres
 import { trustCredentials } from '../lambdas/adapters/postgres/connection';
 import { PgSegmentProbe } from '../lambdas/adapters/postgres/probe';
 import { ValidationError } from '../lambdas/core/errors';
-import type { Catalog } from '../lambdas/ports/catalog';
 import type { Telemetry } from '../lambdas/ports/telemetry';
 import type { WorkflowDeps } from '../lambdas/service/steps';
 import { executionNameFor } from '../lambdas/ports/workflows';
@@ -41,6 +44,21 @@ import {
 import { timelineTelemetry, type TimelineEvent } from '../cli/local-prober';
 import { runDemo } from '../cli/demo';
 import { formatInitstandby, initstandbyRequest, parsePort, type InitstandbyOptions } from '../cli/initstandby';
+import {
+  awsClientConfig,
+  parseProfile,
+  parseRegion,
+  parseStackName,
+  resolveAwsTarget,
+  stateMachineArnFor,
+  targetCatalog,
+  targetEc2,
+  targetSfn,
+  type AwsTarget,
+  type AwsTargetOptions,
+} from '../cli/aws-target';
+import { formatInit, parseDiscoverTag, planInit, readInitSpec, registerCluster } from '../cli/init';
+import { applySettingChanges, collectSet, formatSettings } from '../cli/settings-command';
 
 const positiveInt = (name: string) => (value: string): number => {
   const n = Number(value);
@@ -59,14 +77,89 @@ const collectSetting = (value: string, previous: Record<string, number | boolean
 const clusterOption = (): Option => new Option('--cluster <id>', 'cluster id').default(process.env.FTS_CLUSTER_ID ?? DEFAULT_LOCAL_CLUSTER_ID);
 const dirOption = (): Option => new Option('--dir <path>', 'directory of the local cluster (default $FTS_LOCAL_DIR/<cluster> under the temp dir)');
 
-/** The catalog of a cluster: the local one of that id when it runs here, else AWS. */
-function catalogFor(clusterId: string, dir?: string): Catalog {
-  const state = readLocalState(dir ?? localClusterDir(clusterId));
-  if (state?.phase === 'ready') return localCatalog(state.dynamo.endpoint);
-  if (!process.env.AWS_REGION && !process.env.AWS_DEFAULT_REGION && !process.env.AWS_PROFILE) {
-    throw new ValidationError(`no local cluster ${clusterId} runs here (start one with: npm run ftsctl -- local up --cluster ${clusterId}), and no AWS region or profile is set to read the catalog in AWS`);
+/**
+ * The catalog of a cluster: the local one of that id when it runs here, else AWS (tables
+ * from FTS_*_TABLE). An explicit `--region` or `--profile` means AWS.
+ */
+function catalogFor(clusterId: string, dir?: string, aws: { region?: string; profile?: string } = {}): DynamoDbCatalog {
+  const explicit = aws.region !== undefined || aws.profile !== undefined;
+  if (!explicit) {
+    const state = readLocalState(dir ?? localClusterDir(clusterId));
+    if (state?.phase === 'ready') return localCatalog(state.dynamo.endpoint);
+    if (!process.env.AWS_REGION && !process.env.AWS_DEFAULT_REGION && !process.env.AWS_PROFILE) {
+      throw new ValidationError(`no local cluster ${clusterId} runs here (start one with: npm run ftsctl -- local up --cluster ${clusterId}), and no AWS region or profile is set to read the catalog in AWS (give --outputs <cdk outputs file> or --stack <name>)`);
+    }
   }
-  return new DynamoDbCatalog({});
+  return new DynamoDbCatalog({ client: new DynamoDBClient(awsClientConfig(aws)) });
+}
+
+/** The flags that choose where a command acts. */
+interface WhereOptions extends AwsTargetOptions {
+  cluster: string;
+  dir?: string;
+  stateMachineArn?: string;
+}
+
+/** Where a command acts: the catalog, and where each workflow runs. */
+interface Where {
+  clusterId: string;
+  /** The deployed stack of --outputs or --stack. */
+  aws?: AwsTarget;
+  /** True when a local cluster of that id runs here and nothing names AWS. */
+  local: boolean;
+  catalog(): DynamoDbCatalog;
+  /** The state machine of `kind` in AWS (--state-machine-arn, else the stack's output); undefined: run it locally. */
+  arn(kind: WorkflowKind): string | undefined;
+  sfn(): SFNClient;
+}
+
+/**
+ * The cluster a command acts on: the ids named by --cluster, FTS_CLUSTER_ID, the spec
+ * (`init`) and the stack (its ClusterId output, else its name `Fts-<id>`) must agree;
+ * the default otherwise.
+ */
+function clusterIdFor(o: WhereOptions, cmd: Command, aws: AwsTarget | undefined, specClusterId?: string): string {
+  const fromStack = aws?.clusterId ?? /^Fts-([A-Za-z0-9][A-Za-z0-9_-]{0,47})$/.exec(aws?.stackName ?? '')?.[1];
+  const named: [string, string | undefined][] = [
+    ['--cluster', cmd.getOptionValueSource('cluster') === 'cli' ? o.cluster : undefined],
+    ['FTS_CLUSTER_ID', cmd.getOptionValueSource('cluster') === 'cli' ? undefined : process.env.FTS_CLUSTER_ID || undefined],
+    ['the spec', specClusterId],
+    [aws?.source ?? 'the stack', fromStack],
+  ];
+  const given = named.filter((n): n is [string, string] => n[1] !== undefined);
+  const ids = [...new Set(given.map(([, id]) => id))];
+  if (ids.length > 1) throw new ValidationError(`the cluster ids disagree: ${given.map(([who, id]) => `${who} names ${id}`).join(', ')}`);
+  if (ids.length === 1) return ids[0];
+  if (aws) throw new ValidationError(`${aws.source} names no cluster (no ClusterId output): give --cluster <id>`);
+  return o.cluster;
+}
+
+/** Resolves where a command acts (reads the outputs file or DescribeStacks when given). */
+async function whereFor(o: WhereOptions, cmd: Command, extra: { specClusterId?: string } = {}): Promise<Where> {
+  if ((o.outputs !== undefined || o.stack !== undefined) && o.dir !== undefined) {
+    throw new InvalidArgumentError('--dir names a local cluster, --outputs and --stack a stack in AWS: give one or the other');
+  }
+  const aws = await resolveAwsTarget(o);
+  const clusterId = clusterIdFor(o, cmd, aws, extra.specClusterId);
+  const bare = { region: o.region, profile: o.profile };
+  const explicit = aws !== undefined || o.region !== undefined || o.profile !== undefined;
+  return {
+    clusterId,
+    ...(aws ? { aws } : {}),
+    local: !explicit && readLocalState(o.dir ?? localClusterDir(clusterId))?.phase === 'ready',
+    catalog: () => (aws ? targetCatalog(aws) : catalogFor(clusterId, o.dir, bare)),
+    arn: (kind) => stateMachineArnFor(aws, kind, o.stateMachineArn),
+    sfn: () => targetSfn(aws ?? bare),
+  };
+}
+
+/** Adds the options that point a command at a deployed stack. */
+function withAwsOptions(cmd: Command): Command {
+  return cmd
+    .option('--outputs <file>', 'act on the deployed stack whose outputs `cdk deploy --outputs-file` wrote to this file (tables, state machines, cluster id)')
+    .option('--stack <name>', 'act on this deployed stack (its outputs read with CloudFormation DescribeStacks); with --outputs, the stack of the file', parseStackName)
+    .option('--region <region>', 'AWS region (default: the SDK chain: AWS_REGION, the profile)', parseRegion)
+    .option('--profile <name>', 'AWS profile of ~/.aws/config and ~/.aws/credentials (default: the SDK chain, AWS_PROFILE)', parseProfile);
 }
 
 const print = (text: string): void => void process.stdout.write(`${text}\n`);
@@ -251,16 +344,17 @@ export function formatWorkflowRun(r: WorkflowRunResult): string {
  * undefined at once.
  */
 async function startInAws(
-  o: { stateMachineArn: string; wait?: boolean; json?: boolean },
+  client: SFNClient,
+  stateMachineArn: string,
+  o: { wait?: boolean; json?: boolean },
   kind: WorkflowKind,
   input: Record<string, unknown>,
   executionName: string,
   onProgress?: (p: RebuildProgress) => void,
 ): Promise<WorkflowRunResult | undefined> {
-  const client = new SFNClient({ maxAttempts: 5 });
-  if (o.wait !== false) return runWorkflowInAws(client, o.stateMachineArn, kind, JSON.stringify(input), { executionName, pollMs: 5000, ...(onProgress ? { onProgress } : {}) });
-  if (!STATE_MACHINE_ARN_PATTERN.test(o.stateMachineArn)) throw new ValidationError(`--state-machine-arn must be a state machine ARN, got ${JSON.stringify(o.stateMachineArn)}`);
-  const started = await client.send(new StartExecutionCommand({ stateMachineArn: o.stateMachineArn, name: executionName, input: JSON.stringify(input) }));
+  if (o.wait !== false) return runWorkflowInAws(client, stateMachineArn, kind, JSON.stringify(input), { executionName, pollMs: 5000, ...(onProgress ? { onProgress } : {}) });
+  if (!STATE_MACHINE_ARN_PATTERN.test(stateMachineArn)) throw new ValidationError(`--state-machine-arn must be a state machine ARN, got ${JSON.stringify(stateMachineArn)}`);
+  const started = await client.send(new StartExecutionCommand({ stateMachineArn, name: executionName, input: JSON.stringify(input) }));
   print(o.json ? JSON.stringify({ stateMachine: kind, executionArn: started.executionArn, input }, null, 2) : `${kind} started: ${started.executionArn}`);
   return undefined;
 }
@@ -438,8 +532,7 @@ export function buildProgram(): Command {
       for (const r of targets) print(`dbid ${r.dbid} (${r.hostname}:${r.port}): ${(await killInstance(r.datadir)) ? 'killed' : 'was not running'}`);
     });
 
-  program
-    .command('state')
+  withAwsOptions(program.command('state'))
     .description('the catalog, as gpstate shows it')
     .addOption(clusterOption())
     .addOption(dirOption())
@@ -448,38 +541,77 @@ export function buildProgram(): Command {
     .option('-m, --mirrors', 'mirrors only')
     .option('-c, --mapping', 'primary to mirror mapping')
     .option('-f, --standby', 'coordinator and standby')
-    .action(async (o) => {
-      const snapshot = await catalogFor(o.cluster, o.dir).load(o.cluster);
+    .action(async (o, cmd: Command) => {
+      const where = await whereFor(o, cmd);
+      const snapshot = await where.catalog().load(where.clusterId);
       // With -f, also the standby's replication (content -1) as the prober last saw it (the prober's memory).
       const replication = o.standby ? { standbyReplication: snapshot.memory.replication?.['-1'] ?? null } : {};
       if (o.json) print(JSON.stringify({ clusterId: snapshot.clusterId, status: snapshot.status, version: snapshot.version, pendingPromotions: snapshot.pendingPromotions, pendingFences: snapshot.pendingFences, pendingOperations: snapshot.pendingOperations, segments: snapshot.segments, ...replication }, null, 2));
       else print(formatState(snapshot, { errors: o.errors, mirrors: o.mirrors, mapping: o.mapping, standby: o.standby }));
     });
 
-  program
-    .command('history')
+  withAwsOptions(program.command('history'))
     .description('gp_configuration_history, oldest first')
     .addOption(clusterOption())
     .addOption(dirOption())
     .option('--json', 'as JSON')
     .option('--limit <n>', 'the newest n rows', positiveInt('--limit'))
-    .action(async (o) => {
-      const history = await catalogFor(o.cluster, o.dir).history(o.cluster, o.limit);
+    .action(async (o, cmd: Command) => {
+      const where = await whereFor(o, cmd);
+      const history = await where.catalog().history(where.clusterId, o.limit);
       print(o.json ? JSON.stringify(history, null, 2) : formatHistory(history));
     });
 
-  program
-    .command('probe')
-    .description('probe every instance once, as the prober does, and print what each reports (changes nothing)')
+  withAwsOptions(program.command('init'))
+    .description("register a cluster in the catalog (gpinitsystem's gp_segment_configuration): a validated spec, placement checked, version 1 with its history row")
+    .requiredOption('--spec <file>', 'the cluster spec (JSON): hosts and layout, or every instance (segments); see docs/deploy.md')
+    .option('--discover-tag <key=value>', 'build the host list from the EC2 instances carrying this tag (address, instance id, zone, placement group, partition)', parseDiscoverTag)
+    .option('--hostname-tag <key>', "with --discover-tag: the tag holding a host's hostname (default fts:hostname, else its private DNS name)")
+    .option('--replace', 'replace the cluster if it is registered already (its rows and history go; refused while a workflow holds one of its contents)')
+    .option('--dry-run', 'check and print what would be written; write nothing')
+    .addOption(clusterOption())
+    .addOption(dirOption())
+    .option('--json', 'one JSON object')
+    .action(async (o, cmd: Command) => {
+      if (o.hostnameTag !== undefined && o.discoverTag === undefined) throw new InvalidArgumentError('--hostname-tag goes with --discover-tag');
+      const spec = readInitSpec(o.spec);
+      const where = await whereFor(o, cmd, { specClusterId: spec.clusterId });
+      if (o.discoverTag && where.local) throw new InvalidArgumentError(`--discover-tag reads EC2, but cluster ${where.clusterId} is a local one here: point at AWS with --outputs or --stack`);
+      const compute = o.discoverTag ? new Ec2Compute(targetEc2(where.aws ?? { region: o.region, profile: o.profile }), o.hostnameTag ? { hostnameTag: o.hostnameTag } : {}) : undefined;
+      const plan = await planInit(spec, { clusterId: where.clusterId, ...(o.discoverTag ? { discover: o.discoverTag, compute } : {}), aws: !where.local });
+      const result = o.dryRun ? { ...plan, written: false } : await registerCluster(where.catalog(), plan, { replace: o.replace });
+      print(o.json ? JSON.stringify({ clusterId: result.clusterId, written: result.written, replacedVersion: result.replacedVersion, warnings: result.warnings, settings: result.settings, segments: result.rows }, null, 2) : formatInit(result));
+    });
+
+  withAwsOptions(program.command('settings'))
+    .description('show the prober settings of a cluster, or change them (--set, validated as a whole; the prober applies them from its next round)')
+    .option('--set <key=value>', 'a setting to change (repeatable); key=default restores its default', collectSet)
     .addOption(clusterOption())
     .addOption(dirOption())
     .option('--json', 'as JSON')
-    .option('--user <role>', 'role to connect as (trust auth)', 'postgres')
-    .action(async (o) => {
-      const catalog = catalogFor(o.cluster, o.dir);
-      const [snapshot, settings] = await Promise.all([catalog.load(o.cluster), catalog.loadSettings(o.cluster)]);
+    .action(async (o, cmd: Command) => {
+      const where = await whereFor(o, cmd);
+      const catalog = where.catalog();
+      if (!o.set) {
+        const settings = await catalog.loadSettings(where.clusterId);
+        return print(o.json ? JSON.stringify(settings, null, 2) : formatSettings(where.clusterId, settings));
+      }
+      const { before, after } = await catalog.updateSettings(where.clusterId, (current) => applySettingChanges(current, o.set));
+      print(o.json ? JSON.stringify({ clusterId: where.clusterId, before, after }, null, 2) : formatSettings(where.clusterId, after, before));
+    });
+
+  withAwsOptions(program.command('probe'))
+    .description('probe every instance once, as the prober does, and print what each reports (changes nothing); in AWS, run it where the segments are reachable')
+    .addOption(clusterOption())
+    .addOption(dirOption())
+    .option('--json', 'as JSON')
+    .option('--user <role>', 'role to connect as (trust auth, or PGPASSWORD / ~/.pgpass)', 'postgres')
+    .action(async (o, cmd: Command) => {
+      const where = await whereFor(o, cmd);
+      const catalog = where.catalog();
+      const [snapshot, settings] = await Promise.all([catalog.load(where.clusterId), catalog.loadSettings(where.clusterId)]);
       // A local cluster's instances run here: their crash-recovery progress can be read too.
-      const local = readLocalState(o.dir ?? localClusterDir(o.cluster)) !== undefined;
+      const local = where.local;
       const probe = new PgSegmentProbe({ credentials: trustCredentials(o.user), recoveryProgress: local ? localRecoveryProgress : undefined });
       const results = await probe.probeAll(snapshot.segments, settings, snapshot.segments);
       if (o.json) return print(JSON.stringify(results, null, 2));
@@ -501,8 +633,7 @@ export function buildProgram(): Command {
     });
 
 
-  program
-    .command('initstandby')
+  withAwsOptions(program.command('initstandby'))
     .description("add a standby of the coordinator on another host (gpinitstandby -s), or remove it (-r); follows the workflow to its end")
     .addOption(clusterOption())
     .addOption(dirOption())
@@ -515,31 +646,34 @@ export function buildProgram(): Command {
     .option('--availability-zone <az>', "the availability zone of the standby's host")
     .option('--allow-same-zone', "accept a standby in the coordinator's availability zone (a cluster in one zone)")
     .option('--poll <seconds>', 'seconds between two looks at the copy (default 2 locally, 10 in AWS)', positiveInt('--poll'))
-    .option('--state-machine-arn <arn>', 'run it in AWS (StartExecution of the InitStandby state machine) instead of on the local cluster')
+    .option('--state-machine-arn <arn>', 'run it in AWS (StartExecution of the InitStandby state machine) instead of on the local cluster (not needed with --outputs or --stack)')
     .option('--no-wait', 'AWS only: start the execution and print its ARN without following it')
     .option('--json', 'one JSON object')
-    .action(async (o) => {
-      const options: InitstandbyOptions = { s: o.s, P: o.P, datadir: o.datadir, r: o.r, address: o.address, instanceId: o.instanceId, availabilityZone: o.availabilityZone, allowSameZone: o.allowSameZone, poll: o.poll ?? (o.stateMachineArn ? undefined : 2) };
-      if (o.wait === false && !o.stateMachineArn) throw new InvalidArgumentError('--no-wait needs --state-machine-arn: a local workflow runs in this process and ends with it');
-      const where = { local: !o.stateMachineArn };
-      initstandbyRequest(o.cluster, undefined, options, where); // bad flags: refused before anything is read
-      if (where.local && !o.r) {
+    .action(async (o, cmd: Command) => {
+      const inAws = o.stateMachineArn !== undefined || o.outputs !== undefined || o.stack !== undefined;
+      const options: InitstandbyOptions = { s: o.s, P: o.P, datadir: o.datadir, r: o.r, address: o.address, instanceId: o.instanceId, availabilityZone: o.availabilityZone, allowSameZone: o.allowSameZone, poll: o.poll ?? (inAws ? undefined : 2) };
+      if (o.wait === false && !inAws) throw new InvalidArgumentError('--no-wait needs --state-machine-arn, --outputs or --stack (AWS): a local workflow runs in this process and ends with it');
+      const place = { local: !inAws };
+      initstandbyRequest(o.cluster, undefined, options, place); // bad flags: refused before anything is read
+      const where = await whereFor(o, cmd);
+      if (place.local && !o.r) {
         // Every local instance shares 127.0.0.1 and one disk: the coordinator's port and data
         // directory (gpinitstandby's defaults) are taken, so the new host gets its own.
         options.P ??= await freePort();
-        options.datadir ??= join(o.dir ?? localClusterDir(o.cluster), o.s as string, 'coordinator', 'gpseg-1');
+        options.datadir ??= join(o.dir ?? localClusterDir(where.clusterId), o.s as string, 'coordinator', 'gpseg-1');
       }
-      const snapshot = await catalogFor(o.cluster, o.dir).load(o.cluster);
-      const { kind, input } = initstandbyRequest(o.cluster, snapshot.version, options, where);
+      const snapshot = await where.catalog().load(where.clusterId);
+      const { kind, input } = initstandbyRequest(where.clusterId, snapshot.version, options, place);
       const executionName = executionNameFor(kind, input);
+      const arn = where.arn(kind);
       let result: WorkflowRunResult;
-      if (o.stateMachineArn) {
-        const followed = await startInAws(o, kind, input, executionName);
+      if (arn !== undefined) {
+        const followed = await startInAws(where.sfn(), arn, o, kind, input, executionName);
         if (!followed) return;
         result = followed;
       } else {
         let shown = 0;
-        result = await runWorkflowLocally(openLocalCluster(o.dir ?? localClusterDir(o.cluster)), kind, input, {
+        result = await runWorkflowLocally(openLocalCluster(o.dir ?? localClusterDir(where.clusterId)), kind, input, {
           executionName,
           onLog: (e) => {
             if (o.json || e.message !== 'rebuild progress' || typeof e.bytes !== 'number' || typeof e.total !== 'number' || Date.now() - shown < 1000) return;
@@ -553,8 +687,7 @@ export function buildProgram(): Command {
       process.exitCode = result.status === 'SUCCEEDED' ? 0 : 1;
     });
 
-  program
-    .command('recoverseg')
+  withAwsOptions(program.command('recoverseg'))
     .description('recover down mirrors (gprecoverseg) or, with -r, switch pairs back to their preferred roles; follows the workflow to its end')
     .addOption(clusterOption())
     .addOption(dirOption())
@@ -577,15 +710,17 @@ export function buildProgram(): Command {
       }),
     )
     .option('--poll <seconds>', 'seconds between two looks at a running copy (default 2 locally, 10 in AWS)', positiveInt('--poll'))
-    .option('--state-machine-arn <arn>', 'run it in AWS (StartExecution of this RecoverSegments or Rebalance state machine) instead of on the local cluster')
+    .option('--state-machine-arn <arn>', 'run it in AWS (StartExecution of this RecoverSegments or Rebalance state machine) instead of on the local cluster (not needed with --outputs or --stack)')
     .option('--no-wait', 'AWS only: start the execution and print its ARN without following it')
     .option('--json', 'one JSON object')
-    .action(async (o) => {
+    .action(async (o, cmd: Command) => {
+      const inAws = o.stateMachineArn !== undefined || o.outputs !== undefined || o.stack !== undefined;
       const options: RecoversegOptions = { F: o.F, r: o.r, replayLag: o.replayLag, replayLagCheck: o.disableReplayLag ? false : undefined, i: o.i, p: o.p, spareAddress: o.spareAddress, B: o.B, content: o.content, poll: o.poll };
-      if (o.wait === false && !o.stateMachineArn) throw new InvalidArgumentError('--no-wait needs --state-machine-arn: a local workflow runs in this process and ends with it');
-      const catalog = catalogFor(o.cluster, o.dir);
-      const snapshot = await catalog.load(o.cluster);
-      const { kind, input } = recoversegRequest(o.cluster, snapshot.version, { ...options, poll: options.poll ?? (o.stateMachineArn ? undefined : 2) });
+      if (o.wait === false && !inAws) throw new InvalidArgumentError('--no-wait needs --state-machine-arn, --outputs or --stack (AWS): a local workflow runs in this process and ends with it');
+      recoversegRequest(o.cluster, 1, options); // bad flags: refused before anything is read
+      const where = await whereFor(o, cmd);
+      const snapshot = await where.catalog().load(where.clusterId);
+      const { kind, input } = recoversegRequest(where.clusterId, snapshot.version, { ...options, poll: options.poll ?? (inAws ? undefined : 2) });
       // The spec's name: the same request on the same catalog version is one execution, however often it is started.
       const executionName = executionNameFor(kind, input);
       const shown = new Map<number, number>();
@@ -594,13 +729,14 @@ export function buildProgram(): Command {
         shown.set(p.content, Date.now());
         process.stderr.write(`${progressLine(p.content, p.bytes, p.total, p.tool)}\n`);
       };
+      const arn = where.arn(kind);
       let result: WorkflowRunResult;
-      if (o.stateMachineArn) {
-        const followed = await startInAws(o, kind, input, executionName, showProgress);
+      if (arn !== undefined) {
+        const followed = await startInAws(where.sfn(), arn, o, kind, input, executionName, showProgress);
         if (!followed) return;
         result = followed;
       } else {
-        const dir = o.dir ?? localClusterDir(o.cluster);
+        const dir = o.dir ?? localClusterDir(where.clusterId);
         result = await runWorkflowLocally(openLocalCluster(dir), kind, input, {
           executionName,
           onLog: (e) => {
@@ -614,51 +750,54 @@ export function buildProgram(): Command {
       process.exitCode = result.status === 'SUCCEEDED' ? 0 : 1;
     });
 
-  program
-    .command('activatestandby')
+  withAwsOptions(program.command('activatestandby'))
     .description('make the standby the coordinator (gpactivatestandby): confirm the coordinator is down, fence it, promote the standby, move the client endpoint; follows the workflow to its end')
     .addOption(clusterOption())
     .addOption(dirOption())
     .option('-f, --force', 'activate although the coordinator answers (it is fenced first), or although its fence cannot be confirmed')
     .option('--ignore-lag', 'activate a standby that is not in sync, losing the commits it has not received')
     .option('--standby-dbid <dbid>', 'the standby the caller means (refused when the catalog names another)', positiveInt('--standby-dbid'))
-    .option('--state-machine-arn <arn>', 'run it in AWS (StartExecution of the ActivateStandby state machine) instead of on the local cluster')
+    .option('--state-machine-arn <arn>', 'run it in AWS (StartExecution of the ActivateStandby state machine) instead of on the local cluster (not needed with --outputs or --stack)')
     .option('--json', 'one JSON object')
-    .action(async (o) => {
-      const catalog = catalogFor(o.cluster, o.dir);
-      const snapshot = await catalog.load(o.cluster);
-      const input = activateStandbyRequest(o.cluster, snapshot.version, { force: o.force, ignoreLag: o.ignoreLag, standbyDbid: o.standbyDbid });
+    .action(async (o, cmd: Command) => {
+      const where = await whereFor(o, cmd);
+      const arn = where.arn('ActivateStandby');
+      const snapshot = await where.catalog().load(where.clusterId);
+      const input = activateStandbyRequest(where.clusterId, snapshot.version, { force: o.force, ignoreLag: o.ignoreLag, standbyDbid: o.standbyDbid });
       const executionName = executionNameFor('ActivateStandby', input);
-      const result = o.stateMachineArn
-        ? await runWorkflowInAws(new SFNClient({ maxAttempts: 5 }), o.stateMachineArn, 'ActivateStandby', JSON.stringify(input), { executionName, pollMs: 1000 })
-        : await runWorkflowLocally(openLocalCluster(o.dir ?? localClusterDir(o.cluster)), 'ActivateStandby', input, { executionName });
+      const result = arn !== undefined
+        ? await runWorkflowInAws(where.sfn(), arn, 'ActivateStandby', JSON.stringify(input), { executionName, pollMs: 1000 })
+        : await runWorkflowLocally(openLocalCluster(o.dir ?? localClusterDir(where.clusterId)), 'ActivateStandby', input, { executionName });
       if (o.json) print(JSON.stringify({ ...result, log: undefined }, null, 2));
       else print(formatActivation(result));
       process.exitCode = result.status === 'SUCCEEDED' ? 0 : 1;
     });
 
   const workflow = program.command('workflow').description('the FTS workflows (Step Functions state machines)');
-  workflow
-    .command('run')
+  withAwsOptions(workflow.command('run'))
     .description('run a workflow with the input one would paste into the Step Functions console, wait for its end and print it (exit 0 when it succeeded)')
     .argument('<stateMachine>', `the state machine: ${WORKFLOW_KINDS.join(', ')}`)
     .requiredOption('--input <json>', 'the execution input, as JSON')
     .addOption(clusterOption())
     .addOption(dirOption())
-    .option('--state-machine-arn <arn>', 'run it in AWS (StartExecution, then DescribeExecution until it ends) instead of on the local cluster')
+    .option('--state-machine-arn <arn>', 'run it in AWS (StartExecution, then DescribeExecution until it ends) instead of on the local cluster (not needed with --outputs or --stack)')
     .option('--name <executionName>', 'execution name (default ftsctl-<uuid>)')
     .option('--json', 'one JSON object')
-    .action(async (name: string, o) => {
+    .action(async (name: string, o, cmd: Command) => {
       const stateMachine = workflowKind(name);
       const input = parseExecutionInput(o.input); // malformed JSON: nothing runs
+      const aws = await resolveAwsTarget(o);
+      if (aws && o.dir !== undefined) throw new InvalidArgumentError('--dir names a local cluster, --outputs and --stack a stack in AWS: give one or the other');
+      const arn = stateMachineArnFor(aws, stateMachine, o.stateMachineArn);
       let result: WorkflowRunResult;
-      if (o.stateMachineArn) {
-        result = await runWorkflowInAws(new SFNClient({ maxAttempts: 5 }), o.stateMachineArn, stateMachine, o.input, { executionName: o.name });
+      if (arn !== undefined) {
+        result = await runWorkflowInAws(targetSfn(aws ?? { region: o.region, profile: o.profile }), arn, stateMachine, o.input, { executionName: o.name });
       } else {
-        const dir = o.dir ?? localClusterDir(o.cluster);
+        const clusterId = clusterIdFor(o, cmd, undefined);
+        const dir = o.dir ?? localClusterDir(clusterId);
         const state = readLocalState(dir);
         if (state?.phase !== 'ready') {
-          throw new ValidationError(`no local cluster ${o.cluster} runs in ${dir} (start one with: npm run ftsctl -- local up --cluster ${o.cluster}); to run the workflow in AWS, give --state-machine-arn`);
+          throw new ValidationError(`no local cluster ${clusterId} runs in ${dir} (start one with: npm run ftsctl -- local up --cluster ${clusterId}); to run the workflow in AWS, give --outputs, --stack or --state-machine-arn`);
         }
         result = await runWorkflowLocally(openLocalCluster(dir), stateMachine, input, { executionName: o.name });
       }

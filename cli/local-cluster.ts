@@ -29,15 +29,17 @@ import { freePort } from '../lambdas/adapters/local/net';
 import { LocalClientEndpoint, LocalEndpointForwarder, readEndpointApplied } from '../lambdas/adapters/local/endpoint';
 import type { ClientEndpoint } from '../lambdas/ports/endpoint';
 import { localRecoveryProgress } from '../lambdas/adapters/local/startup-progress';
-import { chownToPgUser, initdbInstance, pgOsUser, writeInstanceConfig } from '../lambdas/adapters/local/postgres-binaries';
-import { trustCredentials, withSegmentClient } from '../lambdas/adapters/postgres/connection';
+import { applyFtsRoleScript, chownToPgUser, initdbInstance, pgOsUser, writeInstanceConfig } from '../lambdas/adapters/local/postgres-binaries';
+import { DEFAULT_FTS_ROLE, trustCredentials, withSegmentClient } from '../lambdas/adapters/postgres/connection';
 import { PgSegmentControl } from '../lambdas/adapters/postgres/control';
 import { mapLimit, PgSegmentProbe } from '../lambdas/adapters/postgres/probe';
 
 /** Cluster id when none is given. */
 export const DEFAULT_LOCAL_CLUSTER_ID = 'local';
-/** Role every local instance trusts on 127.0.0.1 (no password). */
+/** Role every local instance trusts on 127.0.0.1 (no password): builds the instances, and is the host tools' replication user. */
 export const LOCAL_SUPERUSER = 'postgres';
+/** Role the local prober and workflows connect as (trusted on 127.0.0.1): made by scripts/fts-role.sql, no superuser, as in AWS. */
+export const LOCAL_FTS_ROLE = DEFAULT_FTS_ROLE;
 /** Address of every local instance. */
 export const LOCAL_ADDRESS = '127.0.0.1';
 const STATE_FILE = 'cluster.json';
@@ -177,14 +179,18 @@ export function localDynamoClient(endpoint: string): DynamoDBClient {
 /** The catalog of a local cluster. */
 export const localCatalog = (endpoint: string): DynamoDbCatalog => new DynamoDbCatalog({ client: localDynamoClient(endpoint), tables: { ...DEFAULT_CATALOG_TABLE_NAMES } });
 
-/** The adapters a local cluster is run with (trust on loopback as `postgres`). */
+/**
+ * The adapters a local cluster is run with: probe and control connect as
+ * {@link LOCAL_FTS_ROLE} (no superuser; trust on loopback), the host tools (pg_basebackup,
+ * pg_rewind, the mirrors' primary_conninfo) as {@link LOCAL_SUPERUSER}, the replication user.
+ */
 export function localAdapters(): Pick<LocalCluster, 'host' | 'control' | 'probe'> {
-  const credentials = trustCredentials(LOCAL_SUPERUSER);
+  const credentials = trustCredentials(LOCAL_FTS_ROLE);
   const control = new PgSegmentControl({ credentials });
   return {
     control,
     probe: new PgSegmentProbe({ credentials, recoveryProgress: localRecoveryProgress }),
-    host: new LocalSegmentHost({ replicationCredentials: credentials, control }),
+    host: new LocalSegmentHost({ replicationCredentials: trustCredentials(LOCAL_SUPERUSER), control }),
   };
 }
 
@@ -338,6 +344,8 @@ export async function upLocalCluster(specInput: unknown, options: UpOptions = {}
       await initdbInstance(row.datadir, { noSync: true });
       await writeInstanceConfig(row.datadir, { port: row.port, dbid: row.dbid, content: row.content });
       await adapters.host.start(row);
+      // The control plane's role (mirrors and the standby get it by replication).
+      await applyFtsRoleScript({ address: row.address, port: row.port, superuser: LOCAL_SUPERUSER, role: LOCAL_FTS_ROLE });
     });
     // Both instances of a content share the primary's system identifier (the mirror is
     // its physical copy); probes and workflow steps refuse an instance with another one.

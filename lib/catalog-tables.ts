@@ -6,7 +6,7 @@
  */
 import { RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
-import type * as iam from 'aws-cdk-lib/aws-iam';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { CATALOG_TABLE_ENV, CATALOG_TABLE_KEYS, type CatalogTableNames } from '../lambdas/adapters/dynamodb/tables';
 
@@ -24,18 +24,29 @@ export interface CatalogTablesProps {
    */
   readonly pointInTimeRecovery?: boolean;
   /**
-   * DynamoDB deletion protection on every table (a DeleteTable call fails while on).
-   * @default false
+   * DynamoDB deletion protection on every table (a DeleteTable call fails while on, from
+   * the console, the CLI or CloudFormation alike). Not with `RemovalPolicy.DESTROY`: the
+   * stack could then never be deleted.
+   * @default true, false with `RemovalPolicy.DESTROY`
    */
   readonly deletionProtection?: boolean;
 }
+
+/** DynamoDB actions on items the FTS functions use, and nothing else (no Scan, no BatchWriteItem, no table administration). */
+export const CATALOG_READ_ACTIONS = ['dynamodb:GetItem', 'dynamodb:Query'] as const;
+/**
+ * Writes the functions make: `TransactWriteItems` is authorized per item as PutItem,
+ * UpdateItem and DeleteItem (a removed row), and the lease and settings are UpdateItem.
+ * BatchWriteItem and DeleteItem of a whole cluster are `ftsctl`'s (initialize, destroy).
+ */
+export const CATALOG_WRITE_ACTIONS = ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'] as const;
 
 const attributeType = (type: 'S' | 'N'): dynamodb.AttributeType =>
   type === 'S' ? dynamodb.AttributeType.STRING : dynamodb.AttributeType.NUMBER;
 
 /**
  * The three catalog tables: on-demand capacity (the prober's load is tiny and bursty
- * during failover), AWS-managed encryption, point-in-time recovery.
+ * during failover), AWS-managed encryption, point-in-time recovery, deletion protection.
  */
 export class CatalogTables extends Construct {
   /** `gp_segment_configuration`: PK clusterId (S), SK dbid (N). */
@@ -54,6 +65,10 @@ export class CatalogTables extends Construct {
     }
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
     const pointInTimeRecoveryEnabled = props.pointInTimeRecovery ?? true;
+    if (props.deletionProtection === true && removalPolicy === RemovalPolicy.DESTROY) {
+      throw new Error('CatalogTables: deletionProtection and removalPolicy DESTROY exclude each other (CloudFormation could never delete the tables, nor the stack)');
+    }
+    const deletionProtection = props.deletionProtection ?? removalPolicy !== RemovalPolicy.DESTROY;
 
     const table = (kind: keyof CatalogTableNames, logicalId: string): dynamodb.Table => {
       const keys = CATALOG_TABLE_KEYS[kind];
@@ -63,7 +78,7 @@ export class CatalogTables extends Construct {
         billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
         encryption: dynamodb.TableEncryption.AWS_MANAGED,
         pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled },
-        deletionProtection: props.deletionProtection ?? false,
+        deletionProtection,
         removalPolicy,
       });
     };
@@ -82,13 +97,18 @@ export class CatalogTables extends Construct {
     return [this.segments, this.history, this.clusters];
   }
 
-  /** Grants read and write (items only, no table administration) on the three tables. */
-  grantReadWrite(grantee: iam.IGrantable): void {
-    for (const t of this.tables) t.grantReadWriteData(grantee);
+  /** Grants the item reads and writes the FTS functions make ({@link CATALOG_READ_ACTIONS}, {@link CATALOG_WRITE_ACTIONS}) on the three tables, and nothing else. */
+  grantReadWrite(grantee: iam.IGrantable): iam.Grant {
+    return this.grantItems(grantee, [...CATALOG_READ_ACTIONS, ...CATALOG_WRITE_ACTIONS]);
   }
 
-  /** Grants read-only item access on the three tables (for `ftsctl state`-style readers). */
-  grantRead(grantee: iam.IGrantable): void {
-    for (const t of this.tables) t.grantReadData(grantee);
+  /** Grants the item reads ({@link CATALOG_READ_ACTIONS}: GetItem, Query) on the three tables. */
+  grantRead(grantee: iam.IGrantable): iam.Grant {
+    return this.grantItems(grantee, [...CATALOG_READ_ACTIONS]);
+  }
+
+  private grantItems(grantee: iam.IGrantable, actions: string[]): iam.Grant {
+    // The tables have no index: the table ARNs are all there is (no `/index/*`).
+    return iam.Grant.addToPrincipal({ grantee, actions, resourceArns: this.tables.map((t) => t.tableArn) });
   }
 }

@@ -4,8 +4,9 @@
  * from attributes (no lookup, so synth needs no credentials) and the segments' security
  * group admits the control plane's security group on the PostgreSQL ports.
  */
-import { Annotations, CfnOutput, RemovalPolicy, Stack, Token, type StackProps } from 'aws-cdk-lib';
+import { Annotations, CfnOutput, CfnParameter, CfnRule, Duration, Fn, RemovalPolicy, Stack, Tags, Token, type StackProps } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
 import { FtsAlarms } from './alarms';
@@ -14,7 +15,8 @@ import { parseServiceManager, PG_DISTROS, pgBinFor, type PgDistro } from '../lam
 import { WORKFLOW_SPECS } from '../lambdas/workflows';
 import { StepWorkflow } from './step-workflow';
 import { CLIENT_ENDPOINT_KINDS, configureClientEndpoint, validateClientEndpointProps, type ClientEndpointKind, type ClientEndpointProps } from './client-endpoint';
-import { Prober, validateClusterId, type HandlerSource } from './prober';
+import { HostEvents } from './host-events';
+import { CLUSTER_TAG_KEY, Prober, validateClusterId, type HandlerSource } from './prober';
 
 /** TCP port range of the segments' PostgreSQL instances. */
 export interface PortRange {
@@ -62,6 +64,15 @@ export interface SegmentHostsProps {
    * @default osUser
    */
   readonly replicationUser?: string;
+}
+
+/** FTS_PG_SSLMODE and FTS_PG_CA_BUNDLE of every function; Error for a mode that is not libpq's or a verify mode without its CA bundle. */
+export function segmentTlsEnvironment(tls: FtsStackProps['segmentTls']): Record<string, string> {
+  if (!tls) return {};
+  const modes = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full'];
+  if (!modes.includes(tls.sslMode)) throw new Error(`FtsStack: segmentTls.sslMode must be one of ${modes.join(', ')}, got ${JSON.stringify(tls.sslMode)}`);
+  if (tls.sslMode.startsWith('verify-') && !tls.caBundle) throw new Error(`FtsStack: segmentTls.sslMode ${tls.sslMode} verifies the segments' certificates: give segmentTls.caBundle (PEM, or system)`);
+  return { FTS_PG_SSLMODE: tls.sslMode, ...(tls.caBundle ? { FTS_PG_CA_BUNDLE: tls.caBundle } : {}) };
 }
 
 /** The environment variables of {@link SegmentHostsProps}; throws an Error naming what is wrong. */
@@ -144,7 +155,15 @@ export interface FtsStackProps extends StackProps {
    * Sources of the handlers (the prober's and each workflow's); tests point them at stubs.
    * @default the real handlers under lambdas/handlers/
    */
-  readonly handlers?: { readonly prober?: HandlerSource; readonly promoteMirror?: HandlerSource; readonly recoverSegments?: HandlerSource; readonly rebalance?: HandlerSource; readonly activateStandby?: HandlerSource; readonly initStandby?: HandlerSource };
+  readonly handlers?: {
+    readonly prober?: HandlerSource;
+    readonly promoteMirror?: HandlerSource;
+    readonly recoverSegments?: HandlerSource;
+    readonly rebalance?: HandlerSource;
+    readonly activateStandby?: HandlerSource;
+    readonly initStandby?: HandlerSource;
+    readonly hostEvent?: HandlerSource;
+  };
   /**
    * The client endpoint that follows the acting coordinator (a secondary private IP, an
    * Elastic IP or a Route 53 record; docs/coordinator.md): ActivateStandby moves it and
@@ -157,6 +176,68 @@ export interface FtsStackProps extends StackProps {
    * @default gpadmin, /usr/lib/postgresql/15/bin, pg_ctl
    */
   readonly segmentHosts?: SegmentHostsProps;
+  /**
+   * TLS of the functions' connections to the segments: libpq's `sslMode` (`disable`,
+   * `prefer`, `require`, `verify-ca`, `verify-full`) and, for the two `verify-` modes, the
+   * CA bundle (PEM text, or `system` for Node's public roots). FTS_PG_SSLMODE, FTS_PG_CA_BUNDLE.
+   * @default prefer, no CA bundle
+   */
+  readonly segmentTls?: { readonly sslMode: 'disable' | 'prefer' | 'require' | 'verify-ca' | 'verify-full'; readonly caBundle?: string };
+  /**
+   * Whether the prober's schedule and the EC2 host-event rule start enabled. Disable to
+   * deploy before the cluster is in the catalog (`ftsctl init`), or to switch FTS off.
+   * @default true
+   */
+  readonly scheduleEnabled?: boolean;
+  /**
+   * How often the schedule invokes the prober (60 s to 14 min); the takeover delay after
+   * an invocation dies, not the probe interval (a catalog setting).
+   * @default Duration.minutes(1)
+   */
+  readonly scheduleRate?: Duration;
+  /**
+   * The EventBridge rule on EC2 state changes and its function, which probe the primaries
+   * of a host that stops or terminates at once (lib/host-events.ts).
+   * @default true
+   */
+  readonly hostEvents?: boolean;
+  /**
+   * DynamoDB deletion protection on the catalog tables.
+   * @default true, false with `tableRemovalPolicy: RemovalPolicy.DESTROY`
+   */
+  readonly tableDeletionProtection?: boolean;
+  /**
+   * Retention of the functions' and state machines' log groups.
+   * @default logs.RetentionDays.ONE_MONTH
+   */
+  readonly logRetention?: logs.RetentionDays;
+}
+
+/**
+ * Placeholder values of the example context (cdk.json, docs): AWS's documentation
+ * account 123456789012 and ids made of `0123456789abcdef`. A stack built with any of
+ * them synthesizes (tests, local mode), warns, and cannot be deployed.
+ */
+export const EXAMPLE_PLACEHOLDERS = {
+  account: '123456789012',
+  vpcId: 'vpc-0123456789abcdef0',
+  subnetIds: ['subnet-0123456789abcdef0', 'subnet-0123456789abcdef1'],
+  segmentSecurityGroupId: 'sg-0123456789abcdef0',
+  allocationId: 'eipalloc-0123456789abcdef0',
+  hostedZoneId: 'Z0123456789ABCDEFGHIJ',
+} as const;
+
+/** The props that still hold a placeholder of the example context (empty when none does). */
+export function examplePlaceholdersIn(props: FtsStackProps): string[] {
+  const found: string[] = [];
+  const P = EXAMPLE_PLACEHOLDERS;
+  if (props.vpcId === P.vpcId) found.push(`vpcId ${props.vpcId}`);
+  for (const id of props.privateSubnetIds ?? []) if ((P.subnetIds as readonly string[]).includes(id)) found.push(`privateSubnetIds ${id}`);
+  if (props.segmentSecurityGroupId === P.segmentSecurityGroupId) found.push(`segmentSecurityGroupId ${props.segmentSecurityGroupId}`);
+  if (props.pgSecretArn?.split(':')[4] === P.account) found.push(`pgSecretArn ${props.pgSecretArn}`);
+  if (props.clientEndpoint?.allocationId === P.allocationId) found.push(`endpointAllocationId ${P.allocationId}`);
+  if (props.clientEndpoint?.hostedZoneId?.replace(/^\/hostedzone\//, '') === P.hostedZoneId) found.push(`endpointHostedZoneId ${P.hostedZoneId}`);
+  return found;
 }
 
 const VPC_ID = /^vpc-[0-9a-f]{8,17}$/;
@@ -200,6 +281,7 @@ export function validateFtsStackProps(props: FtsStackProps): void {
     }
   }
   segmentHostsEnvironment(props.segmentHosts);
+  segmentTlsEnvironment(props.segmentTls);
   if (props.clientEndpoint) validateClientEndpointProps(props.clientEndpoint);
 }
 
@@ -223,10 +305,16 @@ export class FtsStack extends Stack {
   readonly alarms: FtsAlarms;
   /** Security group of both FTS functions; the segments must admit it on their PostgreSQL ports. */
   readonly controlPlaneSecurityGroup: ec2.SecurityGroup;
+  /** The EC2 state-change rule and its function (absent with `hostEvents: false`). */
+  readonly hostEvents?: HostEvents;
 
   constructor(scope: Construct, id: string, props: FtsStackProps) {
     validateFtsStackProps(props);
     super(scope, id, props);
+    // Every resource that takes tags carries the cluster id (cost allocation, ownership, and the same key the hosts carry).
+    Tags.of(this).add(CLUSTER_TAG_KEY, props.clusterId);
+    const placeholders = examplePlaceholdersIn(props);
+    if (placeholders.length) refuseDeploy(this, placeholders);
 
     const vpc = ec2.Vpc.fromVpcAttributes(this, 'Vpc', {
       vpcId: props.vpcId,
@@ -249,16 +337,18 @@ export class FtsStack extends Stack {
     const securityGroups = [this.controlPlaneSecurityGroup];
     const pgSecret = props.pgSecretArn ? secretsmanager.Secret.fromSecretCompleteArn(this, 'PgSecret', props.pgSecretArn) : undefined;
 
-    this.tables = new CatalogTables(this, 'Catalog', { removalPolicy: props.tableRemovalPolicy });
-    const environment = segmentHostsEnvironment(props.segmentHosts);
+    this.tables = new CatalogTables(this, 'Catalog', { removalPolicy: props.tableRemovalPolicy, deletionProtection: props.tableDeletionProtection });
+    const environment = { ...segmentHostsEnvironment(props.segmentHosts), ...segmentTlsEnvironment(props.segmentTls) };
+    const logRetention = props.logRetention;
     const workflow = (kind: keyof typeof WORKFLOW_SPECS, source: HandlerSource | undefined): StepWorkflow =>
-      new StepWorkflow(this, kind, { spec: WORKFLOW_SPECS[kind], clusterId: props.clusterId, tables: this.tables, pgSecret, vpc, vpcSubnets, securityGroups, environment, ...source });
+      new StepWorkflow(this, kind, { spec: WORKFLOW_SPECS[kind], clusterId: props.clusterId, tables: this.tables, pgSecret, vpc, vpcSubnets, securityGroups, environment, logRetention, ...source });
     this.promoteMirror = workflow('PromoteMirror', props.handlers?.promoteMirror);
     this.recoverSegments = workflow('RecoverSegments', props.handlers?.recoverSegments);
     this.rebalance = workflow('Rebalance', props.handlers?.rebalance);
     this.activateStandby = workflow('ActivateStandby', props.handlers?.activateStandby);
     if (props.clientEndpoint && props.clientEndpoint.kind !== 'none') {
-      for (const [key, value] of Object.entries(configureClientEndpoint(this.activateStandby.function, props.clientEndpoint))) this.activateStandby.function.addEnvironment(key, value);
+      const endpoint = clientEndpointWithClusterLimits(props.clientEndpoint, props);
+      for (const [key, value] of Object.entries(configureClientEndpoint(this.activateStandby.function, endpoint))) this.activateStandby.function.addEnvironment(key, value);
     }
     this.initStandby = workflow('InitStandby', props.handlers?.initStandby);
     this.prober = new Prober(this, 'Prober', {
@@ -271,14 +361,35 @@ export class FtsStack extends Stack {
       vpcSubnets,
       securityGroups,
       environment,
+      logRetention,
+      scheduleEnabled: props.scheduleEnabled,
+      scheduleRate: props.scheduleRate,
       ...props.handlers?.prober,
     });
+    if (props.hostEvents ?? true) {
+      this.hostEvents = new HostEvents(this, 'HostEvents', {
+        clusterId: props.clusterId,
+        tables: this.tables,
+        promoteStateMachine: this.promoteMirror.stateMachine,
+        activateStandbyStateMachine: this.activateStandby.stateMachine,
+        pgSecret,
+        vpc,
+        vpcSubnets,
+        securityGroups,
+        environment,
+        logRetention,
+        enabled: props.scheduleEnabled,
+        ...props.handlers?.hostEvent,
+      });
+    }
     this.alarms = new FtsAlarms(this, 'Alarms', {
       clusterId: props.clusterId,
       promoteStateMachine: this.promoteMirror.stateMachine,
       promoteFunction: this.promoteMirror.function,
       operatorStateMachines: { RecoverSegments: this.recoverSegments.stateMachine, Rebalance: this.rebalance.stateMachine, ActivateStandby: this.activateStandby.stateMachine, InitStandby: this.initStandby.stateMachine },
       proberFunction: this.prober.function,
+      hostEventFunction: this.hostEvents?.function,
+      hostEventRule: this.hostEvents?.rule,
       notificationEmails: props.notificationEmails,
     });
 
@@ -291,6 +402,53 @@ export class FtsStack extends Stack {
     }
     new CfnOutput(this, 'ProberFunctionName', { value: this.prober.function.functionName });
     new CfnOutput(this, 'NotificationTopicArn', { value: this.alarms.topic.topicArn });
+    // The cluster the prober watches (`ftsctl --outputs/--stack` acts on it), the group the segments must admit, the dashboard.
+    new CfnOutput(this, 'ClusterId', { value: props.clusterId });
+    new CfnOutput(this, 'ControlPlaneSecurityGroupId', { value: this.controlPlaneSecurityGroup.securityGroupId });
+    new CfnOutput(this, 'DashboardUrl', {
+      value: `https://${this.region}.console.aws.amazon.com/cloudwatch/home?region=${this.region}#dashboards/dashboard/${this.alarms.dashboard.dashboardName}`,
+    });
+  }
+}
+
+/** The parameter {@link refuseDeploy} adds, and its only value. */
+export const EXAMPLE_CONTEXT_PARAMETER = 'FtsExampleContext';
+
+/**
+ * A stack synthesized from placeholder values: a synth warning, and a CloudFormation rule
+ * that fails every create or update of the stack with a message naming the placeholders
+ * (synth keeps working: tests and local mode build the stack from the example context).
+ */
+function refuseDeploy(stack: Stack, placeholders: string[]): void {
+  const message =
+    `FTS: this template was synthesized from the example context of cdk.json (placeholder ${placeholders.join(', ')}) and cannot be deployed. ` +
+    'Set your own values under "context" in cdk.json or pass them with -c key=value (docs/deploy.md, Context).';
+  Annotations.of(stack).addWarningV2('@fts:exampleContext', message);
+  const parameter = new CfnParameter(stack, EXAMPLE_CONTEXT_PARAMETER, {
+    type: 'String',
+    default: 'example',
+    description: 'Present only in a template built from the placeholder values of the example context: such a template cannot be deployed',
+  });
+  new CfnRule(stack, 'ExampleContextIsNotDeployable', {
+    assertions: [{ assert: Fn.conditionNot(Fn.conditionEquals(parameter.valueAsString, 'example')), assertDescription: message }],
+  });
+}
+
+/**
+ * The client endpoint with the cluster's limits filled in where the props leave them
+ * open: address moves stay in the cluster's VPC, an Elastic IP goes only to instances
+ * tagged `fts:cluster-id=<clusterId>` (the tag SSM already requires), and a secondary IP
+ * only to network interfaces with that tag.
+ */
+export function clientEndpointWithClusterLimits(endpoint: ClientEndpointProps, props: Pick<FtsStackProps, 'clusterId' | 'vpcId'>): ClientEndpointProps {
+  const tag = { key: CLUSTER_TAG_KEY, value: props.clusterId };
+  switch (endpoint.kind) {
+    case 'secondary-ip':
+      return { vpcId: props.vpcId, networkInterfaceTag: tag, ...endpoint };
+    case 'elastic-ip':
+      return { vpcId: props.vpcId, instanceTag: tag, ...endpoint };
+    default:
+      return endpoint;
   }
 }
 
@@ -311,6 +469,8 @@ export const FTS_CONTEXT_KEYS = [
   'pgServiceManager',
   'pgRunAs',
   'pgReplicationUser',
+  'pgSslMode',
+  'pgCaBundle',
   'endpointKind',
   'endpointAddress',
   'endpointPort',
@@ -318,7 +478,28 @@ export const FTS_CONTEXT_KEYS = [
   'endpointHostedZoneId',
   'endpointRecordName',
   'endpointTtlSeconds',
+  'manageSegmentIngress',
+  'scheduleEnabled',
+  'scheduleRateSeconds',
+  'hostEvents',
+  'tableRemovalPolicy',
+  'tableDeletionProtection',
+  'logRetentionDays',
 ] as const;
+
+/** Marker key of cdk.json's example context (documentation only: the placeholder values themselves make a deploy fail). */
+export const EXAMPLE_CONTEXT_MARKER = 'ftsExampleContext';
+
+/** `segmentTls` from the context keys pgSslMode and pgCaBundle (absent without pgSslMode). */
+function segmentTlsFromContext(optional: (key: string) => string | undefined): { segmentTls?: FtsStackProps['segmentTls'] } {
+  const sslMode = optional('pgSslMode');
+  const caBundle = optional('pgCaBundle');
+  if (sslMode === undefined) {
+    if (caBundle !== undefined) throw new Error('context "pgCaBundle" set without "pgSslMode" (verify-ca or verify-full)');
+    return {};
+  }
+  return { segmentTls: { sslMode: sslMode as NonNullable<FtsStackProps['segmentTls']>['sslMode'], ...(caBundle !== undefined ? { caBundle } : {}) } };
+}
 
 /** `clientEndpoint` from the context keys endpointKind, endpointAddress, endpointPort, endpointAllocationId, endpointHostedZoneId, endpointRecordName, endpointTtlSeconds (absent without endpointKind). */
 function clientEndpointFromContext(optional: (key: string) => string | undefined): { clientEndpoint?: ClientEndpointProps } {
@@ -432,8 +613,60 @@ export function ftsStackPropsFromContext(getContext: (key: string) => unknown, e
     notificationEmails: contextList('notificationEmails', getContext('notificationEmails')),
     ...segmentHostsFromContext(optional),
     ...clientEndpointFromContext(optional),
+    ...segmentTlsFromContext(optional),
+    ...deploymentFromContext(getContext, optional),
     ...extra,
   };
   validateFtsStackProps(props);
   return props;
+}
+
+/**
+ * The deployment switches from context: manageSegmentIngress, scheduleEnabled,
+ * scheduleRateSeconds, hostEvents, tableRemovalPolicy (`retain`, `destroy`),
+ * tableDeletionProtection, logRetentionDays (a CloudWatch Logs retention, e.g. 30, 365).
+ * Booleans are JSON booleans (cdk.json) or `true`/`false` (`-c key=false`).
+ */
+function deploymentFromContext(getContext: (key: string) => unknown, optional: (key: string) => string | undefined): Partial<FtsStackProps> {
+  const flag = (key: string): boolean | undefined => {
+    const v = getContext(key);
+    if (v === undefined || v === null || v === '') return undefined;
+    if (typeof v === 'boolean') return v;
+    if (typeof v === 'string' && /^(true|false)$/i.test(v.trim())) return v.trim().toLowerCase() === 'true';
+    throw new Error(`context "${key}" must be true or false, got ${JSON.stringify(v)}`);
+  };
+  const whole = (key: string): number | undefined => {
+    const v = getContext(key);
+    if (v === undefined || v === null || v === '') return undefined;
+    const text = String(v).trim();
+    if (!/^\d+$/.test(text)) throw new Error(`context "${key}" must be a whole number, got ${JSON.stringify(v)}`);
+    return Number(text);
+  };
+  const out: { -readonly [K in keyof FtsStackProps]?: FtsStackProps[K] } = {};
+  const set = <K extends keyof FtsStackProps>(key: K, value: FtsStackProps[K] | undefined): void => {
+    if (value !== undefined) out[key] = value;
+  };
+  set('manageSegmentIngress', flag('manageSegmentIngress'));
+  set('scheduleEnabled', flag('scheduleEnabled'));
+  set('hostEvents', flag('hostEvents'));
+  set('tableDeletionProtection', flag('tableDeletionProtection'));
+  const rate = whole('scheduleRateSeconds');
+  if (rate !== undefined) {
+    if (rate < 60 || rate > 840) throw new Error(`context "scheduleRateSeconds" must be between 60 and 840, got ${rate}`);
+    out.scheduleRate = Duration.seconds(rate);
+  }
+  const removal = optional('tableRemovalPolicy');
+  if (removal !== undefined) {
+    const policies: Record<string, RemovalPolicy> = { retain: RemovalPolicy.RETAIN, destroy: RemovalPolicy.DESTROY };
+    const policy = policies[removal.toLowerCase()];
+    if (!policy) throw new Error(`context "tableRemovalPolicy" must be retain or destroy, got ${JSON.stringify(removal)}`);
+    out.tableRemovalPolicy = policy;
+  }
+  const days = whole('logRetentionDays');
+  if (days !== undefined) {
+    const allowed = Object.values(logs.RetentionDays).filter((d): d is number => typeof d === 'number' && d > 0);
+    if (!allowed.includes(days)) throw new Error(`context "logRetentionDays" must be a CloudWatch Logs retention (${allowed.join(', ')}), got ${days}`);
+    out.logRetention = days as logs.RetentionDays;
+  }
+  return out;
 }

@@ -4,11 +4,12 @@
  * runs probe rounds every `probeIntervalSeconds` until its minute is over; the next
  * invocation takes over, so a dead invocation costs at most one minute of probing.
  *
- * Also home of what both FTS functions share (runtime, bundling, logging, handler
- * sources), so the prober and the PromoteMirror steps are built the same way.
+ * Also home of what every FTS function shares (runtime, bundling, tracing, logging, its
+ * own least-privilege role, handler sources), so the prober, the workflow steps and the
+ * EC2-event function are built the same way.
  */
 import * as path from 'node:path';
-import { Duration, Stack, Token } from 'aws-cdk-lib';
+import { Duration, Stack, Token, Validations } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -20,6 +21,7 @@ import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { CatalogTables } from './catalog-tables';
+import { RUN_SHELL_SCRIPT } from '../lambdas/adapters/aws/ssm-host';
 
 /** CloudWatch namespace of every FTS metric (Powertools EMF). */
 export const METRICS_NAMESPACE = 'ServerlessFTS';
@@ -87,7 +89,7 @@ export function validateInteger(owner: string, prop: string, value: number | und
   if (!Number.isInteger(value) || value < min || value > max) throw new Error(`${owner}: ${prop} must be an integer between ${min} and ${max}, got ${value}`);
 }
 
-/** What differs between the two FTS functions. */
+/** What differs between the FTS functions. */
 export interface FtsFunctionOptions {
   /** Handler file when `props.entry` is not set. */
   readonly defaultEntry: string;
@@ -97,27 +99,75 @@ export interface FtsFunctionOptions {
   readonly serviceName: string;
   /** Variables besides the shared ones (tables, cluster id, secret, Powertools). */
   readonly environment?: Record<string, string>;
+  /**
+   * What the function may do to the catalog: item reads and writes, or item reads only.
+   * @default 'read-write'
+   */
+  readonly catalogAccess?: 'read-write' | 'read';
+  /**
+   * Whether the function runs host scripts through SSM Run Command on the cluster's instances.
+   * @default true
+   */
+  readonly hostOperations?: boolean;
 }
 
+/** The EC2 actions Lambda performs with a VPC function's role to manage its network interfaces (AWSLambdaVPCAccessExecutionRole's). */
+export const LAMBDA_VPC_ENI_ACTIONS = [
+  'ec2:CreateNetworkInterface',
+  'ec2:DescribeNetworkInterfaces',
+  'ec2:DescribeSubnets',
+  'ec2:DeleteNetworkInterface',
+  'ec2:AssignPrivateIpAddresses',
+  'ec2:UnassignPrivateIpAddresses',
+] as const;
+
+/** Lambda runtime of every FTS function (also what esbuild targets). */
+export const FTS_RUNTIME = lambda.Runtime.NODEJS_24_X;
+
 /**
- * Builds an FTS Lambda the way both functions want it: Node 22 on ARM, JSON logs into
- * a log group with a retention, source maps, and everything bundled (the SDK too, so
- * the code runs against the SDK version it was tested with). `pg-native` stays out:
- * `pg` only loads it when asked to. Grants read/write on the tables and read of the secret.
+ * Builds an FTS Lambda the way every FTS function wants it: Node.js 24 on ARM, X-Ray
+ * active tracing, JSON logs into its own log group with a retention, source maps, and
+ * everything bundled (the SDK too, so the code runs against the SDK version it was
+ * tested with). `pg-native` stays out: `pg` only loads it when asked to.
+ *
+ * Its role is its own, with no AWS managed policy: log streams of its own log group, the
+ * network interfaces Lambda places in the VPC, the catalog items
+ * ({@link FtsFunctionOptions.catalogAccess}), the secret, and the host operations on the
+ * cluster's tagged instances ({@link FtsFunctionOptions.hostOperations}).
  */
 export function createFtsFunction(scope: Construct, id: string, props: FtsFunctionProps, options: FtsFunctionOptions): nodejs.NodejsFunction {
   const depsLockFilePath = props.depsLockFilePath ?? DEFAULT_DEPS_LOCK_FILE;
   const logGroup = new logs.LogGroup(scope, `${id}Logs`, { retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH });
+  const role = new iam.Role(scope, `${id}Role`, {
+    assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+    description: `FTS ${props.clusterId}: ${options.serviceName}`,
+  });
+  // What AWSLambdaBasicExecutionRole would give, on this function's log group only.
+  logGroup.grantWrite(role);
+  // What AWSLambdaVPCAccessExecutionRole gives (Lambda manages the function's network
+  // interfaces with the function's role), but only to Lambda itself: its ENI calls carry no
+  // lambda:SourceFunctionArn, every call of the function's own code does. So the code cannot
+  // assign addresses to, or delete, any interface (moving the client endpoint is a grant of its own).
+  role.addToPrincipalPolicy(
+    new iam.PolicyStatement({
+      sid: 'LambdaServiceManagesVpcNetworkInterfaces',
+      actions: [...LAMBDA_VPC_ENI_ACTIONS],
+      resources: ['*'],
+      conditions: { Null: { 'lambda:SourceFunctionArn': 'true' } },
+    }),
+  );
   const fn = new nodejs.NodejsFunction(scope, id, {
     entry: props.entry ?? options.defaultEntry,
     handler: 'handler',
     depsLockFilePath,
     projectRoot: path.dirname(depsLockFilePath),
     description: options.description,
-    runtime: lambda.Runtime.NODEJS_22_X,
+    runtime: FTS_RUNTIME,
     architecture: lambda.Architecture.ARM_64,
     timeout: options.timeout,
     memorySize: props.memorySize ?? 512,
+    role,
+    tracing: lambda.Tracing.ACTIVE,
     loggingFormat: lambda.LoggingFormat.JSON,
     logGroup,
     vpc: props.vpc,
@@ -134,7 +184,7 @@ export function createFtsFunction(scope: Construct, id: string, props: FtsFuncti
       POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
     },
     bundling: {
-      target: 'node22',
+      target: 'node24',
       minify: true,
       // Step Functions' Retry and Catch match on error names (`this.name = new.target.name`
       // in lambdas/core/errors.ts): minification must not rename the classes.
@@ -145,10 +195,40 @@ export function createFtsFunction(scope: Construct, id: string, props: FtsFuncti
       logLevel: nodejs.LogLevel.WARNING,
     },
   });
-  props.tables.grantReadWrite(fn);
+  if ((options.catalogAccess ?? 'read-write') === 'read-write') props.tables.grantReadWrite(fn);
+  else props.tables.grantRead(fn);
   props.pgSecret?.grantRead(fn);
-  grantHostOperations(fn, props.clusterId);
+  if (options.hostOperations ?? true) grantHostOperations(fn, props.clusterId);
+  acknowledgeFunctionFindings(fn, role, logGroup);
   return fn;
+}
+
+/**
+ * The cdk-nag findings every FTS function has by design, acknowledged with the reason
+ * (test/cdk/nag.test.ts runs the AwsSolutions and Serverless packs).
+ */
+function acknowledgeFunctionFindings(fn: nodejs.NodejsFunction, role: iam.Role, logGroup: logs.LogGroup): void {
+  const stack = Stack.of(fn);
+  const logGroupArn = stack.resolve(logGroup.logGroupArn) as { 'Fn::GetAtt': [string, string] };
+  Validations.of(role).acknowledge(
+    {
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        'Only actions that take no resource-level permission: the ENI management Lambda itself needs for a function in a VPC (as AWSLambdaVPCAccessExecutionRole, but denied to the function code by a lambda:SourceFunctionArn condition), X-Ray PutTraceSegments/PutTelemetryRecords, SSM GetCommandInvocation/CancelCommand (of the commands the function sent), and EC2 Describe calls of the client endpoint',
+    },
+    {
+      id: `AwsSolutions-IAM5[Resource::<${logGroupArn['Fn::GetAtt'][0]}.Arn>:*]`,
+      reason: 'Log streams of the function\'s own log group (CreateLogStream, PutLogEvents), instead of AWSLambdaBasicExecutionRole\'s every log group',
+    },
+    {
+      id: 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*]',
+      reason: `Instance ids are not known at deploy time: ssm:SendCommand (and ec2:AssociateAddress for an Elastic IP endpoint) only on instances tagged ${CLUSTER_TAG_KEY}=<clusterId> (the statement's condition)`,
+    },
+  );
+  Validations.of(fn).acknowledge({
+    id: 'Serverless-LambdaDLQ',
+    reason: 'Step Functions invokes the workflow functions synchronously (Retry and Catch handle failures); the scheduled prober and the EC2-event function are invoked asynchronously, but a stale event is worthless to replay (the next tick or probe round decides on fresh state) and their failures are alarmed (ProberErrors, HostEventErrors)',
+  });
 }
 
 /** Tag every segment host of the cluster carries; host operations are limited to these instances. */
@@ -171,9 +251,10 @@ function grantHostOperations(fn: nodejs.NodejsFunction, clusterId: string): void
   fn.addToRolePolicy(
     new iam.PolicyStatement({
       actions: ['ssm:SendCommand'],
-      resources: [stack.formatArn({ service: 'ssm', account: '', resource: 'document', resourceName: 'AWS-RunShellScript' })],
+      resources: [stack.formatArn({ service: 'ssm', account: '', resource: 'document', resourceName: RUN_SHELL_SCRIPT })],
     }),
   );
+  // Neither takes a resource-level permission (Service Authorization Reference): '*' is the only choice.
   fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['ssm:GetCommandInvocation', 'ssm:CancelCommand'], resources: ['*'] }));
 }
 
@@ -283,6 +364,10 @@ export class Prober extends Construct {
     });
     // A failed invocation is not worth an async retry: the next scheduled one takes over.
     this.function.configureAsyncInvoke({ retryAttempts: 0, maxEventAge: Duration.minutes(1) });
+    Validations.of(this.function).acknowledge({
+      id: 'Serverless-LambdaAsyncFailureDestination',
+      reason: 'A failed prober invocation is alarmed (ProberErrors, ProberSilent) and the next scheduled one takes over within a minute; its event ({"clusterId"}) carries nothing worth keeping',
+    });
 
     // Least privilege: the three tables and the secret (createFtsFunction), the state machines it starts.
     this.function.addToRolePolicy(
@@ -292,6 +377,15 @@ export class Prober extends Construct {
       }),
     );
 
+    // The scheduler's own role (not the stack-wide one CDK shares between schedules), so its findings are acknowledged here.
+    const schedulerRole = new iam.Role(this, 'ScheduleRole', {
+      assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', { conditions: { StringEquals: { 'aws:SourceAccount': Stack.of(this).account } } }),
+      description: `FTS ${props.clusterId}: the schedule that invokes the prober`,
+    });
+    Validations.of(schedulerRole).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::<${Stack.of(this).getLogicalId(this.function.node.defaultChild as lambda.CfnFunction)}.Arn>:*]`,
+      reason: "lambda:InvokeFunction on the prober and its versions and aliases (CDK's grant of a function), nothing else",
+    });
     this.schedule = new scheduler.Schedule(this, 'Schedule', {
       description: `Invokes the FTS prober of cluster ${props.clusterId}`,
       schedule: scheduler.ScheduleExpression.rate(rate),
@@ -301,6 +395,7 @@ export class Prober extends Construct {
         // A late invocation is useless: the next one is due by then.
         maxEventAge: Duration.minutes(1),
         retryAttempts: 1,
+        role: schedulerRole,
       }),
     });
   }

@@ -7,18 +7,29 @@
  * JSONPath only: the local runner (aws-local-stepfunctions) ignores JSONata.
  */
 import * as path from 'node:path';
-import { Duration, Stack } from 'aws-cdk-lib';
+import { Aws, Duration, Fn, Stack, Validations } from 'aws-cdk-lib';
 import type * as iam from 'aws-cdk-lib/aws-iam';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { checkSpec, errorName, stepResultKey, type StateSpec, type WorkflowSpec } from '../lambdas/workflows/spec';
-import { createFtsFunction, validateClusterId, validateInteger, validateSeconds, type FtsFunctionProps } from './prober';
+import { CLUSTER_TAG_KEY, createFtsFunction, validateClusterId, validateInteger, validateSeconds, type FtsFunctionProps } from './prober';
 
 /** Where a Catch puts the error (`{ Error, Cause }`). */
 export const ERROR_PATH = '$.error';
+
+/**
+ * Retry of a Lambda task the Lambda service throttled (account or function concurrency
+ * exhausted, e.g. during a failover storm): the step never ran, so running it again is
+ * always safe. Added to every Lambda task after CDK's service-exception retry.
+ */
+export const LAMBDA_THROTTLE_RETRY = { errors: ['Lambda.TooManyRequestsException'], interval: Duration.seconds(1), maxAttempts: 6, backoffRate: 2 } as const;
+
+/** Prefix of the execution log groups: CloudWatch Logs' resource policy for vended logs covers it, so many state machines never exceed its size limit. */
+export const STATE_MACHINE_LOG_GROUP_PREFIX = '/aws/vendedlogs/states/';
 
 /** The handler file of a spec. */
 export const handlerEntry = (spec: Pick<WorkflowSpec, 'handler'>): string => path.join(__dirname, '..', 'lambdas', 'handlers', `${spec.handler}.ts`);
@@ -57,6 +68,7 @@ export class StepWorkflow extends Construct {
   readonly function: nodejs.NodejsFunction;
   /** The spec it was built from. */
   readonly spec: WorkflowSpec;
+  private readonly clusterId: string;
 
   constructor(scope: Construct, id: string, props: StepWorkflowProps) {
     super(scope, id);
@@ -73,6 +85,7 @@ export class StepWorkflow extends Construct {
       throw new Error(`${owner}: stateMachineName must be 1 to 80 letters, digits, - or _, got ${JSON.stringify(props.stateMachineName)}`);
     }
     this.spec = spec;
+    this.clusterId = props.clusterId;
     const timeout = props.timeout ?? Duration.seconds(spec.stepTimeoutSeconds);
 
     this.function = createFtsFunction(this, 'Function', props, {
@@ -94,6 +107,7 @@ export class StepWorkflow extends Construct {
         const state = at(name);
         if (s.type === 'task' || s.type === 'sdk' || s.type === 'map') {
           const t = state as tasks.LambdaInvoke | tasks.CallAwsService | sfn.Map;
+          if (s.type === 'task') t.addRetry({ ...LAMBDA_THROTTLE_RETRY, errors: [...LAMBDA_THROTTLE_RETRY.errors] });
           for (const r of s.type !== 'map' ? (s.retry ?? []) : []) {
             t.addRetry({ errors: r.errors.map(errorName), interval: Duration.seconds(r.intervalSeconds), maxAttempts: r.maxAttempts, backoffRate: r.backoffRate });
           }
@@ -118,7 +132,12 @@ export class StepWorkflow extends Construct {
     };
     const definition = build(spec.states, spec.start);
 
-    const logGroup = new logs.LogGroup(this, 'ExecutionLogs', { retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH });
+    // Unique per stack instance (the stack id's UUID): a log group retained from a deleted stack never blocks a new one.
+    const stackUuid = Fn.select(0, Fn.split('-', Fn.select(2, Fn.split('/', Aws.STACK_ID))));
+    const logGroup = new logs.LogGroup(this, 'ExecutionLogs', {
+      logGroupName: `${STATE_MACHINE_LOG_GROUP_PREFIX}fts-${props.clusterId}-${spec.kind}-${stackUuid}`,
+      retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+    });
     this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
       stateMachineName: props.stateMachineName,
       stateMachineType: sfn.StateMachineType.STANDARD,
@@ -128,6 +147,18 @@ export class StepWorkflow extends Construct {
       tracingEnabled: true,
       logs: { destination: logGroup, level: props.logLevel ?? sfn.LogLevel.ALL, includeExecutionData: true },
     });
+    const fnId = Stack.of(this).getLogicalId(this.function.node.defaultChild as lambda.CfnFunction);
+    Validations.of(this.stateMachine).acknowledge(
+      {
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason: 'X-Ray PutTraceSegments/PutTelemetryRecords/GetSampling* and CloudWatch Logs log delivery (CreateLogDelivery, ..., DescribeLogGroups) take no resource-level permission: AWS requires * there',
+      },
+      { id: `AwsSolutions-IAM5[Resource::<${fnId}.Arn>:*]`, reason: "lambda:InvokeFunction on the workflow's one step function and its versions and aliases (CDK's grant of a function), nothing else" },
+      {
+        id: 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*]',
+        reason: `Native EC2 tasks (ActivateStandby's StopCoordinatorInstance): instance ids are not known at deploy time; only instances tagged ${CLUSTER_TAG_KEY}=<clusterId> (the statement's condition)`,
+      },
+    );
   }
 
   /** Lets `grantee` start executions of this state machine (and nothing else on it). */
@@ -153,13 +184,13 @@ export class StepWorkflow extends Construct {
         const parameters = Object.fromEntries(
           Object.entries(s.parameters).map(([k, v]) => [k, typeof v === 'object' ? (v.list ? sfn.JsonPath.listAt(v.path) : sfn.JsonPath.stringAt(v.path)) : v]),
         );
-        return new tasks.CallAwsService(this, name, {
+        return new TaggedInstancesCallAwsService(this, name, this.clusterId, {
           stateName: name,
           comment: s.comment,
           service: s.service,
           action: s.action,
           parameters,
-          // Instances cannot be named at deploy time: any instance of this account and region (see docs/deploy.md).
+          // Instances cannot be named at deploy time: the cluster's tagged instances of this account and region (see docs/deploy.md).
           iamResources: [Stack.of(this).formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })],
           resultPath: s.resultPath,
           taskTimeout,
@@ -182,5 +213,17 @@ export class StepWorkflow extends Construct {
       case 'fail':
         return new sfn.Fail(this, name, { stateName: name, error: s.error, ...(s.causePath ? { causePath: s.causePath } : {}) });
     }
+  }
+}
+
+/**
+ * A native SDK task on EC2 instances (ActivateStandby's StopInstances), allowed only on
+ * instances tagged `fts:cluster-id=<clusterId>`: CallAwsService takes resources but no
+ * condition, so the condition goes on the statements it made.
+ */
+class TaggedInstancesCallAwsService extends tasks.CallAwsService {
+  constructor(scope: Construct, id: string, clusterId: string, props: tasks.CallAwsServiceProps) {
+    super(scope, id, props);
+    for (const statement of this.taskPolicies ?? []) statement.addCondition('StringEquals', { [`ec2:ResourceTag/${CLUSTER_TAG_KEY}`]: clusterId });
   }
 }

@@ -6,7 +6,7 @@
 import { DynamoDbCatalog } from '../adapters/dynamodb/catalog';
 import { PgSegmentControl } from '../adapters/postgres/control';
 import { PgSegmentProbe } from '../adapters/postgres/probe';
-import { trustCredentials, type PgCredentialsProvider } from '../adapters/postgres/connection';
+import { trustCredentials, type PgCredentialsProvider, type PgTlsSettings } from '../adapters/postgres/connection';
 import { secretCredentialsProvider } from '../adapters/aws/secret-credentials';
 import { SsmSegmentHost } from '../adapters/aws/ssm-host';
 import type { HandlerEnvironment } from './environment';
@@ -25,13 +25,19 @@ export function credentialsFrom(env: HandlerEnvironment): PgCredentialsProvider 
   return env.FTS_PG_SECRET_ARN ? secretCredentialsProvider(env.FTS_PG_SECRET_ARN) : trustCredentials(env.FTS_PG_USER);
 }
 
+/** TLS of the connections to the segments: FTS_PG_SSLMODE and FTS_PG_CA_BUNDLE. */
+export function tlsFrom(env: HandlerEnvironment): PgTlsSettings {
+  return { sslmode: env.FTS_PG_SSLMODE, ...(env.FTS_PG_CA_BUNDLE?.pem ? { ca: env.FTS_PG_CA_BUNDLE.pem } : {}) };
+}
+
 /** Builds the catalog and the segment adapters. */
 export function segmentDeps(env: HandlerEnvironment): SegmentDeps {
   const credentials = credentialsFrom(env);
-  const control = new PgSegmentControl({ credentials });
+  const tls = tlsFrom(env);
+  const control = new PgSegmentControl({ credentials, tls });
   return {
     catalog: new DynamoDbCatalog(),
-    probe: new PgSegmentProbe({ credentials }),
+    probe: new PgSegmentProbe({ credentials, tls }),
     control,
     host: new SsmSegmentHost({
       osUser: env.FTS_PG_OS_USER,

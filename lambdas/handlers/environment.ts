@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { ValidationError } from '../core/errors';
 import { parseServiceManager } from '../adapters/aws/shell';
+import { loadCaBundle, SSL_MODES, type SslMode } from '../adapters/postgres/connection';
 
 const schema = z.object({
   FTS_CLUSTER_ID: z.string().min(1),
@@ -10,6 +11,40 @@ const schema = z.object({
   FTS_ACTIVATE_STANDBY_STATE_MACHINE_ARN: z.string().startsWith('arn:').optional(),
   FTS_PG_SECRET_ARN: z.string().startsWith('arn:').optional(),
   FTS_PG_USER: z.string().min(1).default('gpadmin'),
+  /**
+   * `sslmode` of the connections to the segments, as libpq names it: disable, prefer
+   * (default, libpq's: TLS when the server offers it, unverified), require, verify-ca,
+   * verify-full (the last two need FTS_PG_CA_BUNDLE).
+   */
+  FTS_PG_SSLMODE: z
+    .string()
+    .optional()
+    .transform((value, ctx): SslMode => {
+      const v = value?.trim();
+      if (v === undefined || v === '') return 'prefer';
+      if ((SSL_MODES as readonly string[]).includes(v)) return v as SslMode;
+      ctx.addIssue({ code: 'custom', message: `${JSON.stringify(value)} must be one of ${SSL_MODES.join(', ')}` });
+      return z.NEVER;
+    }),
+  /**
+   * CA certificates the segments' server certificates are verified against: PEM text, or
+   * the path of a PEM file (absolute, or relative to the function's code directory), or
+   * `system` for Node's bundled public roots. Read and checked once per container.
+   */
+  FTS_PG_CA_BUNDLE: z
+    .string()
+    .optional()
+    .transform((value, ctx): { pem?: string } | undefined => {
+      const v = value?.trim();
+      if (v === undefined || v === '') return undefined;
+      if (v === 'system') return {};
+      try {
+        return { pem: loadCaBundle(v) };
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
+      }
+    }),
   FTS_NOTIFY_TOPIC_ARN: z.string().startsWith('arn:').optional(),
   /** OS user that owns PostgreSQL on the segment hosts (host operations run as it). */
   FTS_PG_OS_USER: z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/).default('gpadmin'),
@@ -57,6 +92,10 @@ const schema = z.object({
   FTS_HOST_OPERATION_SECONDS: z.coerce.number().int().min(35).max(900).optional(),
   /** Seconds between two scheduled prober invocations: each invocation probes that long. */
   FTS_SCHEDULE_PERIOD_SECONDS: z.coerce.number().int().min(60).max(840).default(60),
+}).superRefine((env, ctx) => {
+  if ((env.FTS_PG_SSLMODE === 'verify-ca' || env.FTS_PG_SSLMODE === 'verify-full') && env.FTS_PG_CA_BUNDLE === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['FTS_PG_CA_BUNDLE'], message: `sslmode ${env.FTS_PG_SSLMODE} verifies the segments' certificates: set FTS_PG_CA_BUNDLE (PEM text or a path), or to system for Node's public roots` });
+  }
 });
 
 export type HandlerEnvironment = z.infer<typeof schema>;

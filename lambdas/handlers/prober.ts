@@ -28,6 +28,8 @@ const workflows = new SfnWorkflows({
 
 /** Runs one invocation's rounds; returns how many ran (0 when another prober held the lease). */
 export async function handler(event: unknown, context: LambdaContext): Promise<{ rounds: number }> {
+  // Every log line of the invocation carries the request id; the first one of a container also publishes ColdStart.
+  telemetry.startInvocation(context);
   const parsed = eventSchema.safeParse(event);
   if (!parsed.success || parsed.data.clusterId !== env.FTS_CLUSTER_ID) {
     throw new ValidationError(`prober event must be {"clusterId": "${env.FTS_CLUSTER_ID}"}, got ${JSON.stringify(event)}`);

@@ -314,7 +314,14 @@ export const ACTIVATE_STANDBY_STEPS: StepTable<WorkflowDeps> = {
     await release(deps, input.clusterId, execution, plan.standbyDbid, `gpactivatestandby: activation of dbid ${plan.standbyDbid} complete${input.automatic ? ' (automatic)' : ''}`);
     deps.telemetry.metric('StandbyActivated', 1);
     deps.telemetry.info('activation complete', { clusterId: input.clusterId, standbyDbid: plan.standbyDbid });
-    await deps.notify?.(`FTS ${input.clusterId}: standby activated`, message);
+    try {
+      await deps.notify?.(`FTS ${input.clusterId}: standby activated`, message);
+    } catch (e) {
+      // The activation is done and content -1 released: a notification that cannot be sent must not fail (or retry) this step.
+      const cause = `${(e as Error).name}: ${(e as Error).message}`;
+      deps.telemetry.error('activation complete, but its notification could not be sent', { clusterId: input.clusterId, standbyDbid: plan.standbyDbid, cause });
+      return { activated: true, message, notified: false, cause };
+    }
     return { activated: true, message };
   },
 

@@ -19,7 +19,7 @@ import { decide, recordReceiver, replicationLagBytes } from '../core/decide';
 import type { ProbeResult } from '../core/probe';
 import type { Settings } from '../core/settings';
 import { worstCaseProbeSeconds } from '../core/settings';
-import { CatalogConflictError, LeaseLostError, NotLeaseHolderError } from '../core/errors';
+import { CatalogConflictError, ClusterNotFoundError, LeaseLostError, NotLeaseHolderError } from '../core/errors';
 
 /** What the prober needs; built once per Lambda container (or local daemon). */
 export interface ProberDeps {
@@ -394,11 +394,20 @@ class Invocation {
  * the ticks run.
  */
 export async function runProber(deps: ProberDeps, run: ProberRun): Promise<number> {
-  let settings = await deps.catalog.loadSettings(run.clusterId);
+  let settings: Settings;
   let lease: Lease | null = null;
-  while (!lease && !run.signal?.aborted && deps.clock() + settings.probeIntervalSeconds * 1000 < run.deadline) {
-    lease = await deps.catalog.acquireLease(run.clusterId, run.owner, leaseTtlMs(settings), deps.clock());
-    if (!lease) await deps.sleep(settings.probeIntervalSeconds * 1000);
+  try {
+    settings = await deps.catalog.loadSettings(run.clusterId);
+    while (!lease && !run.signal?.aborted && deps.clock() + settings.probeIntervalSeconds * 1000 < run.deadline) {
+      lease = await deps.catalog.acquireLease(run.clusterId, run.owner, leaseTtlMs(settings), deps.clock());
+      if (!lease) await deps.sleep(settings.probeIntervalSeconds * 1000);
+    }
+  } catch (e) {
+    // Deployed before `ftsctl init` registered the cluster (or after it was removed): nothing to watch, not a failure.
+    if (!(e instanceof ClusterNotFoundError)) throw e;
+    deps.telemetry.warn(`cluster ${run.clusterId} is not in the catalog: nothing to probe until it is registered (ftsctl init --spec <cluster.json>)`, { clusterId: run.clusterId });
+    deps.telemetry.flush();
+    return 0;
   }
   if (!lease) return 0;
   deps.telemetry.info('prober lease acquired', { clusterId: run.clusterId, owner: run.owner, token: lease.token });

@@ -218,7 +218,15 @@ export async function runPromoteStep(deps: PromotionDeps, step: PromoteStep, doc
       telemetry.metric('PromotionSucceeded', 1);
       const message = `mirror dbid ${input.mirrorDbid} is the acting primary of content ${input.content} (was dbid ${input.failedPrimaryDbid}): ${input.reason}`;
       telemetry.info('promotion complete', fields);
-      await deps.notify?.(`FTS ${input.clusterId}: content ${input.content} failed over`, message);
+      if (!deps.notify) return { notified: false };
+      try {
+        await deps.notify(`FTS ${input.clusterId}: content ${input.content} failed over`, message);
+      } catch (e) {
+        // The promotion is done: a notification that cannot be sent is logged, never the promotion's failure.
+        const cause = `${(e as Error).name}: ${(e as Error).message}`;
+        telemetry.error('promotion complete, but its notification could not be sent', { ...fields, cause });
+        return { notified: false, cause };
+      }
       return { notified: true };
     }
     case 'record-abort': {

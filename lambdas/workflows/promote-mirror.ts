@@ -88,7 +88,10 @@ export const PROMOTE_MIRROR_SPEC: WorkflowSpec<PromoteMirrorInput> = {
     PromoteMirror: { type: 'task', step: 'promote', next: 'VerifyWritable', retry: [transient], catch: [toFailure] },
     VerifyWritable: { type: 'task', step: 'verify-writable', next: 'ClearPending', retry: [transient], catch: [toFailure] },
     ClearPending: { type: 'task', step: 'clear-pending', next: 'Notify', retry: [transient], catch: [toFailure] },
-    Notify: { type: 'task', step: 'notify', next: 'Promoted', catch: [toFailure] },
+    // The mirror is the writable primary by now: a notification that cannot be sent (the step
+    // reports it and returns; this catch covers the Lambda itself failing) never makes the
+    // promotion a failure.
+    Notify: { type: 'task', step: 'notify', next: 'Promoted', catch: [{ errors: ['States.ALL'], next: 'Promoted' }] },
     Promoted: { type: 'succeed' },
     RecordAbort: { type: 'task', step: 'record-abort', next: 'Aborted', retry: [conflict] },
     Aborted: { type: 'succeed', comment: 'The primary is alive: no failover. Not an error.' },

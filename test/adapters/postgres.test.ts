@@ -157,10 +157,10 @@ describe('PgSegmentProbe', () => {
     expect(r.message).not.toContain(WRONG_PASSWORD);
   });
 
-  test('a role without the documented privileges is an error, not a failed disk check; with them it probes', async () => {
+  test('a role without the documented privileges is misconfigured (never a failover), not a failed disk check; with them it probes', async () => {
     const probe = new PgSegmentProbe({ credentials: () => ({ user: AUTH_ROLE, password: RIGHT_PASSWORD }) });
     const denied = expectFailure(await probe.probe(primary, { ...pair.settings, probeRetries: 0 }, mirror));
-    expect(denied.kind).toBe('error');
+    expect(denied.kind).toBe('authentication');
     expect(denied.message).toMatch(/permission denied/);
     await pair.query(primary, `GRANT EXECUTE ON FUNCTION pg_stat_file(text) TO ${AUTH_ROLE}`);
     await pair.query(primary, `GRANT pg_read_all_stats TO ${AUTH_ROLE}`);
@@ -184,7 +184,7 @@ describe('PgSegmentProbe', () => {
     });
     expect(classifyProbeError(pgError('57014', 'canceling statement due to statement timeout')).kind).toBe('timeout');
     expect(classifyProbeError(pgError('58P01', 'could not stat file "pg_wal": No such file or directory')).kind).toBe('check-failed');
-    expect(classifyProbeError(pgError('42501', 'permission denied for function pg_stat_file')).kind).toBe('error');
+    expect(classifyProbeError(pgError('42501', 'permission denied for function pg_stat_file')).kind).toBe('authentication');
     expect(classifyProbeError(pgError('XX000', 'something else')).kind).toBe('error');
     expect(classifyProbeError(pgError('53300', 'sorry, too many clients already')).kind).toBe('too-many-connections');
     expect(classifyProbeError(pgError('53300', 'remaining connection slots are reserved for non-replication superuser connections')).kind).toBe('too-many-connections');

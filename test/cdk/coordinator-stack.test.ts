@@ -22,9 +22,12 @@ const build = (overrides: Partial<FtsStackProps> = {}) => {
 };
 
 type Statement = { Action: string | string[]; Resource: unknown; Condition?: unknown };
+/** The statements the function's own code may use: not the ENI management reserved to Lambda itself (no lambda:SourceFunctionArn). */
 function statementsOf(template: Template, role: string): Statement[] {
   const policies = template.findResources('AWS::IAM::Policy', { Properties: { Roles: Match.arrayWith([{ Ref: role }]) } });
-  return Object.values(policies).flatMap((p) => (p as { Properties: { PolicyDocument: { Statement: Statement[] } } }).Properties.PolicyDocument.Statement);
+  return Object.values(policies)
+    .flatMap((p) => (p as { Properties: { PolicyDocument: { Statement: Statement[] } } }).Properties.PolicyDocument.Statement)
+    .filter((st) => JSON.stringify(st.Condition ?? {}) !== JSON.stringify({ Null: { 'lambda:SourceFunctionArn': 'true' } }));
 }
 const actions = (s: Statement): string[] => (Array.isArray(s.Action) ? s.Action : [s.Action]);
 const envOf = (template: Template, stack: FtsStack, fn: { node: { defaultChild?: unknown } }): Record<string, unknown> =>
@@ -67,4 +70,16 @@ test('context keys configure the endpoint; a stray key or a bad kind is a clear 
   expect(() => ftsStackPropsFromContext(context({ endpointAddress: '10.0.1.50' }))).toThrow(/"endpointAddress" set without "endpointKind"/);
   expect(() => ftsStackPropsFromContext(context({ endpointKind: 'anycast' }))).toThrow(/"endpointKind" must be one of secondary-ip, elastic-ip, route53, none/);
   expect(() => ftsStackPropsFromContext(context({ endpointKind: 'secondary-ip' }))).toThrow(/address/);
+});
+
+test('segment TLS: every function gets FTS_PG_SSLMODE and the CA bundle; a verify mode without a bundle is refused; context keys', () => {
+  const { stack, template } = build({ segmentTls: { sslMode: 'verify-full', caBundle: 'system' } });
+  for (const fn of [stack.prober.function, stack.promoteMirror.function, stack.activateStandby.function, stack.initStandby.function]) {
+    expect(envOf(template, stack, fn)).toMatchObject({ FTS_PG_SSLMODE: 'verify-full', FTS_PG_CA_BUNDLE: 'system' });
+  }
+  expect(() => build({ segmentTls: { sslMode: 'verify-ca' } })).toThrow(/verifies the segments' certificates: give segmentTls.caBundle/);
+  expect(() => build({ segmentTls: { sslMode: 'tls' as never } })).toThrow(/sslMode must be one of disable, prefer, require, verify-ca, verify-full/);
+  const context = (extra: Record<string, unknown>) => (key: string) => ({ ...EXAMPLE_FTS_CONTEXT, ...extra })[key];
+  expect(ftsStackPropsFromContext(context({ pgSslMode: 'require' })).segmentTls).toEqual({ sslMode: 'require' });
+  expect(() => ftsStackPropsFromContext(context({ pgCaBundle: 'system' }))).toThrow(/"pgCaBundle" set without "pgSslMode"/);
 });

@@ -141,9 +141,11 @@ describe('synthesized definition', () => {
         [['States.ALL'], 'RecordFailure', '$.error'],
       ]);
     }
-    for (const name of ['PromoteMirror', 'VerifyWritable', 'ClearPending', 'Notify']) {
+    for (const name of ['PromoteMirror', 'VerifyWritable', 'ClearPending']) {
       expect(catches(name)).toEqual([[['States.ALL'], 'RecordFailure', '$.error']]);
     }
+    // The mirror is the writable primary by then: a failed notification never makes the promotion a failure.
+    expect(catches('Notify')).toEqual([[['States.ALL'], 'Promoted', '$.error']]);
     expect(catches('RecordAbort')).toEqual([]);
     expect(catches('RecordFailure')).toEqual([]);
   });
@@ -263,15 +265,22 @@ describe('LocalWorkflows runs the synthesized definition', () => {
     expect(run).toMatchObject({ status: 'FAILED', error: 'PromotionFailed' });
   });
 
-  test('an error Notify cannot handle is recorded as a failed promotion', async () => {
+  test('a Notify that fails (even the Lambda itself) still ends in Promoted: the promotion is done', async () => {
     const { handler, steps } = scripted({
       notify: () => {
         throw new TypeError('boom');
       },
     });
     const run = await workflows(handler).run('PromoteMirror', fresh());
-    expect(steps.slice(-2)).toEqual(['notify', 'record-failure']);
-    expect(run).toMatchObject({ status: 'FAILED', error: 'PromotionFailed' });
+    expect(steps.slice(-2)).toEqual(['clear-pending', 'notify']);
+    expect(steps).not.toContain('record-failure');
+    expect(run).toMatchObject({ status: 'SUCCEEDED' });
+  });
+
+  test('every Lambda task retries Lambda.TooManyRequestsException (a throttled step never ran)', () => {
+    for (const name of taskStates) {
+      expect(states[name].Retry).toContainEqual({ ErrorEquals: ['Lambda.TooManyRequestsException'], IntervalSeconds: 1, MaxAttempts: 6, BackoffRate: 2 });
+    }
   });
 
   test('ValidationError at ValidateInput: FAILED with error InvalidInput and the cause', async () => {

@@ -5,11 +5,17 @@
  * with its events collected in a Timeline. With a coordinator, `endpoint` is the client
  * endpoint (its forwarder runs in-process). `destroy()` stops the probers and the
  * endpoint and removes everything; call it from afterEach/afterAll.
+ *
+ * The cluster's probe, control and host adapters connect as the control plane's role
+ * of scripts/fts-role.sql (LOCAL_FTS_ROLE), not as a superuser: `testCluster` checks
+ * that the role is no superuser, so every test built on it shows that the prober and
+ * the workflows need none.
  */
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { upLocalCluster, downLocalCluster, type LocalCluster } from '../../cli/local-cluster';
+import { upLocalCluster, downLocalCluster, LOCAL_FTS_ROLE, type LocalCluster } from '../../cli/local-cluster';
+import { trustCredentials, withSegmentClient } from '../../lambdas/adapters/postgres/connection';
 import { startLocalProber, timelineTelemetry, type LocalProber, type LocalProberOptions } from '../../cli/local-prober';
 import { Timeline } from '../../cli/failover-drill';
 import type { SegmentRow } from '../../lambdas/core/model';
@@ -41,6 +47,18 @@ export async function testCluster(name: string, spec: Record<string, unknown> = 
     { clusterId, hosts: 2, primariesPerHost: 1, mirroring: 'group', coordinator: false, standby: false, settings: TEST_SETTINGS, ...spec },
     { dir, dynamoEndpoint: process.env.AWS_ENDPOINT_URL_DYNAMODB, backgroundEndpoint: false },
   );
+  try {
+    // What the adapters connect as must be no superuser (superuser is an attribute, never inherited).
+    const first = cluster.state.rows.find((r) => r.role === 'p')!;
+    const [who] = await withSegmentClient(first, trustCredentials(LOCAL_FTS_ROLE), { connectTimeoutMs: 5000 }, async (c) =>
+      (await c.query<{ rolsuper: boolean }>('SELECT rolsuper FROM pg_roles WHERE rolname = current_user')).rows,
+    );
+    if (!who || who.rolsuper) throw new Error(`the test cluster's adapters connect as ${LOCAL_FTS_ROLE}, which must exist and be no superuser`);
+  } catch (e) {
+    await cluster.stopEndpoint().catch(() => undefined);
+    await downLocalCluster(dir);
+    throw e;
+  }
   const timeline = new Timeline();
   const probers: LocalProber[] = [];
   return {

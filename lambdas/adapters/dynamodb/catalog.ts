@@ -174,6 +174,41 @@ export class DynamoDbCatalog implements Catalog {
   }
 
   /**
+   * Changes the cluster's prober settings (`ftsctl settings --set`): `update` gets the
+   * stored settings and returns the new ones, which are validated as a whole. The write
+   * is conditioned on the settings still being what `update` saw (another change in
+   * between: read and update again, up to 5 times), and touches nothing else: not the
+   * version (settings are not `gp_segment_configuration`, and a prober's `apply` must not
+   * conflict with them), not the lease. The prober reads them again after every round.
+   * Throws ClusterNotFoundError, or ValidationError with nothing written.
+   */
+  async updateSettings(clusterId: string, update: (current: Settings) => Settings): Promise<{ before: Settings; after: Settings }> {
+    for (let attempt = 1; ; attempt++) {
+      const item = await this.getCluster(clusterId);
+      if (!item) throw new ClusterNotFoundError(clusterId);
+      const before = inCatalog(clusterId, () => parseSettings(item.settings));
+      const after = parseSettings(update(before));
+      try {
+        await this.withConflictRetry(() =>
+          this.doc.send(
+            new UpdateCommand({
+              TableName: this.tables.clusters,
+              Key: { clusterId },
+              UpdateExpression: 'SET settings = :after',
+              ConditionExpression: 'attribute_exists(clusterId) AND settings = :stored',
+              ExpressionAttributeValues: { ':after': after, ':stored': item.settings },
+            }),
+          ),
+        );
+        return { before, after };
+      } catch (err) {
+        if (!isConditionFailure(err)) throw err;
+        if (attempt >= CONFLICT_ATTEMPTS) throw new CatalogConflictError(clusterId, item.version);
+      }
+    }
+  }
+
+  /**
    * Applies a change atomically, conditioned on `expectedVersion`; returns the new
    * version. Rejects with ValidationError, before writing anything, a change whose rows
    * are invalid, name a dbid not in the catalog, move a dbid to another content, leave

@@ -2,8 +2,11 @@
  * Local PostgreSQL tooling for local mode and tests: where the binaries are, which OS
  * user runs them (PostgreSQL refuses to run as root, like Greenplum's `gpadmin`
  * convention), running a tool with captured output, `initdb` and the instance config a
- * segment needs (loopback only, streaming replication, `wal_log_hints` for pg_rewind).
+ * segment needs (loopback only, streaming replication, `wal_log_hints` for pg_rewind,
+ * optionally TLS only), the control plane's role (`scripts/fts-role.sql`) and test
+ * certificates made with openssl.
  */
+import { randomBytes } from 'node:crypto';
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chmod, chown, mkdir, open, readFile, rename, writeFile } from 'node:fs/promises';
@@ -11,6 +14,7 @@ import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { HostCommandError, ValidationError } from '../../core/errors';
 import { DEFAULT_OS_USER, writeIdentityScript, type ShellOptions } from '../aws/shell';
+import { DEFAULT_DATABASE, DEFAULT_FTS_ROLE } from '../postgres/connection';
 
 /** Characters of a tool's output kept in a HostCommandError. */
 const OUTPUT_TAIL_CHARS = 2000;
@@ -493,8 +497,12 @@ export interface InstanceConfig {
   fsync?: boolean;
   /** Networks (CIDR) trusted without password for normal and replication connections; default `['127.0.0.1/32']`. */
   trustedNetworks?: string[];
-  /** pg_hba lines placed before the trust lines (first match wins), e.g. a password-checked role. */
+  /** pg_hba lines placed before the trust lines (first match wins), e.g. a password-checked role ({@link ftsRoleHbaLines}). */
   extraHbaLines?: string[];
+  /** TLS: `ssl = on` with this certificate and key (absolute paths, readable by the PostgreSQL OS user; e.g. {@link makeServerCertificate}). */
+  ssl?: { certFile: string; keyFile: string };
+  /** TCP connections only over TLS: the trust lines are `hostssl`, not `host` (needs `ssl`); default false. */
+  tlsOnly?: boolean;
 }
 
 /**
@@ -508,6 +516,7 @@ export interface InstanceConfig {
 export async function writeInstanceConfig(datadir: string, config: InstanceConfig): Promise<void> {
   if (!Number.isInteger(config.port) || config.port < 1 || config.port > 65535) throw new ValidationError(`port ${config.port} is not a TCP port`);
   if ((config.dbid === undefined) !== (config.content === undefined)) throw new ValidationError('writeInstanceConfig needs both dbid and content, or neither');
+  if (config.tlsOnly && !config.ssl) throw new ValidationError('tlsOnly needs ssl (a certificate and key): no TCP connection could be made');
   const q = (v: string): string => `'${v.replace(/['\\]/g, (c) => c + c)}'`;
   const lines = [
     '# written by serverless-fts (writeInstanceConfig); edits are overwritten',
@@ -529,6 +538,7 @@ export async function writeInstanceConfig(datadir: string, config: InstanceConfi
     `synchronous_commit = on`,
     `fsync = ${config.fsync === false ? 'off' : 'on'}`,
     `logging_collector = off`,
+    ...(config.ssl ? ['ssl = on', `ssl_cert_file = ${q(config.ssl.certFile)}`, `ssl_key_file = ${q(config.ssl.keyFile)}`] : []),
     '',
   ];
   await writePgFile(join(datadir, INSTANCE_CONF_FILE), lines.join('\n'));
@@ -541,13 +551,14 @@ export async function writeInstanceConfig(datadir: string, config: InstanceConfi
   }
 
   const nets = config.trustedNetworks ?? ['127.0.0.1/32'];
+  const host = config.tlsOnly ? 'hostssl' : 'host';
   const hba = [
     '# written by serverless-fts (writeInstanceConfig)',
     ...(config.extraHbaLines ?? []),
     // Unix-socket connections (when unixSocketDirectories is set) come from this host's users.
     'local all all trust',
     'local replication all trust',
-    ...nets.flatMap((net) => [`host all all ${net} trust`, `host replication all ${net} trust`]),
+    ...nets.flatMap((net) => [`${host} all all ${net} trust`, `${host} replication all ${net} trust`]),
     '',
   ];
   await writePgFile(join(datadir, 'pg_hba.conf'), hba.join('\n'));
@@ -555,4 +566,111 @@ export async function writeInstanceConfig(datadir: string, config: InstanceConfi
   if (config.dbid !== undefined && config.content !== undefined) {
     await runHostScript(writeIdentityScript({ dbid: config.dbid, content: config.content, datadir }, localShellOptions()), { what: `identity of ${datadir}`, timeoutMs: 30_000 });
   }
+}
+
+/** The control plane's role script, `scripts/fts-role.sql` (see docs/deploy.md, "The database role"). */
+export const FTS_ROLE_SCRIPT = join(__dirname, '..', '..', '..', 'scripts', 'fts-role.sql');
+
+/** Options of {@link applyFtsRoleScript}. */
+export interface FtsRoleScriptOptions {
+  /** Where the instance listens. */
+  address: string;
+  port: number;
+  /** Superuser that runs the script (trusted on loopback); default `postgres`. */
+  superuser?: string;
+  /** Role to create or update; default {@link DEFAULT_FTS_ROLE}. */
+  role?: string;
+  /** Its new password (through the environment, never on a command line); default: unchanged. */
+  password?: string;
+  /** Extra libpq environment for psql (e.g. `PGSSLMODE`, `PGPASSWORD` of the superuser). */
+  env?: Record<string, string>;
+  pgBin?: string;
+  /** Default 60 s. */
+  timeoutMs?: number;
+}
+
+/**
+ * Runs `scripts/fts-role.sql` with psql (as this process's user) on one instance,
+ * database `postgres`: creates or updates the control plane's role without superuser
+ * and the tables it writes. An instance in recovery is left alone (it replicates its
+ * primary's). Throws HostCommandError with psql's message when the script fails.
+ */
+export function applyFtsRoleScript(options: FtsRoleScriptOptions): Promise<RunResult> {
+  const role = options.role ?? DEFAULT_FTS_ROLE;
+  const args = ['-X', '-q', '-w', '-v', 'ON_ERROR_STOP=1', '-h', options.address, '-p', String(options.port), '-U', options.superuser ?? DEFAULT_SUPERUSER, '-d', DEFAULT_DATABASE];
+  args.push('-v', `fts_role=${role}`, '-f', FTS_ROLE_SCRIPT);
+  const env = toolEnv({ ...(options.env ?? {}), ...(options.password !== undefined ? { FTS_ROLE_PASSWORD: options.password } : {}) });
+  return runCaptured(`fts-role.sql for role ${role} on ${options.address}:${options.port}`, join(options.pgBin ?? findPgBin(), 'psql'), args, { cwd: '/', env }, options.timeoutMs ?? 60_000, [0]);
+}
+
+/**
+ * pg_hba.conf lines that let the control plane's role into database `postgres` from
+ * `networks` (default loopback) with `method` (default scram-sha-256: the password of
+ * the Lambdas' secret), over TLS only (`hostssl`) when `tls`. No `replication` line: the
+ * role has the REPLICATION attribute for slots, not to stream.
+ */
+export function ftsRoleHbaLines(options: { role?: string; networks?: string[]; method?: 'scram-sha-256' | 'trust' | 'cert'; tls?: boolean } = {}): string[] {
+  const role = options.role ?? DEFAULT_FTS_ROLE;
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(role)) throw new ValidationError(`role ${role} must be a plain identifier to be named in pg_hba.conf`);
+  return (options.networks ?? ['127.0.0.1/32']).map((net) => `${options.tls ? 'hostssl' : 'host'} ${DEFAULT_DATABASE} ${role} ${net} ${options.method ?? 'scram-sha-256'}`);
+}
+
+/** A certificate authority made by {@link makeTestCa}. */
+export interface TestCa {
+  certFile: string;
+  keyFile: string;
+  /** The CA certificate as PEM text (what a client trusts). */
+  pem: string;
+}
+
+/** A server certificate and key made by {@link makeServerCertificate}, readable by the PostgreSQL OS user only. */
+export interface ServerCertificate {
+  certFile: string;
+  keyFile: string;
+}
+
+/** Runs openssl in `dir` (keys: EC P-256, quick to make). */
+function openssl(dir: string, args: readonly string[]): Promise<RunResult> {
+  return runCaptured(`openssl ${args[0]}`, 'openssl', args, { cwd: dir, env: toolEnv(undefined) }, 60_000, [0]);
+}
+
+const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+
+/**
+ * Makes a self-signed certificate authority `<name>.crt`/`<name>.key` in `dir` (made a
+ * directory of the PostgreSQL OS user) with openssl, valid for two days: for tests only.
+ */
+export async function makeTestCa(dir: string, name = 'fts-test-ca'): Promise<TestCa> {
+  if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new ValidationError(`certificate name ${name} must be letters, digits, _ . -`);
+  await ensurePgDir(dir, 0o700);
+  const certFile = join(dir, `${name}.crt`);
+  const keyFile = join(dir, `${name}.key`);
+  await openssl(dir, ['req', '-x509', '-new', ...EC_KEY, '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', `/CN=${name}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  return { certFile, keyFile, pem: await readFile(certFile, 'utf8') };
+}
+
+/**
+ * Makes a server certificate `<name>.crt`/`<name>.key` in `dir` signed by `ca`, for
+ * `altNames` (subjectAltName entries, e.g. `DNS:localhost`, `IP:127.0.0.1`), valid for
+ * two days; both files belong to the PostgreSQL OS user with mode 600, as PostgreSQL
+ * requires of its key. For tests only.
+ */
+export async function makeServerCertificate(dir: string, ca: TestCa, options: { name?: string; altNames?: string[] } = {}): Promise<ServerCertificate> {
+  const name = options.name ?? 'server';
+  if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new ValidationError(`certificate name ${name} must be letters, digits, _ . -`);
+  const altNames = options.altNames ?? ['DNS:localhost', 'IP:127.0.0.1'];
+  if (altNames.some((a) => !/^(DNS:[A-Za-z0-9*_.-]+|IP:[0-9A-Fa-f:.]+)$/.test(a))) throw new ValidationError(`subjectAltName entries must be DNS:<name> or IP:<address>: ${altNames.join(', ')}`);
+  await ensurePgDir(dir, 0o700);
+  const certFile = join(dir, `${name}.crt`);
+  const keyFile = join(dir, `${name}.key`);
+  const csr = join(dir, `${name}.csr`);
+  const ext = join(dir, `${name}.ext`);
+  await writeFile(ext, [`subjectAltName = ${altNames.join(',')}`, 'basicConstraints = CA:FALSE', 'keyUsage = critical,digitalSignature,keyEncipherment', 'extendedKeyUsage = serverAuth', ''].join('\n'));
+  await openssl(dir, ['req', '-new', ...EC_KEY, '-keyout', keyFile, '-out', csr, '-subj', `/CN=${name}`]);
+  await openssl(dir, ['x509', '-req', '-in', csr, '-CA', ca.certFile, '-CAkey', ca.keyFile, '-set_serial', `0x${randomBytes(8).toString('hex')}`, '-days', '2', '-out', certFile, '-extfile', ext]);
+  for (const file of [certFile, keyFile]) {
+    await chmod(file, 0o600);
+    await chownToPgUser(file);
+  }
+  return { certFile, keyFile };
 }

@@ -7,21 +7,28 @@
  * `fts.content`, the system identifier when the row has one; see connection.ts): if
  * not, it throws WrongInstanceError having done nothing, so a stale address can never
  * promote, reconfigure or write to another cluster's instance.
+ *
+ * None of it needs a superuser: the role `scripts/fts-role.sql` creates has what each
+ * call runs (REPLICATION for the slots, pg_read_all_stats for the WAL receiver,
+ * pg_checkpoint, EXECUTE on pg_promote and pg_reload_conf, ALTER SYSTEM on
+ * synchronous_standby_names only, rights on `fts_write_check`, which the script creates).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client } from 'pg';
 import { FtsError, HostCommandError, NotLeaseHolderError, NotWritableError, SegmentUnreachableError, ValidationError, WrongInstanceError } from '../../core/errors';
 import { mirrorSlotName, type SegmentRow } from '../../core/model';
 import type { SegmentControl, WalReceiverStatus } from '../../ports/segments';
-import { SegmentTimeoutError, checkIdentity, withSegmentClient, type PgCredentialsProvider } from './connection';
+import { SegmentTimeoutError, checkIdentity, withSegmentClient, type PgCredentialsProvider, type PgTlsSettings } from './connection';
 
 /** Table `verifyWritable` inserts into (in database `postgres`). */
 export const WRITE_CHECK_TABLE = 'fts_write_check';
 
 /** Construction options. */
 export interface PgSegmentControlOptions {
-  /** Role the control plane connects as: it needs superuser (ALTER SYSTEM, pg_promote, slots). */
+  /** Role the control plane connects as: the one scripts/fts-role.sql makes (no superuser needed), or a superuser. */
   credentials: PgCredentialsProvider;
+  /** TLS of the connections; default none. */
+  tls?: PgTlsSettings;
   /** Milliseconds to establish a connection; default 5000. */
   connectTimeoutMs?: number;
   /** `statement_timeout` of calls that take no timeout argument; default 10000. */
@@ -33,12 +40,14 @@ export interface PgSegmentControlOptions {
 /** Controls segment instances with SQL; see the module comment. */
 export class PgSegmentControl implements SegmentControl {
   private readonly credentials: PgCredentialsProvider;
+  private readonly tls?: PgTlsSettings;
   private readonly connectTimeoutMs: number;
   private readonly statementTimeoutMs: number;
   private readonly pollIntervalMs: number;
 
   constructor(options: PgSegmentControlOptions) {
     this.credentials = options.credentials;
+    this.tls = options.tls;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 5000;
     this.statementTimeoutMs = options.statementTimeoutMs ?? 10_000;
     this.pollIntervalMs = options.pollIntervalMs ?? 100;
@@ -139,16 +148,24 @@ export class PgSegmentControl implements SegmentControl {
         heard_s_ago: number | null;
         replay_lsn: string | null;
         received_lsn: string | null;
+        reads_all_stats: boolean;
       }>(
         // clock_timestamp(), not now(): a message received while this statement runs is not in the future.
         `SELECT pg_is_in_recovery() AS in_recovery, r.status, r.sender_host, r.sender_port,
                 (extract(epoch FROM r.last_msg_receipt_time) * 1000)::float8 AS last_msg_ms,
                 CASE WHEN r.last_msg_receipt_time IS NOT NULL THEN greatest(extract(epoch FROM clock_timestamp() - r.last_msg_receipt_time), 0) END::float8 AS heard_s_ago,
                 pg_last_wal_replay_lsn()::text AS replay_lsn,
-                pg_last_wal_receive_lsn()::text AS received_lsn
+                pg_last_wal_receive_lsn()::text AS received_lsn,
+                pg_has_role('pg_read_all_stats', 'USAGE') AS reads_all_stats
            FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON true`,
       );
       const row = rows[0];
+      // Without it the receiver's status is NULL: a streaming mirror would look like one that hears nothing.
+      if (!row.reads_all_stats) {
+        throw new HostCommandError(
+          `read WAL receiver on dbid ${segment.dbid}: the control plane's role is not a member of pg_read_all_stats, so pg_stat_wal_receiver hides the receiver's state; run scripts/fts-role.sql (or GRANT pg_read_all_stats TO the role)`,
+        );
+      }
       return {
         inRecovery: row.in_recovery,
         state: row.status ?? 'absent',
@@ -173,7 +190,8 @@ export class PgSegmentControl implements SegmentControl {
   }
 
   /**
-   * Commits one row in `fts_write_check` (created if missing) within `timeoutMs`.
+   * Commits one row in `fts_write_check` (created if missing, which takes CREATE on
+   * schema public: scripts/fts-role.sql creates it for its role) within `timeoutMs`.
    * Throws NotWritableError when the instance is read-only, does not answer, or the
    * commit is still waiting for a synchronous standby at the timeout: the wait is then
    * cancelled (the row stays committed locally, unacknowledged) and the message says so.
@@ -185,12 +203,13 @@ export class PgSegmentControl implements SegmentControl {
       await withSegmentClient(
         segment,
         this.credentials,
-        { connectTimeoutMs: this.connectTimeoutMs, statementTimeoutMs: timeoutMs, deadlineMs: this.connectTimeoutMs + timeoutMs + 5000 },
+        { connectTimeoutMs: this.connectTimeoutMs, statementTimeoutMs: timeoutMs, deadlineMs: this.connectTimeoutMs + timeoutMs + 5000, tls: this.tls },
         async (client) => {
           await checkIdentity(client, segment);
           const warnings: string[] = [];
           client.on('notice', (n) => warnings.push(n.message ?? ''));
-          const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+          // CREATE TABLE IF NOT EXISTS needs CREATE on the schema even when the table exists: only when it is missing.
+          const { pid, present } = (await client.query<{ pid: number; present: boolean }>(`SELECT pg_backend_pid() AS pid, to_regclass('${WRITE_CHECK_TABLE}') IS NOT NULL AS present`)).rows[0];
           // statement_timeout is disarmed before COMMIT, so it never ends a wait for a
           // synchronous standby: cancel the backend from a second session instead.
           const timer = setTimeout(() => {
@@ -198,9 +217,9 @@ export class PgSegmentControl implements SegmentControl {
           }, timeoutMs);
           try {
             // One simple-protocol query = one transaction = one commit (and one sync rep wait).
+            const create = present ? '' : `CREATE TABLE IF NOT EXISTS ${WRITE_CHECK_TABLE} (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now());\n`;
             await client.query(
-              `CREATE TABLE IF NOT EXISTS ${WRITE_CHECK_TABLE} (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now());
-               INSERT INTO ${WRITE_CHECK_TABLE} DEFAULT VALUES;
+              `${create}INSERT INTO ${WRITE_CHECK_TABLE} DEFAULT VALUES;
                DELETE FROM ${WRITE_CHECK_TABLE} WHERE at < now() - interval '1 day'`,
             );
           } finally {
@@ -229,7 +248,7 @@ export class PgSegmentControl implements SegmentControl {
 
   /** Cancels one backend's current statement from a new session; returns what it was waiting on. */
   private async cancelBackend(segment: SegmentRow, pid: number): Promise<string | null> {
-    return withSegmentClient(segment, this.credentials, { connectTimeoutMs: this.connectTimeoutMs, statementTimeoutMs: this.statementTimeoutMs }, async (client) => {
+    return withSegmentClient(segment, this.credentials, { connectTimeoutMs: this.connectTimeoutMs, statementTimeoutMs: this.statementTimeoutMs, tls: this.tls }, async (client) => {
       const { rows } = await client.query<{ wait_event: string | null }>(
         'SELECT wait_event, pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1',
         [pid],
@@ -273,6 +292,7 @@ export class PgSegmentControl implements SegmentControl {
           connectTimeoutMs: this.connectTimeoutMs,
           statementTimeoutMs: timeouts.statementTimeoutMs ?? this.statementTimeoutMs,
           deadlineMs: timeouts.deadlineMs ?? this.connectTimeoutMs + (timeouts.statementTimeoutMs ?? this.statementTimeoutMs) + 5000,
+          tls: this.tls,
         },
         async (client) => {
           await checkIdentity(client, segment);

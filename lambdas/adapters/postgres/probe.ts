@@ -21,14 +21,20 @@
  * (SQLSTATE 53300) is kind `too-many-connections`: its postmaster answered, it is alive.
  * Both, like `authentication`, are reported at once: retrying does not change them.
  *
- * The prober's role needs, besides LOGIN: `pg_read_all_stats` (else pg_stat_replication
- * hides the walsender's state and every mirror looks absent, pg_stat_wal_receiver hides a
- * standby's receiver status, and pg_stat_activity hides the checkpointer's start),
- * EXECUTE on `pg_stat_file(text)` (revoked from PUBLIC by default) and on
- * `pg_control_system()` (granted to PUBLIC by default), and SELECT,
- * INSERT and UPDATE on `fts_heartbeat` (an upsert reads the conflicting row), or CREATE
- * on schema `public` to create the table on first use; a missing privilege is kind
- * `error`, not `disk`. A superuser has all of them, and is reserved its connection:
+ * The prober's role needs no superuser; `scripts/fts-role.sql` creates it. Besides
+ * LOGIN: `pg_read_all_stats` (else pg_stat_replication hides the walsender's state and
+ * every mirror looks absent, pg_stat_wal_receiver hides a standby's receiver status, and
+ * pg_stat_activity hides the checkpointer's start), EXECUTE on `pg_stat_file(text)`
+ * (revoked from PUBLIC by default) and on `pg_control_system()` (granted to PUBLIC by
+ * default), and SELECT, INSERT and UPDATE on `fts_heartbeat` (an upsert reads the
+ * conflicting row), which the script creates (PostgreSQL 15 gives no role CREATE on
+ * schema `public`; a superuser prober creates the table on first use). A role without
+ * `pg_read_all_stats` is kind `authentication` (the probe checks it: it would
+ * otherwise report every mirror absent); another missing privilege of the read is
+ * kind `error`; of the write, an answer with `wrote: false` and the reason, never
+ * `disk`. A TLS failure (sslmode, CA bundle, the server's certificate; see
+ * connection.ts) is kind `authentication` too: a misconfiguration, not a dead
+ * instance. A superuser has all of them, and is reserved its connection:
  * `superuser_reserved_connections` (default 3) keeps slots that only superusers may
  * take, so a superuser prober still gets in when clients have taken every other slot
  * and tells a flooded primary from a dead one. A non-superuser prober gets
@@ -42,7 +48,7 @@ import { mirrorSlotName, type SegmentRow } from '../../core/model';
 import type { MirrorReplication, ProbeAnswer, ProbeFailureKind, ProbeResult, WalReceiverObservation } from '../../core/probe';
 import type { Settings } from '../../core/settings';
 import type { ProbeOptions, SegmentProbe } from '../../ports/segments';
-import { IDENTITY_COLUMNS, SegmentTimeoutError, identityMismatch, withSegmentClient, type InstanceIdentity, type PgCredentialsProvider } from './connection';
+import { IDENTITY_COLUMNS, SegmentTimeoutError, SegmentTlsError, identityMismatch, withSegmentClient, type InstanceIdentity, type PgCredentialsProvider, type PgTlsSettings } from './connection';
 
 /**
  * The probe query. `$1` is the mirror's application name (its slot name) or NULL when
@@ -59,6 +65,7 @@ SELECT ${IDENTITY_COLUMNS},
        (SELECT max(backend_start) FROM pg_stat_activity WHERE backend_type = 'checkpointer') AS initialized_at,
        COALESCE((SELECT bool_and(wait_event IN ('CheckpointerMain', 'CheckpointWriteDelay')) FROM pg_stat_activity WHERE backend_type = 'checkpointer'), false) AS sync_rep_settled,
        w.setting AS wal_sender_timeout, w.unit AS wal_sender_timeout_unit,
+       pg_has_role('pg_read_all_stats', 'USAGE') AS reads_all_stats,
        r.application_name, r.state, r.sync_state, r.sent_lsn::text AS sent_lsn, r.write_lsn::text AS write_lsn,
        r.flush_lsn::text AS flush_lsn, r.replay_lsn::text AS replay_lsn,
        extract(epoch FROM r.replay_lag)::float8 AS replay_lag_seconds,
@@ -99,6 +106,7 @@ interface ProbeRow extends InstanceIdentity {
   sync_rep_settled: boolean;
   wal_sender_timeout: string | null;
   wal_sender_timeout_unit: string | null;
+  reads_all_stats: boolean;
   application_name: string | null;
   state: string | null;
   sync_state: string | null;
@@ -114,8 +122,10 @@ interface ProbeRow extends InstanceIdentity {
 
 /** Construction options. */
 export interface PgSegmentProbeOptions {
-  /** Role (and password) the prober connects as. */
+  /** Role (and password) the prober connects as: the one scripts/fts-role.sql makes, or a superuser. */
   credentials: PgCredentialsProvider;
+  /** TLS of the connections; default none. */
+  tls?: PgTlsSettings;
   /** Waits between attempts; default a real timer (tests may shorten it). */
   sleep?: (ms: number) => Promise<void>;
   /**
@@ -136,6 +146,9 @@ export interface ClassifiedFailure {
   diskError?: 'io' | 'timeout';
 }
 
+/** Thrown inside an attempt when the prober's role lacks a privilege without which the answer would be wrong. */
+class RoleMisconfigured extends Error {}
+
 /** Thrown inside an attempt when the directory check reports a missing directory. */
 class CheckFailed extends Error {}
 
@@ -154,11 +167,13 @@ type AttemptAnswer = Omit<ProbeAnswer, 'ok' | 'dbid' | 'attempts' | 'durationMs'
 /** Probes segment instances with `pg`; see the module comment for the query and the role it needs. */
 export class PgSegmentProbe implements SegmentProbe {
   private readonly credentials: PgCredentialsProvider;
+  private readonly tls?: PgTlsSettings;
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly recoveryProgress?: (segment: SegmentRow) => Promise<string | undefined>;
 
   constructor(options: PgSegmentProbeOptions) {
     this.credentials = options.credentials;
+    this.tls = options.tls;
     this.sleep = options.sleep ?? ((ms) => sleep(ms));
     this.recoveryProgress = options.recoveryProgress;
   }
@@ -230,7 +245,7 @@ export class PgSegmentProbe implements SegmentProbe {
       return await withSegmentClient(
         segment,
         this.credentials,
-        { connectTimeoutMs: timeoutMs, statementTimeoutMs: timeoutMs, deadlineMs: timeoutMs },
+        { connectTimeoutMs: timeoutMs, statementTimeoutMs: timeoutMs, deadlineMs: timeoutMs, tls: this.tls },
         async (client) => {
           const row = (await client.query<ProbeRow>(PROBE_SQL, [mirror ? mirrorSlotName(mirror.dbid) : null])).rows[0];
           if (!row) throw new Error('the probe query returned no row');
@@ -238,6 +253,11 @@ export class PgSegmentProbe implements SegmentProbe {
           const mismatch = identityMismatch(segment, row);
           if (mismatch) throw new WrongInstanceError(mismatch);
           if (row.dirs_ok !== true) throw new CheckFailed('a critical directory (base, global or pg_wal) is not a directory');
+          if (row.reads_all_stats === false) {
+            throw new RoleMisconfigured(
+              "the prober's role is not a member of pg_read_all_stats, so pg_stat_replication and pg_stat_wal_receiver hide the mirror's state and every mirror would look absent; run scripts/fts-role.sql (or GRANT pg_read_all_stats TO the role)",
+            );
+          }
           let wrote: boolean | undefined;
           if (writeCheck) {
             wrote = false;
@@ -299,7 +319,7 @@ function aliveWriteError(e: unknown): string | undefined {
   const message = e instanceof Error ? e.message : String(e);
   if (code === '55P03') return `the heartbeat row is locked by another session (${message})`;
   if (code === '57014' && !/statement timeout/i.test(message)) return `the heartbeat write was cancelled (${message})`;
-  if (code === '42501' && /permission denied for/i.test(message)) return `the prober's role may not write ${HEARTBEAT_TABLE} (${message}); grant it SELECT, INSERT and UPDATE on the table`;
+  if (code === '42501' && /permission denied for/i.test(message)) return `the prober's role may not write ${HEARTBEAT_TABLE} (${message}); grant it SELECT, INSERT and UPDATE on the table (scripts/fts-role.sql creates the table and grants them)`;
   if (code === '25006') return `the instance refuses writes by configuration (${message})`;
   return undefined;
 }
@@ -371,8 +391,9 @@ function receiverOf(row: ProbeRow): WalReceiverObservation {
 /**
  * Classifies why a probe attempt failed (Greenplum's FTS tells these apart too):
  * connection refused -> `refused`; connect or statement timeout -> `timeout`; SQLSTATE
- * 28P01/28000 -> `authentication`; 53300 (no connection slot left) ->
- * `too-many-connections`; 57P03 starting up / shutting down -> `starting-up`; 57P03 in
+ * 28P01/28000, a TLS failure, or a role without pg_read_all_stats -> `authentication`
+ * (the prober is misconfigured); 53300 (no connection slot left) ->
+ * `too-many-connections`; 42501 (a privilege the role lacks) -> `authentication`; 57P03 starting up / shutting down -> `starting-up`; 57P03 in
  * recovery mode / not (yet) accepting connections -> `in-recovery`; a failed directory
  * check -> `check-failed`; another instance at the address -> `wrong-instance`; a failed
  * heartbeat write -> as {@link classifyWriteError} says; anything else -> `error`.
@@ -384,6 +405,9 @@ export function classifyProbeError(e: unknown): ClassifiedFailure {
   if (e instanceof WriteFailed) return e.failure;
   if (e instanceof WrongInstanceError) return { kind: 'wrong-instance', message: `wrong instance: ${message}` };
   if (e instanceof CheckFailed) return { kind: 'check-failed', message };
+  // A misconfiguration of the prober, not a failure of the instance: never a reason to fail over.
+  if (e instanceof RoleMisconfigured) return { kind: 'authentication', message };
+  if (e instanceof SegmentTlsError) return { kind: 'authentication', message };
   if (e instanceof SegmentTimeoutError) return { kind: 'timeout', message };
   if (codes.includes('ECONNREFUSED')) return { kind: 'refused', message: `connection refused (${message})` };
   if (codes.includes('ETIMEDOUT')) return { kind: 'timeout', message };
@@ -401,6 +425,8 @@ export function classifyProbeError(e: unknown): ClassifiedFailure {
   // pg_stat_file on a missing or unreadable directory (undefined_file, io_error, a file's
   // permissions); "permission denied for function" is the prober's role, not the disk.
   if ((code.startsWith('58') || code === '42501') && /could not (stat|open|read)/i.test(message)) return { kind: 'check-failed', message };
+  // Any other missing privilege is the prober's role (scripts/fts-role.sql), never the instance's failure.
+  if (code === '42501') return { kind: 'authentication', message: `the prober's role lacks a privilege (${message}); grant what scripts/fts-role.sql grants` };
   // pg's own connection timeout ("timeout expired", "Connection terminated due to connection timeout").
   if (!code.match(/^[0-9A-Z]{5}$/) && /timeout/i.test(message)) return { kind: 'timeout', message };
   return { kind: 'error', message };
