@@ -392,6 +392,9 @@ export class FtsStack extends Stack {
       hostEventRule: this.hostEvents?.rule,
       notificationEmails: props.notificationEmails,
     });
+    // An activation is news too (the coordinator moved): ActivateStandby publishes to the same topic.
+    this.alarms.topic.grantPublish(this.activateStandby.function);
+    this.activateStandby.function.addEnvironment('FTS_NOTIFY_TOPIC_ARN', this.alarms.topic.topicArn);
 
     // What `ftsctl` and operators need to find the deployed pieces.
     new CfnOutput(this, 'SegmentsTable', { value: this.tables.segments.tableName });

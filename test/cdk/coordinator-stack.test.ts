@@ -83,3 +83,11 @@ test('segment TLS: every function gets FTS_PG_SSLMODE and the CA bundle; a verif
   expect(ftsStackPropsFromContext(context({ pgSslMode: 'require' })).segmentTls).toEqual({ sslMode: 'require' });
   expect(() => ftsStackPropsFromContext(context({ pgCaBundle: 'system' }))).toThrow(/"pgCaBundle" set without "pgSslMode"/);
 });
+
+test('ActivateStandby publishes its notifications to the topic (and may publish nowhere else)', () => {
+  const { stack, template } = build();
+  expect(envOf(template, stack, stack.activateStandby.function)).toMatchObject({ FTS_NOTIFY_TOPIC_ARN: { Ref: stack.getLogicalId(stack.alarms.topic.node.defaultChild as never) } });
+  const role = stack.getLogicalId((stack.activateStandby.function.role as unknown as { node: { defaultChild: never } }).node.defaultChild);
+  const publish = statementsOf(template, role).filter((s) => actions(s).includes('sns:Publish'));
+  expect(publish.map((s) => s.Resource)).toEqual([{ Ref: stack.getLogicalId(stack.alarms.topic.node.defaultChild as never) }]);
+});
