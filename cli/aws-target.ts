@@ -145,6 +145,9 @@ export function pickStack(doc: unknown, file: string, stack?: string): { stackNa
   throw new ValidationError(`--outputs ${file} holds several Serverless FTS stacks (${fts.map(([n]) => n).join(', ')}): pick one with --stack`);
 }
 
+/** The partition a region belongs to. */
+const partitionOfRegion = (region: string): string => (region.startsWith('cn-') ? 'aws-cn' : region.startsWith('us-gov-') ? 'aws-us-gov' : region.startsWith('us-iso') ? (region.startsWith('us-isob') ? 'aws-iso-b' : 'aws-iso') : 'aws');
+
 /** The region of an ARN (`arn:aws:states:<region>:...`). */
 const regionOfArn = (arn: string): string | undefined => arn.split(':')[3] || undefined;
 
@@ -156,11 +159,18 @@ const regionOfArn = (arn: string): string | undefined => arn.split(':')[3] || un
 export function targetFromOutputs(outputs: Record<string, string>, source: string, options: { stackName?: string; region?: string; profile?: string } = {}): AwsTarget {
   const missing = (['segments', 'history', 'clusters'] as const).map((k) => STACK_OUTPUTS[k]).filter((k) => !outputs[k]?.trim());
   if (missing.length) throw new ValidationError(`${source} lacks the output(s) ${missing.join(', ')}: is it a Serverless FTS stack, and fully deployed?`);
+  // DynamoDB's rule for table names, and three tables, not one under three names.
+  const tableNames = (['segments', 'history', 'clusters'] as const).map((k) => [STACK_OUTPUTS[k], outputs[STACK_OUTPUTS[k]].trim()] as const);
+  const badNames = tableNames.filter(([, name]) => !/^[A-Za-z0-9_.-]{3,255}$/.test(name));
+  if (badNames.length) throw new ValidationError(`${source}: ${badNames.map(([k, v]) => `output ${k} ${JSON.stringify(v)}`).join(', ')} is not a DynamoDB table name (3 to 255 letters, digits, _ . -)`);
+  if (new Set(tableNames.map(([, name]) => name)).size < tableNames.length) throw new ValidationError(`${source}: the outputs ${tableNames.map(([k]) => k).join(', ')} must name three different tables`);
   const stateMachineArns: Partial<Record<WorkflowKind, string>> = {};
   for (const kind of WORKFLOW_KINDS) {
     const arn = outputs[stateMachineOutput(kind)];
     if (arn === undefined) continue;
     if (!STATE_MACHINE_ARN_PATTERN.test(arn)) throw new ValidationError(`${source}: output ${stateMachineOutput(kind)} is not a state machine ARN: ${JSON.stringify(arn)}`);
+    const [, partition, , region] = arn.split(':');
+    if (partition !== partitionOfRegion(region)) throw new ValidationError(`${source}: output ${stateMachineOutput(kind)} names partition ${partition} with region ${region}, which is in ${partitionOfRegion(region)}: ${JSON.stringify(arn)}`);
     stateMachineArns[kind] = arn;
   }
   const regions = [...new Set(Object.values(stateMachineArns).map((arn) => regionOfArn(arn as string)))].filter((r): r is string => r !== undefined);

@@ -101,8 +101,10 @@ export class DynamoDbCatalog implements Catalog {
     ]);
     if (await this.getCluster(clusterId)) throw alreadyExists(clusterId);
     // Rows without a cluster item are invisible leftovers of an interrupted destroy or
-    // initialize; they would otherwise reappear as part of the new cluster.
-    await this.purgeRows(clusterId);
+    // initialize; they would otherwise reappear as part of the new cluster. Each delete is
+    // conditioned on the cluster item still being absent: a concurrent initialize that
+    // won in between keeps its rows and history (this one then fails as already there).
+    await this.purgeRows(clusterId, { unlessRegistered: true });
 
     const item: ClusterItem = {
       clusterId,
@@ -123,7 +125,8 @@ export class DynamoDbCatalog implements Catalog {
       if (rowPuts.length + 2 <= MAX_TRANSACTION_ITEMS) {
         await this.transact([clusterPut, ...rowPuts, historyPut]);
       } else {
-        for (let i = 0; i < rowPuts.length; i += MAX_TRANSACTION_ITEMS) await this.transact(rowPuts.slice(i, i + MAX_TRANSACTION_ITEMS));
+        // Rows first, each batch only while no cluster item exists (never over a winner's rows), then the cluster item.
+        for (let i = 0; i < rowPuts.length; i += MAX_TRANSACTION_ITEMS - 1) await this.transact([this.unregistered(clusterId), ...rowPuts.slice(i, i + MAX_TRANSACTION_ITEMS - 1)]);
         await this.transact([clusterPut, historyPut]);
       }
     } catch (err) {
@@ -444,7 +447,17 @@ export class DynamoDbCatalog implements Catalog {
   }
 
   /** Deletes every row and history row of a cluster (batches of 25, unprocessed ones retried). */
-  private async purgeRows(clusterId: string): Promise<void> {
+  /** A transaction item that holds only while the cluster has no cluster item. */
+  private unregistered(clusterId: string) {
+    return { ConditionCheck: { TableName: this.tables.clusters, Key: { clusterId }, ConditionExpression: 'attribute_not_exists(clusterId)' } };
+  }
+
+  /**
+   * Deletes every row and history row of the cluster. With `unlessRegistered`, each batch
+   * is one transaction that also checks the cluster item is absent: a cluster registered
+   * meanwhile keeps its rows, and this ends in the ValidationError of an existing cluster.
+   */
+  private async purgeRows(clusterId: string, options: { unlessRegistered?: boolean } = {}): Promise<void> {
     for (const [table, sortKey] of [
       [this.tables.segments, 'dbid'],
       [this.tables.history, 'seq'],
@@ -457,6 +470,17 @@ export class DynamoDbCatalog implements Catalog {
         ExpressionAttributeNames: { '#k': sortKey },
         ConsistentRead: true,
       });
+      if (options.unlessRegistered) {
+        for (let i = 0; i < keys.length; i += MAX_TRANSACTION_ITEMS - 1) {
+          try {
+            await this.transact([this.unregistered(clusterId), ...keys.slice(i, i + MAX_TRANSACTION_ITEMS - 1).map((Key) => ({ Delete: { TableName: table, Key } }))]);
+          } catch (err) {
+            if (firstReasonIsConditionFailure(err)) throw alreadyExists(clusterId);
+            throw err;
+          }
+        }
+        continue;
+      }
       for (let i = 0; i < keys.length; i += MAX_BATCH_WRITE) {
         let requests: { DeleteRequest: { Key: Record<string, unknown> } }[] = keys.slice(i, i + MAX_BATCH_WRITE).map((Key) => ({ DeleteRequest: { Key } }));
         for (let attempt = 1; requests.length; attempt++) {
