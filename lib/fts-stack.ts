@@ -351,7 +351,8 @@ export class FtsStack extends Stack {
       for (const [key, value] of Object.entries(configureClientEndpoint(this.activateStandby.function, endpoint))) this.activateStandby.function.addEnvironment(key, value);
     }
     this.initStandby = workflow('InitStandby', props.handlers?.initStandby);
-    this.prober = new Prober(this, 'Prober', {
+    // What the prober and the host-event function share: both probe and start these workflows.
+    const probing = {
       clusterId: props.clusterId,
       tables: this.tables,
       promoteStateMachine: this.promoteMirror.stateMachine,
@@ -362,22 +363,16 @@ export class FtsStack extends Stack {
       securityGroups,
       environment,
       logRetention,
+    };
+    this.prober = new Prober(this, 'Prober', {
+      ...probing,
       scheduleEnabled: props.scheduleEnabled,
       scheduleRate: props.scheduleRate,
       ...props.handlers?.prober,
     });
     if (props.hostEvents ?? true) {
       this.hostEvents = new HostEvents(this, 'HostEvents', {
-        clusterId: props.clusterId,
-        tables: this.tables,
-        promoteStateMachine: this.promoteMirror.stateMachine,
-        activateStandbyStateMachine: this.activateStandby.stateMachine,
-        pgSecret,
-        vpc,
-        vpcSubnets,
-        securityGroups,
-        environment,
-        logRetention,
+        ...probing,
         enabled: props.scheduleEnabled,
         ...props.handlers?.hostEvent,
       });
